@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config"
+
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    setupFiles: ["test/setup.ts"],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    // Transport tests share real brokers; files run in parallel, tests inside a file in order.
+    fileParallelism: true,
+    reporters: ["default"]
+  }
+})
