@@ -1,0 +1,99 @@
+/**
+ * Encoding and decoding of the wire messages. Encoding is hand-rolled string building because it
+ * runs once per ARI event; the output is byte-compatible with Go's json.Marshal for these structs
+ * (field order, `<` `>` `&` escaped as \u003c \u003e \u0026).
+ */
+import type { AppStart, CommandResponse } from "./messages.js"
+
+const goUnsafe = /[<>&\u2028\u2029]/
+const goUnsafeAll = /[<>&\u2028\u2029]/g
+const goEscapes: Record<string, string> = {
+  "<": "\\u003c",
+  ">": "\\u003e",
+  "&": "\\u0026",
+  "\u2028": "\\u2028",
+  "\u2029": "\\u2029"
+}
+
+/** A JSON string literal as Go's encoding/json writes it. */
+export const goJsonString = (value: string): string => {
+  const json = JSON.stringify(value)
+  return goUnsafe.test(json) ? json.replace(goUnsafeAll, (c) => goEscapes[c]!) : json
+}
+
+/** RFC 3339 time of the proxy, computed at most once per millisecond (it is stamped on every event). */
+let cachedMillis = -1
+let cachedStamp = ""
+export const wireTimestamp = (now: number = Date.now()): string => {
+  if (now !== cachedMillis) {
+    cachedMillis = now
+    cachedStamp = new Date(now).toISOString()
+  }
+  return cachedStamp
+}
+
+/** Builds the Event wrapper around a raw ARI frame; `serverIdJson` is `goJsonString(server_id)`. */
+export const encodeWireEvent = (serverIdJson: string, type: string, ariBody: string, timestamp = wireTimestamp()): string =>
+  "{\"server_id\":" + serverIdJson + ",\"timestamp\":\"" + timestamp + "\",\"type\":" + goJsonString(type) +
+  ",\"ari_body\":" + goJsonString(ariBody) + "}"
+
+export const encodeAppStart = (message: Pick<AppStart, "application" | "dialog_id" | "server_id">): string =>
+  "{\"application\":" + goJsonString(message.application) + ",\"dialog_id\":" + goJsonString(message.dialog_id) +
+  ",\"server_id\":" + goJsonString(message.server_id) + "}"
+
+export const encodeCommandResponse = (response: Pick<CommandResponse, "unique_id" | "status_code" | "response_body">): string =>
+  "{\"unique_id\":" + goJsonString(response.unique_id) + ",\"status_code\":" + String(response.status_code) +
+  ",\"response_body\":" + goJsonString(response.response_body) + "}"
+
+export const encodeCommand = (command: { unique_id: string; url: string; method: string; body: string }): string =>
+  "{\"unique_id\":" + goJsonString(command.unique_id) + ",\"url\":" + goJsonString(command.url) + ",\"method\":" +
+  goJsonString(command.method) + ",\"body\":" + goJsonString(command.body) + "}"
+
+/** A command as the proxy accepted it from the bus. */
+export interface DecodedCommand {
+  readonly unique_id: string
+  readonly url: string
+  readonly method: string
+  readonly body: string
+}
+
+/** What decoding a message from `commands_<dialog_id>` gives. */
+export type CommandDecoding =
+  | { readonly _tag: "Command"; readonly command: DecodedCommand }
+  /** Not JSON at all (the Go client's `DUMMY`): dropped without an answer, as it never asked anything. */
+  | { readonly _tag: "NotJson" }
+  /** JSON, but not a valid Command; `unique_id` is "" when none could be recovered. */
+  | { readonly _tag: "Invalid"; readonly unique_id: string; readonly reason: string }
+
+const fields = ["unique_id", "url", "method", "body"] as const
+
+export const decodeCommand = (payload: string): CommandDecoding => {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(payload)
+  } catch {
+    return { _tag: "NotJson" }
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    return { _tag: "Invalid", unique_id: "", reason: "a command must be a JSON object" }
+  }
+  const record = parsed as Record<string, unknown>
+  const uniqueId = typeof record.unique_id === "string" ? record.unique_id : ""
+  const problems: Array<string> = []
+  for (const field of fields) {
+    const value = record[field]
+    if (value !== undefined && value !== null && typeof value !== "string") {
+      problems.push(`${field} must be a string, got ${Array.isArray(value) ? "array" : typeof value}`)
+    }
+  }
+  if (problems.length > 0) return { _tag: "Invalid", unique_id: uniqueId, reason: problems.join("; ") }
+  const text = (field: (typeof fields)[number]) => (typeof record[field] === "string" ? (record[field] as string) : "")
+  return {
+    _tag: "Command",
+    command: { unique_id: uniqueId, url: text("url"), method: text("method"), body: text("body") }
+  }
+}
+
+/** The JSON body of a response the proxy makes up itself (errors, attach). */
+export const proxyErrorBody = (status: number, message: string, detail?: Record<string, unknown>): string =>
+  JSON.stringify({ message, status, source: "ari-proxy", ...detail })

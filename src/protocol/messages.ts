@@ -1,0 +1,60 @@
+/**
+ * The messages that travel on the bus, exactly as go-ari-proxy put them there, plus our extensions.
+ * Field names, order and JSON types are the wire contract (docs/protocol.md): `ari_body`, `body` and
+ * `response_body` are JSON *strings*, `status_code` a number, `timestamp` RFC 3339.
+ */
+import { Schema } from "effect"
+
+/** Announces a new dialog on the application topic (`<app>`). */
+export class AppStart extends Schema.Class<AppStart>("AppStart")({
+  application: Schema.String,
+  dialog_id: Schema.String,
+  server_id: Schema.String
+}) {}
+
+/** One ARI event of a dialog, on `events_<dialog_id>`. `ari_body` is the websocket frame verbatim. */
+export class WireEvent extends Schema.Class<WireEvent>("WireEvent")({
+  server_id: Schema.String,
+  timestamp: Schema.String,
+  type: Schema.String,
+  ari_body: Schema.String
+}) {}
+
+/**
+ * A request from the application, on `commands_<dialog_id>`. `url` is relative to `stasis_url`;
+ * `body` is JSON text (or ""). `unique_id` is optional on the wire (the Go client sends "").
+ */
+export class Command extends Schema.Class<Command>("Command")({
+  unique_id: Schema.optionalWith(Schema.String, { default: () => "" }),
+  url: Schema.optionalWith(Schema.String, { default: () => "" }),
+  method: Schema.optionalWith(Schema.String, { default: () => "" }),
+  body: Schema.optionalWith(Schema.String, { default: () => "" })
+}) {}
+
+/** The answer to one Command, on `responses_<dialog_id>`. */
+export class CommandResponse extends Schema.Class<CommandResponse>("CommandResponse")({
+  unique_id: Schema.String,
+  status_code: Schema.Number,
+  response_body: Schema.String
+}) {}
+
+/**
+ * Extension: the method of the attach handshake. An application that sends a Command with this
+ * method declares that it is subscribed to the dialog's events and responses; the proxy then
+ * publishes the events it held back and answers 200 `{"dialog_id":…,"held_events":n}`.
+ */
+export const ATTACH_METHOD = "ATTACH"
+
+/**
+ * Extension: the type of the last event of every dialog, published on `events_<dialog_id>` as an
+ * ordinary Event whose `ari_body` is `{"type":"DialogEnded","dialog_id":…,"reason":…,"timestamp":…}`.
+ * Seed clients ignore event types they do not know.
+ */
+export const DIALOG_ENDED_TYPE = "DialogEnded"
+
+/** Why a dialog ended, as carried in DialogEnded. */
+export type DialogEndReason =
+  | "channels_left" // the last channel left Stasis or was destroyed
+  | "channels_vanished" // reconciliation after an ARI reconnect found none of its channels
+  | "overloaded" // its mailbox stayed full (see docs/architecture.md)
+  | "shutdown" // the proxy stopped

@@ -1,0 +1,23 @@
+/**
+ * Topic names: NATS subjects, RabbitMQ queue names. The seed's names exactly, with an optional
+ * prefix (off by default, so unmodified seed clients interoperate).
+ */
+export interface Topics {
+  /** Where AppStart is announced: the application name itself. */
+  readonly app: (application: string) => string
+  readonly events: (dialogId: string) => string
+  readonly commands: (dialogId: string) => string
+  readonly responses: (dialogId: string) => string
+  /** Extension: ARI events that no dialog owns, per application. */
+  readonly unrouted: (application: string) => string
+}
+
+export const makeTopics = (prefix = ""): Topics => ({
+  app: (application) => prefix + application,
+  events: (dialogId) => prefix + "events_" + dialogId,
+  commands: (dialogId) => prefix + "commands_" + dialogId,
+  responses: (dialogId) => prefix + "responses_" + dialogId,
+  unrouted: (application) => prefix + "unrouted_" + application
+})
+
+export const seedTopics: Topics = makeTopics()
