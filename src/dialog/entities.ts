@@ -1,0 +1,215 @@
+/**
+ * Which ARI entities an event, a command or a command's response names. The router binds entities
+ * to dialogs under these keys and routes each event to the dialog of every entity it names.
+ *
+ * Keys are typed by kind (`c:` channel, `b:` bridge, `p:` playback, `r:` live recording, `l:` a
+ * Local channel pair) because ARI lets applications choose ids, so a bridge and a channel may share one.
+ */
+
+export type EntityKey = string
+
+export const channelKey = (id: string): EntityKey => "c:" + id
+export const bridgeKey = (id: string): EntityKey => "b:" + id
+export const playbackKey = (id: string): EntityKey => "p:" + id
+export const recordingKey = (name: string): EntityKey => "r:" + name
+/** Both halves of a Local channel (`Local/x@ctx-00000001;1` and `;2`) share this key. */
+export const localPairKey = (base: string): EntityKey => "l:" + base
+
+/** The event fields (from events.json) that hold a Channel, in the order they are tried. */
+const channelFields = [
+  "channel",
+  "peer",
+  "caller",
+  "forwarded",
+  "replace_channel",
+  "transferee",
+  "transfer_target",
+  "transferer_first_leg",
+  "transferer_second_leg",
+  "destination_link_first_leg",
+  "destination_link_second_leg",
+  "destination_threeway_channel",
+  "destination_channel",
+  "connected_channel",
+  "source_channel"
+] as const
+
+/** The event fields that hold a Bridge. */
+const bridgeFields = [
+  "bridge",
+  "bridge_from",
+  "transferer_first_leg_bridge",
+  "transferer_second_leg_bridge",
+  "destination_threeway_bridge"
+] as const
+
+const localSuffix = /^(Local\/.+);[12]$/
+
+/** The Local pair key of a channel name, if it is a Local channel half. */
+export const localPairOf = (channelName: unknown): EntityKey | undefined => {
+  if (typeof channelName !== "string") return undefined
+  const match = localSuffix.exec(channelName)
+  return match === null ? undefined : localPairKey(match[1]!)
+}
+
+/** `channel:ID` / `bridge:ID` target URIs of playbacks and recordings. */
+const targetKey = (uri: unknown): EntityKey | undefined => {
+  if (typeof uri !== "string") return undefined
+  if (uri.startsWith("channel:")) return channelKey(uri.slice(8))
+  if (uri.startsWith("bridge:")) return bridgeKey(uri.slice(7))
+  return undefined
+}
+
+type Json = Record<string, unknown>
+
+const isObject = (value: unknown): value is Json => typeof value === "object" && value !== null
+
+/**
+ * The entity keys an ARI event names, primary entity first. A Local channel also yields its pair
+ * key; a playback or recording also yields the key of its target (it may start before the
+ * response that would have bound it arrives).
+ */
+export const eventEntityKeys = (event: Json): Array<EntityKey> => {
+  const keys: Array<EntityKey> = []
+  for (const field of channelFields) {
+    const channel = event[field]
+    if (isObject(channel) && typeof channel.id === "string") {
+      keys.push(channelKey(channel.id))
+      const pair = localPairOf(channel.name)
+      if (pair !== undefined) keys.push(pair)
+    }
+  }
+  for (const field of bridgeFields) {
+    const bridge = event[field]
+    if (isObject(bridge) && typeof bridge.id === "string") keys.push(bridgeKey(bridge.id))
+  }
+  if (typeof event.destination_bridge === "string" && event.destination_bridge !== "") {
+    keys.push(bridgeKey(event.destination_bridge))
+  }
+  const playback = event.playback
+  if (isObject(playback)) {
+    if (typeof playback.id === "string") keys.push(playbackKey(playback.id))
+    const target = targetKey(playback.target_uri)
+    if (target !== undefined) keys.push(target)
+  }
+  const recording = event.recording
+  if (isObject(recording)) {
+    if (typeof recording.name === "string") keys.push(recordingKey(recording.name))
+    const target = targetKey(recording.target_uri)
+    if (target !== undefined) keys.push(target)
+  }
+  return keys
+}
+
+/** What a command, before it is sent, says about entities it will create or use. */
+export interface CommandEntities {
+  /** Keys to bind to the dialog before the request is sent. */
+  readonly keys: ReadonlyArray<EntityKey>
+  /** Channels the command creates: they keep the dialog alive until they leave or fail. */
+  readonly newChannels: ReadonlyArray<string>
+}
+
+const noEntities: CommandEntities = { keys: [], newChannels: [] }
+
+/** Splits a command url into decoded path segments and query parameters. */
+const parseUrl = (url: string): { segments: Array<string>; query: URLSearchParams } => {
+  const mark = url.indexOf("?")
+  const path = mark === -1 ? url : url.slice(0, mark)
+  const query = new URLSearchParams(mark === -1 ? "" : url.slice(mark + 1))
+  const segments = path.split("/").filter((s) => s !== "").map((s) => {
+    try {
+      return decodeURIComponent(s)
+    } catch {
+      return s
+    }
+  })
+  return { segments, query }
+}
+
+const parseBody = (body: string): Json => {
+  if (body === "") return {}
+  try {
+    const parsed: unknown = JSON.parse(body)
+    return isObject(parsed) && !Array.isArray(parsed) ? parsed : {}
+  } catch {
+    return {}
+  }
+}
+
+/**
+ * Entities named by a command's path, query string and JSON body. Only creating methods (POST,
+ * PUT) bind: a GET or DELETE never moves an entity into a dialog.
+ */
+export const commandEntities = (method: string, url: string, body: string): CommandEntities => {
+  const verb = method.toUpperCase()
+  if (verb !== "POST" && verb !== "PUT") return noEntities
+  const { segments, query } = parseUrl(url)
+  const params = parseBody(body)
+  const param = (name: string): string | undefined => {
+    const fromQuery = query.get(name)
+    if (fromQuery !== null && fromQuery !== "") return fromQuery
+    const fromBody = params[name]
+    return typeof fromBody === "string" && fromBody !== "" ? fromBody : undefined
+  }
+  const keys: Array<EntityKey> = []
+  const newChannels: Array<string> = []
+  const addChannel = (id: string | undefined, keepsDialogAlive: boolean) => {
+    if (id === undefined) return
+    keys.push(channelKey(id))
+    if (keepsDialogAlive) newChannels.push(id)
+  }
+  const [resource, id, action, subId] = segments
+  if (resource === "channels") {
+    if (id === undefined || id === "create" || id === "externalMedia") {
+      // originate, create, externalMedia: the new channel's id may be given up front
+      addChannel(param("channelId"), true)
+      addChannel(param("otherChannelId"), false)
+    } else if (action === undefined) {
+      addChannel(id, true) // POST /channels/{channelId}: originate with id
+      addChannel(param("otherChannelId"), false)
+    } else if (action === "snoop") {
+      addChannel(subId ?? param("snoopId"), true)
+    } else if (action === "play") {
+      const playbackId = subId ?? param("playbackId")
+      if (playbackId !== undefined) keys.push(playbackKey(playbackId))
+    } else if (action === "record") {
+      const name = param("name")
+      if (name !== undefined) keys.push(recordingKey(name))
+    }
+  } else if (resource === "bridges") {
+    if (id === undefined) {
+      const bridgeId = param("bridgeId")
+      if (bridgeId !== undefined) keys.push(bridgeKey(bridgeId))
+    } else if (action === undefined) {
+      keys.push(bridgeKey(id)) // POST /bridges/{bridgeId}: create with id
+    } else if (action === "play") {
+      const playbackId = subId ?? param("playbackId")
+      if (playbackId !== undefined) keys.push(playbackKey(playbackId))
+    } else if (action === "record") {
+      const name = param("name")
+      if (name !== undefined) keys.push(recordingKey(name))
+    } else if (action === "addChannel") {
+      for (const channel of (param("channel") ?? "").split(",")) if (channel !== "") keys.push(channelKey(channel))
+    }
+  }
+  return { keys, newChannels }
+}
+
+/**
+ * Entities created by a successful POST/PUT, read from the response body's shape: a Channel (a new
+ * channel keeps the dialog alive), a Bridge, a Playback or a LiveRecording.
+ */
+export const responseEntities = (method: string, status: number, body: string): CommandEntities => {
+  const verb = method.toUpperCase()
+  if ((verb !== "POST" && verb !== "PUT") || status < 200 || status >= 300 || body === "") return noEntities
+  const parsed = parseBody(body)
+  if (typeof parsed.id === "string") {
+    if ("dialplan" in parsed || "caller" in parsed) return { keys: [channelKey(parsed.id)], newChannels: [parsed.id] }
+    if ("bridge_type" in parsed || "technology" in parsed) return { keys: [bridgeKey(parsed.id)], newChannels: [] }
+    if ("media_uri" in parsed) return { keys: [playbackKey(parsed.id)], newChannels: [] }
+  }
+  if (typeof parsed.name === "string" && "target_uri" in parsed) {
+    return { keys: [recordingKey(parsed.name)], newChannels: [] }
+  }
+  return noEntities
+}

@@ -1,0 +1,333 @@
+/**
+ * The dialog state machine: a pure function (state, input) → (state, effects). It has no services
+ * and does no I/O, so it is property-tested on its own (test/dialog/machine.test.ts); the dialog
+ * actor (actor.ts) feeds it inputs and performs its effects.
+ *
+ * What it guarantees:
+ * - events are published in the order they arrive, each once; before the application is known to
+ *   listen (attach, its first command, or the grace period) they are held, not dropped;
+ * - commands run one at a time in arrival order, and every accepted command is answered exactly
+ *   once, in arrival order; after the end, commands are answered 410;
+ * - the dialog ends when its last channel has left Stasis or been destroyed, after its held events
+ *   are out and its commands are answered; DialogEnded is its last publication;
+ * - every entity it bound is unbound at the end.
+ */
+import type { DecodedCommand } from "../protocol/codec.js"
+import { ATTACH_METHOD, type DialogEndReason } from "../protocol/messages.js"
+import { channelKey, commandEntities, type EntityKey, responseEntities } from "./entities.js"
+
+export interface MachineOptions {
+  /** Hold events until the application attaches (a bus that drops unconsumed messages: NATS, memory). */
+  readonly holdEvents: boolean
+  /** Held events beyond this many are released at once. */
+  readonly maxHeldEvents: number
+}
+
+export interface HeldEvent {
+  readonly type: string
+  readonly raw: string
+}
+
+/** A command waiting for its turn: a request for ARI, or a rejection answered in its turn. */
+export type QueuedCommand =
+  | { readonly _tag: "Request"; readonly command: DecodedCommand }
+  | { readonly _tag: "Reject"; readonly uniqueId: string; readonly status: number; readonly message: string }
+
+export interface InFlight {
+  readonly command: DecodedCommand
+  /** What this command bound that was not bound before: undone if it fails. */
+  readonly newKeys: ReadonlyArray<EntityKey>
+  readonly newChannels: ReadonlyArray<string>
+}
+
+export interface DialogState {
+  readonly dialogId: string
+  readonly options: MachineOptions
+  /** AppStart has been published (the commands subscription is live). */
+  readonly announced: boolean
+  readonly holding: boolean
+  readonly held: ReadonlyArray<HeldEvent>
+  readonly queue: ReadonlyArray<QueuedCommand>
+  readonly inFlight: InFlight | undefined
+  /** Channels that keep the dialog alive: in Stasis, or created by its commands and not yet gone. */
+  readonly members: ReadonlySet<string>
+  readonly bound: ReadonlySet<EntityKey>
+  /** Why the dialog is ending, once it is. */
+  readonly ending: DialogEndReason | undefined
+  /** DialogEnded has been published. */
+  readonly ended: boolean
+  /** Its subscriptions have been released. */
+  readonly released: boolean
+}
+
+export type DialogInput =
+  /** An ARI event routed to this dialog. `channelId` is the event's `channel.id`, if any. */
+  | { readonly _tag: "Event"; readonly type: string; readonly raw: string; readonly channelId: string | undefined }
+  /** The commands subscription is live: the dialog may be announced. */
+  | { readonly _tag: "SubscriptionReady" }
+  | { readonly _tag: "Command"; readonly command: DecodedCommand }
+  | { readonly _tag: "InvalidCommand"; readonly uniqueId: string; readonly reason: string }
+  /** ARI's answer (or the proxy's own error answer) to the command in flight. */
+  | { readonly _tag: "CommandDone"; readonly status: number; readonly body: string }
+  | { readonly _tag: "GraceExpired" }
+  /** Reconciliation after an ARI reconnect: these channels no longer exist. */
+  | { readonly _tag: "ChannelsVanished"; readonly channelIds: ReadonlyArray<string> }
+  /** End now (shutdown, overload): held events go out, commands finish, then DialogEnded. */
+  | { readonly _tag: "Abort"; readonly reason: DialogEndReason }
+  | { readonly _tag: "LingerOver" }
+
+export type DialogEffect =
+  | { readonly _tag: "Announce" }
+  | { readonly _tag: "StartGraceTimer" }
+  | { readonly _tag: "PublishEvent"; readonly type: string; readonly raw: string }
+  | { readonly _tag: "Respond"; readonly uniqueId: string; readonly status: number; readonly body: string }
+  | { readonly _tag: "Send"; readonly command: DecodedCommand }
+  | { readonly _tag: "Bind"; readonly keys: ReadonlyArray<EntityKey> }
+  | { readonly _tag: "Unbind"; readonly keys: ReadonlyArray<EntityKey> }
+  | { readonly _tag: "PublishEnded"; readonly reason: DialogEndReason }
+  | { readonly _tag: "StartLingerTimer" }
+  | { readonly _tag: "Release" }
+
+export type Transition = readonly [DialogState, ReadonlyArray<DialogEffect>]
+
+/** A new dialog, opened by the StasisStart of `channelId` (or by an application, with no channel). */
+export const initialState = (dialogId: string, options: MachineOptions, channelId?: string): DialogState => ({
+  dialogId,
+  options,
+  announced: false,
+  holding: true,
+  held: [],
+  queue: [],
+  inFlight: undefined,
+  members: channelId === undefined ? new Set() : new Set([channelId]),
+  bound: channelId === undefined ? new Set() : new Set([channelKey(channelId)]),
+  ending: undefined,
+  ended: false,
+  released: false
+})
+
+/** The JSON body of an answer the proxy makes up itself. */
+export const proxyBody = (status: number, message: string, extra?: Record<string, unknown>): string =>
+  JSON.stringify({ message, status, source: "ari-proxy", ...extra })
+
+export const goneBody = (dialogId: string): string => proxyBody(410, "dialog has ended", { dialog_id: dialogId })
+
+const isSuccess = (status: number) => status >= 200 && status < 300
+
+/** Effects accumulate in one array per transition; state is replaced, never mutated. */
+class Step {
+  readonly effects: Array<DialogEffect> = []
+  constructor(public state: DialogState) {}
+
+  set(patch: Partial<DialogState>) {
+    this.state = { ...this.state, ...patch }
+  }
+
+  emit(effect: DialogEffect) {
+    this.effects.push(effect)
+  }
+
+  bind(keys: ReadonlyArray<EntityKey>): Array<EntityKey> {
+    const fresh = keys.filter((key) => !this.state.bound.has(key))
+    if (fresh.length > 0) {
+      const bound = new Set(this.state.bound)
+      for (const key of fresh) bound.add(key)
+      this.set({ bound })
+      this.emit({ _tag: "Bind", keys: fresh })
+    }
+    return fresh
+  }
+
+  unbind(keys: ReadonlyArray<EntityKey>) {
+    const present = keys.filter((key) => this.state.bound.has(key))
+    if (present.length > 0) {
+      const bound = new Set(this.state.bound)
+      for (const key of present) bound.delete(key)
+      this.set({ bound })
+      this.emit({ _tag: "Unbind", keys: present })
+    }
+  }
+
+  addMembers(channels: ReadonlyArray<string>): Array<string> {
+    const fresh = channels.filter((id) => !this.state.members.has(id))
+    if (fresh.length > 0) {
+      const members = new Set(this.state.members)
+      for (const id of fresh) members.add(id)
+      this.set({ members })
+    }
+    return fresh
+  }
+
+  removeMembers(channels: ReadonlyArray<string>, reason: DialogEndReason) {
+    const present = channels.filter((id) => this.state.members.has(id))
+    if (present.length === 0) return
+    const members = new Set(this.state.members)
+    for (const id of present) members.delete(id)
+    this.set({ members })
+    if (members.size === 0 && this.state.ending === undefined) this.set({ ending: reason })
+  }
+
+  /** Lets the held events go, in order; never before AppStart is out. */
+  release() {
+    if (!this.state.holding || !this.state.announced) return
+    for (const event of this.state.held) this.emit({ _tag: "PublishEvent", type: event.type, raw: event.raw })
+    this.set({ holding: false, held: [] })
+  }
+
+  /** Starts queued commands while none is in flight; rejections are answered in their turn. */
+  pump() {
+    while (this.state.inFlight === undefined && this.state.queue.length > 0) {
+      const [next, ...rest] = this.state.queue
+      this.set({ queue: rest })
+      if (next!._tag === "Reject") {
+        this.emit({ _tag: "Respond", uniqueId: next!.uniqueId, status: next!.status, body: proxyBody(next!.status, next!.message) })
+        continue
+      }
+      const command = next!.command
+      const entities = commandEntities(command.method, command.url, command.body)
+      const newKeys = this.bind(entities.keys)
+      const newChannels = this.addMembers(entities.newChannels)
+      this.set({ inFlight: { command, newKeys, newChannels } })
+      this.emit({ _tag: "Send", command })
+    }
+  }
+
+  /** Ends the dialog once it is ending, its events are out and its commands answered. */
+  settle() {
+    const s = this.state
+    if (s.ended || s.ending === undefined || s.holding || s.inFlight !== undefined || s.queue.length > 0) return
+    if (!s.announced) return
+    this.unbind([...s.bound])
+    this.emit({ _tag: "PublishEnded", reason: s.ending })
+    this.emit({ _tag: "StartLingerTimer" })
+    this.set({ ended: true })
+  }
+
+  done(): Transition {
+    return [this.state, this.effects]
+  }
+}
+
+const ignore = (state: DialogState): Transition => [state, []]
+
+export const transition = (state: DialogState, input: DialogInput): Transition => {
+  switch (input._tag) {
+    case "Event": {
+      if (state.ended) return ignore(state)
+      // The hot path: a live dialog publishes the event and nothing changes.
+      const lifecycle = input.type === "StasisStart" || input.type === "StasisEnd" || input.type === "ChannelDestroyed"
+      if (!state.holding && !lifecycle) return [state, [{ _tag: "PublishEvent", type: input.type, raw: input.raw }]]
+      const step = new Step(state)
+      if (input.channelId !== undefined) {
+        if (input.type === "StasisStart") {
+          step.addMembers([input.channelId])
+          step.bind([channelKey(input.channelId)])
+        } else if (input.type === "StasisEnd" || input.type === "ChannelDestroyed") {
+          step.removeMembers([input.channelId], "channels_left")
+        }
+      }
+      if (step.state.holding) {
+        const held = [...step.state.held, { type: input.type, raw: input.raw }]
+        step.set({ held })
+        if (held.length >= state.options.maxHeldEvents) step.release()
+      } else {
+        step.emit({ _tag: "PublishEvent", type: input.type, raw: input.raw })
+      }
+      step.settle()
+      return step.done()
+    }
+    case "SubscriptionReady": {
+      if (state.announced) return ignore(state)
+      const step = new Step(state)
+      step.set({ announced: true })
+      step.emit({ _tag: "Announce" })
+      const keepHolding = state.options.holdEvents && state.ending === undefined &&
+        state.held.length < state.options.maxHeldEvents
+      if (keepHolding) step.emit({ _tag: "StartGraceTimer" })
+      else step.release()
+      step.settle()
+      return step.done()
+    }
+    case "Command": {
+      if (state.ended) {
+        return [state, [{ _tag: "Respond", uniqueId: input.command.unique_id, status: 410, body: goneBody(state.dialogId) }]]
+      }
+      const step = new Step(state)
+      if (input.command.method.toUpperCase() === ATTACH_METHOD) {
+        const heldEvents = state.held.length
+        step.release()
+        step.emit({
+          _tag: "Respond",
+          uniqueId: input.command.unique_id,
+          status: 200,
+          body: JSON.stringify({ dialog_id: state.dialogId, held_events: heldEvents })
+        })
+        step.settle()
+        return step.done()
+      }
+      // A command shows the application listens (the Go client subscribes before it sends any).
+      step.release()
+      step.set({ queue: [...step.state.queue, { _tag: "Request", command: input.command }] })
+      step.pump()
+      step.settle()
+      return step.done()
+    }
+    case "InvalidCommand": {
+      if (state.ended) return [state, [{ _tag: "Respond", uniqueId: input.uniqueId, status: 410, body: goneBody(state.dialogId) }]]
+      const step = new Step(state)
+      step.set({ queue: [...state.queue, { _tag: "Reject", uniqueId: input.uniqueId, status: 400, message: input.reason }] })
+      step.pump()
+      step.settle()
+      return step.done()
+    }
+    case "CommandDone": {
+      const inFlight = state.inFlight
+      if (inFlight === undefined) return ignore(state)
+      const step = new Step(state)
+      step.set({ inFlight: undefined })
+      step.emit({ _tag: "Respond", uniqueId: inFlight.command.unique_id, status: input.status, body: input.body })
+      if (isSuccess(input.status)) {
+        const created = responseEntities(inFlight.command.method, input.status, input.body)
+        step.bind(created.keys)
+        if (!state.ended && step.state.ending === undefined) step.addMembers(created.newChannels)
+      } else {
+        // What a failed command would have created does not exist: let go of it.
+        step.unbind(inFlight.newKeys)
+        step.removeMembers(inFlight.newChannels, "channels_left")
+      }
+      step.pump()
+      step.settle()
+      return step.done()
+    }
+    case "GraceExpired": {
+      if (!state.holding) return ignore(state)
+      const step = new Step(state)
+      step.release()
+      step.settle()
+      return step.done()
+    }
+    case "ChannelsVanished": {
+      if (state.ended) return ignore(state)
+      const step = new Step(state)
+      step.removeMembers(input.channelIds, "channels_vanished")
+      step.settle()
+      return step.done()
+    }
+    case "Abort": {
+      if (state.ended) return ignore(state)
+      const step = new Step(state)
+      if (state.ending === undefined) step.set({ ending: input.reason })
+      step.release()
+      step.settle()
+      return step.done()
+    }
+    case "LingerOver": {
+      if (!state.ended || state.released) return ignore(state)
+      return [{ ...state, released: true }, [{ _tag: "Release" }]]
+    }
+  }
+}
+
+/** Where a dialog is in its life, for logs and metrics. */
+export const phaseOf = (state: DialogState): "opening" | "holding" | "live" | "ending" | "ended" =>
+  state.ended ? "ended" : state.ending !== undefined ? "ending" : !state.announced ? "opening" : state.holding ? "holding" : "live"
