@@ -1,0 +1,89 @@
+/**
+ * Keeping secrets out of logs and error messages: URL redaction and the startup summary.
+ */
+import { Redacted } from "effect"
+import type { ProxyConfig } from "./ProxyConfig.js"
+
+const MASK = "***"
+const SECRET_QUERY = /^(api_key|apikey|password|pass|token|secret|auth_token|access_token)$/i
+
+const redactOne = (url: string): string => {
+  let out = url
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(out)
+  if (scheme !== null) {
+    const rest = out.slice(scheme[0].length)
+    // The last "@" wins, as in URL parsers: an unencoded "@" inside a password must not leak the tail.
+    const at = rest.lastIndexOf("@")
+    if (at >= 0) {
+      const userinfo = rest.slice(0, at)
+      const colon = userinfo.indexOf(":")
+      // A user-only userinfo is a token for NATS (nats://token@host), so it is masked as a whole.
+      const masked = colon >= 0 ? `${userinfo.slice(0, colon)}:${MASK}` : MASK
+      out = scheme[0] + masked + rest.slice(at)
+    }
+  }
+  const q = out.indexOf("?")
+  if (q < 0) return out
+  const query = out.slice(q + 1).split("&").map((pair) => {
+    const eq = pair.indexOf("=")
+    if (eq < 0 || !SECRET_QUERY.test(pair.slice(0, eq))) return pair
+    // ARI's api_key is user:password; the user part is useful in a log.
+    const value = pair.slice(eq + 1)
+    const colon = value.search(/:|%3A/i)
+    return `${pair.slice(0, eq)}=${colon >= 0 ? value.slice(0, colon) + ":" + MASK : MASK}`
+  })
+  return `${out.slice(0, q)}?${query.join("&")}`
+}
+
+/**
+ * Replaces the password of every URL's userinfo with `***` (a user-only userinfo, a NATS token,
+ * becomes `***` as a whole) and masks secret query parameters such as `api_key`. Works on
+ * comma-separated NATS server lists and on strings that do not parse as URLs.
+ */
+export const redactUrl = (url: string): string => url.split(",").map(redactOne).join(",")
+
+const isSet = (secret: Redacted.Redacted<string> | undefined): string =>
+  secret !== undefined && Redacted.value(secret) !== "" ? "<set>" : "<unset>"
+
+/** A summary of the configuration for the startup log line: every setting, no secret. */
+export const describeConfig = (config: ProxyConfig): Record<string, unknown> => ({
+  origin: redactUrl(config.origin),
+  serverId: config.serverId,
+  applications: [...config.applications],
+  websocketUrl: redactUrl(config.websocketUrl),
+  stasisUrl: redactUrl(config.stasisUrl),
+  wsUser: config.wsUser,
+  wsPassword: isSet(config.wsPassword),
+  messageBus: config.messageBus,
+  bus: {
+    url: redactUrl(Redacted.value(config.bus.url)),
+    queue: config.bus.queue,
+    subjectPrefix: config.bus.subjectPrefix,
+    user: config.bus.user,
+    password: isSet(config.bus.password),
+    token: isSet(config.bus.token),
+    nkeySeed: isSet(config.bus.nkeySeed),
+    credsFile: config.bus.credsFile,
+    tls: config.bus.tls === undefined ? undefined : { ...config.bus.tls },
+    publishBufferSize: config.bus.publishBufferSize,
+    prefetch: config.bus.prefetch,
+    queueDeleteGraceMs: config.bus.queueDeleteGraceMs
+  },
+  logLevel: config.logLevel,
+  logFormat: config.logFormat,
+  httpPort: config.httpPort,
+  httpHost: config.httpHost,
+  commandTimeoutMs: config.commandTimeoutMs,
+  restConnections: config.restConnections,
+  attachGraceMs: config.attachGraceMs,
+  maxHeldEvents: config.maxHeldEvents,
+  endedLingerMs: config.endedLingerMs,
+  dialogMailboxSize: config.dialogMailboxSize,
+  mailboxStallMs: config.mailboxStallMs,
+  unroutedEvents: config.unroutedEvents,
+  subscribeAll: config.subscribeAll,
+  reconnectMinMs: config.reconnectMinMs,
+  reconnectMaxMs: config.reconnectMaxMs,
+  pingIntervalMs: config.pingIntervalMs,
+  shutdownTimeoutMs: config.shutdownTimeoutMs
+})
