@@ -1,0 +1,226 @@
+import { describe, expect, it } from "@effect/vitest"
+import amqp from "amqplib"
+import { Effect } from "effect"
+import type { BusShape } from "../../src/bus/Bus.js"
+import { type AmqpBus, type AmqpOptions, makeAmqpBus } from "../../src/bus/amqp.js"
+import { runBusConformance, uniqueTopic, waitUntil } from "./conformance.js"
+import { makeRelay } from "./relay.js"
+
+const AMQP_PORT = 5672
+const options = (port = AMQP_PORT): AmqpOptions => ({
+  url: `amqp://guest:guest@127.0.0.1:${port}`,
+  name: "conformance",
+  queueDeleteGraceMs: 200,
+  reconnectMaxMs: 500
+})
+
+/** A plain amqplib connection, as a seed (Go) client would use the broker. */
+const rawConnection = Effect.acquireRelease(
+  Effect.promise(() => amqp.connect(`amqp://guest:guest@127.0.0.1:${AMQP_PORT}`)),
+  (connection) => Effect.promise(() => connection.close().catch(() => undefined))
+)
+
+/** The Go seed's declaration: durable, not auto-delete, not exclusive, no arguments. */
+const SEED_DECLARATION = { durable: true, autoDelete: false, exclusive: false }
+
+/** Whether a queue exists (a 404 closes the channel, so one channel per question). */
+const queueExists = (connection: amqp.ChannelModel, queue: string) =>
+  Effect.promise(async () => {
+    const channel = await connection.createChannel()
+    channel.on("error", () => undefined)
+    try {
+      await channel.checkQueue(queue)
+      await channel.close()
+      return true
+    } catch {
+      return false
+    }
+  })
+
+/** Declares like the seed; returns the AMQP reply code of a refusal (406), or 0. */
+const seedDeclare = (connection: amqp.ChannelModel, queue: string, declaration: amqp.Options.AssertQueue = SEED_DECLARATION) =>
+  Effect.promise(async () => {
+    const channel = await connection.createChannel()
+    channel.on("error", () => undefined)
+    try {
+      await channel.assertQueue(queue, declaration)
+      await channel.close()
+      return 0
+    } catch (error) {
+      return (error as { code?: number }).code ?? -1
+    }
+  })
+
+const deleteQueue = (connection: amqp.ChannelModel, queue: string) =>
+  Effect.promise(async () => {
+    const channel = await connection.createChannel()
+    await channel.deleteQueue(queue)
+    await channel.close()
+  })
+
+runBusConformance("rabbitmq", {
+  world: Effect.succeed({
+    connect: makeAmqpBus(options()),
+    connectThrough: (port: number) => makeAmqpBus(options(port))
+  }),
+  fanOut: false,
+  brokerPort: AMQP_PORT,
+  leftBehind: (bus: BusShape, topics) =>
+    Effect.scoped(Effect.gen(function*() {
+      const rabbit = bus as AmqpBus
+      yield* waitUntil("retired queues deleted", () => rabbit.stats().retiring === 0, 120_000)
+      const left: Array<string> = []
+      const stats = rabbit.stats()
+      if (stats.subscriptions !== 0) left.push(`${stats.subscriptions} subscriptions`)
+      if (stats.deletedQueues < topics.length) left.push(`${topics.length - stats.deletedQueues} queues not deleted`)
+      const raw = yield* rawConnection
+      // A sample of the queues, asked of the broker itself.
+      const step = Math.max(1, Math.floor(topics.length / 40))
+      for (let i = 0; i < topics.length; i += step) {
+        if (yield* queueExists(raw, topics[i]!)) left.push(`queue ${topics[i]} still exists`)
+      }
+      return left
+    }))
+})
+
+describe("rabbitmq driver", () => {
+  it.scopedLive("publishes the seed's bytes: default exchange, routing key = queue, json, delivery mode 1", () =>
+    Effect.gen(function*() {
+      const raw = yield* rawConnection
+      const topic = uniqueTopic("wire")
+      const bus = yield* makeAmqpBus(options())
+      const payload = `{"application":"foo","dialog_id":"d-1","server_id":"ast1","x":"\\u003c é"}`
+      yield* bus.publish(topic, payload)
+      const channel = yield* Effect.promise(() => raw.createChannel())
+      const seen: Array<amqp.ConsumeMessage> = []
+      yield* Effect.promise(() => channel.assertQueue(topic, SEED_DECLARATION))
+      yield* Effect.promise(() => channel.consume(topic, (m) => m && seen.push(m), { noAck: true }))
+      yield* waitUntil("raw consumer", () => seen.length === 1)
+      const message = seen[0]!
+      expect(message.content.equals(Buffer.from(payload, "utf8"))).toBe(true)
+      expect(message.fields.exchange).toBe("")
+      expect(message.fields.routingKey).toBe(topic)
+      expect(message.properties.contentType).toBe("application/json")
+      expect(message.properties.deliveryMode).toBe(1)
+      expect(message.properties.contentEncoding).toBeUndefined()
+      expect(message.properties.correlationId).toBeUndefined()
+      expect(message.properties.replyTo).toBeUndefined()
+      expect(message.properties.messageId).toBeUndefined()
+      expect(message.properties.headers ?? {}).toEqual({})
+      yield* deleteQueue(raw, topic)
+    }))
+
+  it.scopedLive("uses queues declared the seed's way, and declares them so that the seed's declaration is accepted", () =>
+    Effect.gen(function*() {
+      const raw = yield* rawConnection
+      const bus = yield* makeAmqpBus(options())
+      // Seed first, then us.
+      const seedFirst = uniqueTopic("seed_first")
+      expect(yield* seedDeclare(raw, seedFirst)).toBe(0)
+      const received: Array<string> = []
+      yield* bus.subscribe(seedFirst, (m) => Effect.sync(() => received.push(m)))
+      yield* bus.publish(seedFirst, "hello")
+      yield* waitUntil("delivery on the seed's queue", () => received.length === 1)
+      // Us first, then the seed (as a Go client starting after the proxy).
+      const usFirst = uniqueTopic("us_first")
+      yield* bus.publish(usFirst, "kept until a consumer comes")
+      yield* waitUntil("declared", () => bus.stats().declaredQueues >= 2)
+      expect(yield* seedDeclare(raw, usFirst)).toBe(0)
+      // The check bites: any other declaration is refused.
+      expect(yield* seedDeclare(raw, usFirst, { ...SEED_DECLARATION, arguments: { "x-max-length": 5 } })).toBe(406)
+      expect(yield* seedDeclare(raw, usFirst, { ...SEED_DECLARATION, durable: false })).toBe(406)
+      expect(bus.stats().nacked).toBe(0)
+      yield* deleteQueue(raw, seedFirst)
+      yield* deleteQueue(raw, usFirst)
+    }))
+
+  it.scopedLive("keeps messages published before anyone consumes (retainsUnconsumed)", () =>
+    Effect.gen(function*() {
+      const raw = yield* rawConnection
+      const publisher = yield* makeAmqpBus(options())
+      const consumer = yield* makeAmqpBus(options())
+      expect(publisher.retainsUnconsumed).toBe(true)
+      const topic = uniqueTopic("retained")
+      for (let i = 0; i < 10; i++) yield* publisher.publish(topic, String(i))
+      yield* waitUntil("confirmed", () => publisher.stats().unconfirmed === 0 && publisher.stats().buffered === 0)
+      const received: Array<string> = []
+      yield* consumer.subscribe(topic, (m) => Effect.sync(() => received.push(m)))
+      yield* waitUntil("retained messages", () => received.length === 10)
+      expect(received).toEqual(["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"])
+      yield* deleteQueue(raw, topic)
+    }))
+
+  it.scopedLive("bounds unrouted_<app> queues (drop-head) and declares every other queue without arguments", () =>
+    Effect.gen(function*() {
+      const raw = yield* rawConnection
+      const bus = yield* makeAmqpBus({ ...options(), unroutedMaxLength: 10 })
+      const topic = "unrouted_" + uniqueTopic("app")
+      for (let i = 0; i < 30; i++) yield* bus.publish(topic, String(i))
+      yield* waitUntil("confirmed", () => bus.stats().unconfirmed === 0 && bus.stats().buffered === 0)
+      const channel = yield* Effect.promise(() => raw.createChannel())
+      const check = yield* Effect.promise(() => channel.checkQueue(topic))
+      expect(check.messageCount).toBe(10)
+      const first = yield* Effect.promise(() => channel.get(topic, { noAck: true }))
+      expect(first !== false && first.content.toString()).toBe("20")
+      yield* deleteQueue(raw, topic)
+    }))
+
+  it.scopedLive("a small confirm window slows the publisher down and loses nothing", () =>
+    Effect.gen(function*() {
+      const raw = yield* rawConnection
+      const bus = yield* makeAmqpBus({ ...options(), confirmWindow: 4 })
+      const topic = uniqueTopic("window")
+      const received: Array<string> = []
+      yield* bus.subscribe(topic, (m) => Effect.sync(() => received.push(m)))
+      let maxUnconfirmed = 0
+      for (let i = 0; i < 2000; i++) {
+        yield* bus.publish(topic, String(i))
+        maxUnconfirmed = Math.max(maxUnconfirmed, bus.stats().unconfirmed)
+      }
+      yield* waitUntil("all delivered", () => received.length === 2000)
+      expect(maxUnconfirmed).toBeLessThanOrEqual(4)
+      expect(received.every((m, i) => m === String(i))).toBe(true)
+      yield* deleteQueue(raw, topic)
+    }))
+
+  it.scopedLive("retire is cancelled when the topic is used again within the grace period", () =>
+    Effect.gen(function*() {
+      const raw = yield* rawConnection
+      const bus = yield* makeAmqpBus({ ...options(), queueDeleteGraceMs: 300 })
+      const kept = uniqueTopic("kept")
+      const gone = uniqueTopic("gone")
+      yield* bus.publish(kept, "x")
+      yield* bus.publish(gone, "x")
+      yield* waitUntil("declared", () => bus.stats().declaredQueues >= 2)
+      yield* bus.retire(kept)
+      yield* bus.retire(gone)
+      yield* Effect.sleep("100 millis")
+      yield* bus.publish(kept, "used again")
+      yield* waitUntil("deletion", () => bus.stats().retiring === 0, 5000)
+      expect(yield* queueExists(raw, kept)).toBe(true)
+      expect(yield* queueExists(raw, gone)).toBe(false)
+      yield* deleteQueue(raw, kept)
+    }))
+
+  it.scopedLive("starts while the broker is unreachable: reconnecting, buffered in order, overflow counted", () =>
+    Effect.gen(function*() {
+      const raw = yield* rawConnection
+      const relay = yield* makeRelay(AMQP_PORT)
+      relay.refuse(true)
+      const bus = yield* makeAmqpBus({ ...options(relay.port), publishBufferSize: 5 })
+      expect(yield* bus.state).toBe("reconnecting")
+      const topic = uniqueTopic("startup")
+      for (let i = 0; i < 8; i++) yield* bus.publish(topic, String(i))
+      expect(bus.stats()).toMatchObject({ buffered: 5, dropped: 3 })
+      yield* Effect.sleep("300 millis")
+      expect(yield* bus.state).toBe("reconnecting")
+      relay.refuse(false)
+      yield* waitUntil("connected", () => Effect.runSync(bus.state) === "connected", 15_000)
+      const received: Array<string> = []
+      const consumer = yield* makeAmqpBus(options())
+      yield* consumer.subscribe(topic, (m) => Effect.sync(() => received.push(m)))
+      yield* waitUntil("buffered messages", () => received.length === 5)
+      expect(received).toEqual(["0", "1", "2", "3", "4"])
+      yield* deleteQueue(raw, topic)
+    }))
+})
