@@ -98,7 +98,8 @@ const readWith = (source: FileSource) =>
     const problems = [...source.problems, ...(Either.isLeft(result) ? configErrorProblems(result.left) : [])]
     if (problems.length > 0 || Either.isLeft(result)) {
       if (source.missing) {
-        problems.unshift(`${source.path}: file not found; put the settings there or in ARI_PROXY_* environment variables`)
+        const hint = "put the settings there or in ARI_PROXY_* environment variables"
+        problems.unshift(`${source.path}: file not found; ${hint}`)
       }
       return yield* new ConfigInvalid({ source: source.path, problems })
     }

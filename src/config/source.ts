@@ -42,7 +42,11 @@ const TREE: Node = (() => {
 const typeOf = (value: unknown): string => value === null ? "null" : Array.isArray(value) ? "array" : typeof value
 
 const scalar = (value: unknown): string | undefined =>
-  typeof value === "string" ? value : typeof value === "number" || typeof value === "boolean" ? String(value) : undefined
+  typeof value === "string" ?
+    value :
+    typeof value === "number" || typeof value === "boolean" ?
+    String(value) :
+    undefined
 
 /**
  * Flattens the parsed file into provider keys. `applications` becomes `applications[0]`, ... (the
@@ -149,7 +153,8 @@ export const parseJson = (text: string): { readonly ok: true; readonly value: un
     const before = body.slice(0, found.pos)
     const line = before.split("\n").length
     const column = found.pos - before.lastIndexOf("\n")
-    return { ok: false, error: `not valid JSON at line ${line}, column ${column} (offset ${found.pos}): ${found.reason}` }
+    const where = `line ${line}, column ${column} (offset ${found.pos})`
+    return { ok: false, error: `not valid JSON at ${where}: ${found.reason}` }
   }
 }
 

@@ -9,7 +9,12 @@ export const memoryFs = (files: Record<string, string>): Layer.Layer<FileSystem.
       path in files ?
         Effect.succeed(files[path]!) :
         Effect.fail(
-          new SystemError({ reason: "NotFound", module: "FileSystem", method: "readFileString", pathOrDescriptor: path })
+          new SystemError({
+            reason: "NotFound",
+            module: "FileSystem",
+            method: "readFileString",
+            pathOrDescriptor: path
+          })
         )
   })
 

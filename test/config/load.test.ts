@@ -210,7 +210,9 @@ describe("ProxyConfigService", () => {
         Layer.provide(memoryFs({ "c.json": JSON.stringify({ ...seedConfig, message_bus: "KAFKA" }) }))
       )).pipe(Effect.scoped))
       expect(error._tag).toBe("ConfigInvalid")
-      expect(error.message).toBe("Invalid configuration (c.json):\n  - message_bus: must be one of NATS, RABBITMQ, MEMORY (got \"KAFKA\")")
+      expect(error.message).toBe(
+        "Invalid configuration (c.json):\n  - message_bus: must be one of NATS, RABBITMQ, MEMORY (got \"KAFKA\")"
+      )
     }))
 
   it.effect("a host application supplies the config through its own ConfigProvider, no file", () =>

@@ -1,0 +1,153 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Redacted } from "effect"
+import { loadConfigFile } from "../../src/config/index.js"
+import { memoryFs } from "./helpers.js"
+
+const base = {
+  applications: ["app"],
+  websocket_url: "ws://127.0.0.1:8088/ari/events",
+  stasis_url: "http://127.0.0.1:8088/ari",
+  message_bus: "NATS",
+  bus_config: { url: "nats://127.0.0.1:4222" }
+}
+
+const run = (json: object) =>
+  loadConfigFile("config.json", { env: {} }).pipe(Effect.provide(memoryFs({ "config.json": JSON.stringify(json) })))
+
+const problems = (json: object) => Effect.map(Effect.flip(run(json)), (e) => e.problems)
+
+describe("validation rules", () => {
+  it.effect("message_bus: required, one of three, any case", () =>
+    Effect.gen(function*() {
+      const { message_bus: _, ...noBus } = base
+      expect(yield* problems(noBus)).toEqual(["message_bus: required, one of NATS, RABBITMQ, MEMORY"])
+      expect(yield* problems({ ...base, message_bus: "KAFKA" })).toEqual([
+        "message_bus: must be one of NATS, RABBITMQ, MEMORY (got \"KAFKA\")"
+      ])
+      expect((yield* run({ ...base, message_bus: "Nats" })).config.messageBus).toBe("NATS")
+    }))
+
+  it.effect("applications: a non-empty list of distinct names without whitespace", () =>
+    Effect.gen(function*() {
+      const required = ["applications: required, a non-empty list of ARI application names"]
+      expect(yield* problems({ ...base, applications: [] })).toEqual(required)
+      expect(yield* problems({ ...base, applications: null })).toEqual(required)
+      expect(yield* problems({ ...base, applications: ["ok", "", "a b", "ok"] })).toEqual([
+        "applications[1]: must not be empty",
+        "applications[2]: must not contain whitespace (got \"a b\")",
+        "applications[3]: \"ok\" is listed twice"
+      ])
+    }))
+
+  it.effect("websocket_url and stasis_url: required, with the right schemes", () =>
+    Effect.gen(function*() {
+      const { websocket_url: _w, stasis_url: _s, ...none } = base
+      expect(yield* problems(none)).toEqual([
+        "websocket_url: required, e.g. ws://127.0.0.1:8088/ari/events",
+        "stasis_url: required, e.g. http://127.0.0.1:8088/ari"
+      ])
+      expect(yield* problems({ ...base, websocket_url: "http://x/ari/events", stasis_url: "ws://x/ari" })).toEqual([
+        "websocket_url: must be a ws:// or wss:// URL (got \"http://x/ari/events\")",
+        "stasis_url: must be a http:// or https:// URL (got \"ws://x/ari\")"
+      ])
+      expect(yield* problems({ ...base, stasis_url: "localhost:8088/ari" })).toHaveLength(1)
+    }))
+
+  it.effect("origin must be an absolute URL", () =>
+    Effect.gen(function*() {
+      expect(yield* problems({ ...base, origin: "foo.com" })).toEqual([
+        "origin: must be an absolute URL such as http://localhost (got \"foo.com\")"
+      ])
+    }))
+
+  it.effect("bus_config.url: required for NATS and RABBITMQ, with their schemes; optional for MEMORY", () =>
+    Effect.gen(function*() {
+      expect(yield* problems({ ...base, bus_config: undefined })).toEqual([
+        "bus_config.url: required for message_bus NATS, e.g. nats://127.0.0.1:4222 (no default is assumed)"
+      ])
+      expect(yield* problems({ ...base, message_bus: "RABBITMQ", bus_config: { url: "" } })).toEqual([
+        "bus_config.url: required for message_bus RABBITMQ, e.g. amqp://127.0.0.1:5672/ (no default is assumed)"
+      ])
+      expect(yield* problems({ ...base, bus_config: { url: "amqp://h/" } })).toEqual([
+        "bus_config.url: a NATS URL must start with nats:// or tls:// (got \"amqp://h/\")"
+      ])
+      expect(yield* problems({ ...base, message_bus: "RABBITMQ", bus_config: { url: "amqp://a/,amqp://b/" } }))
+        .toEqual(["bus_config.url: RABBITMQ takes one URL (got 2: \"amqp://a/,amqp://b/\")"])
+      expect(yield* problems({ ...base, bus_config: { url: "nats://u:pw@h:99999" } })).toEqual([
+        "bus_config.url: not a valid URL (got \"nats://u:***@h:99999\")"
+      ])
+      const memory = yield* run({ ...base, message_bus: "MEMORY", bus_config: undefined })
+      expect(Redacted.value(memory.config.bus.url)).toBe("")
+      const list = yield* run({ ...base, bus_config: { url: "nats://a:4222, tls://b:4222" } })
+      expect(Redacted.value(list.config.bus.url)).toBe("nats://a:4222, tls://b:4222")
+    }))
+
+  it.effect("numbers: whole, in range; 0 only where it means something", () =>
+    Effect.gen(function*() {
+      expect(yield* problems({ ...base, http_port: 70000 })).toEqual(["http_port: must be at most 65535 (got 70000)"])
+      expect(yield* problems({ ...base, http_port: -1 }))
+        .toEqual(["http_port: must be a whole number ≥ 0 (got \"-1\")"])
+      expect(yield* problems({ ...base, command_timeout_ms: 1.5 })).toEqual([
+        "command_timeout_ms: must be a whole number ≥ 1 (got \"1.5\")"
+      ])
+      expect(yield* problems({ ...base, command_timeout_ms: 0, rest_connections: 0 })).toEqual([
+        "command_timeout_ms: must be greater than 0 (got 0)",
+        "rest_connections: must be greater than 0 (got 0)"
+      ])
+      expect(yield* problems({ ...base, ping_interval_ms: 3_000_000_000 })).toEqual([
+        "ping_interval_ms: must be at most 2147483647 (got 3000000000)"
+      ])
+      expect(yield* problems({ ...base, bus_config: { ...base.bus_config, prefetch: 0 } })).toEqual([
+        "bus_config.prefetch: must be greater than 0 (got 0)"
+      ])
+      expect(yield* problems({ ...base, reconnect_min_ms: 5000, reconnect_max_ms: 1000 })).toEqual([
+        "reconnect_max_ms: must be at least reconnect_min_ms (5000), got 1000"
+      ])
+      const zeros = yield* run({ ...base, attach_grace_ms: 0, max_held_events: 0, ended_linger_ms: "0" })
+      expect([zeros.config.attachGraceMs, zeros.config.maxHeldEvents, zeros.config.endedLingerMs]).toEqual([0, 0, 0])
+    }))
+
+  it.effect("log_level, log_format and booleans", () =>
+    Effect.gen(function*() {
+      expect(yield* problems({ ...base, log_level: "trace", log_format: "xml", subscribe_all: "maybe" })).toEqual([
+        "log_level: must be one of debug, info, warning, error (got \"trace\")",
+        "log_format: must be one of json, pretty, auto (got \"xml\")",
+        "subscribe_all: must be true or false (got \"maybe\")"
+      ])
+      const ok = yield* run({ ...base, log_level: "Debug", log_format: "JSON", subscribe_all: "yes" })
+      expect([ok.config.logLevel, ok.config.logFormat, ok.config.subscribeAll]).toEqual(["debug", "json", true])
+    }))
+
+  it.effect("queue and subject_prefix have no whitespace; tls cert and key go together", () =>
+    Effect.gen(function*() {
+      const bus = { ...base.bus_config, queue: "a b", subject_prefix: "p ", tls: { cert: "/c.pem" } }
+      expect(yield* problems({ ...base, bus_config: bus })).toEqual([
+        "bus_config.tls: cert and key must be given together",
+        "bus_config.queue: must not contain whitespace (got \"a b\")",
+        "bus_config.subject_prefix: must not contain whitespace (got \"p \")"
+      ])
+    }))
+
+  it.effect("bus credentials are kept redacted", () =>
+    Effect.gen(function*() {
+      const bus = { ...base.bus_config, user: "u", password: "p", token: "t", nkey_seed: "SU", creds_file: "/n.creds" }
+      const { config } = yield* run({ ...base, bus_config: bus })
+      expect(config.bus.user).toBe("u")
+      expect(Redacted.isRedacted(config.bus.password)).toBe(true)
+      expect([config.bus.password, config.bus.token, config.bus.nkeySeed].map((r) => r && Redacted.value(r)))
+        .toEqual(["p", "t", "SU"])
+      expect(config.bus.credsFile).toBe("/n.creds")
+    }))
+
+  it.effect("every problem is reported in one message", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(run({ message_bus: "KAFKA", http_port: "abc", websocket_url: "ws://x/e" }))
+      expect(error.message).toBe([
+        "Invalid configuration (config.json):",
+        "  - message_bus: must be one of NATS, RABBITMQ, MEMORY (got \"KAFKA\")",
+        "  - applications: required, a non-empty list of ARI application names",
+        "  - stasis_url: required, e.g. http://127.0.0.1:8088/ari",
+        "  - http_port: must be a whole number ≥ 0 (got \"abc\")"
+      ].join("\n"))
+    }))
+})
