@@ -61,8 +61,20 @@ export interface DialogState {
 }
 
 export type DialogInput =
-  /** An ARI event routed to this dialog. `channelId` is the event's `channel.id`, if any. */
-  | { readonly _tag: "Event"; readonly type: string; readonly raw: string; readonly channelId: string | undefined }
+  /**
+   * An ARI event routed to this dialog. `channelId` is the event's `channel.id`, if any; `adopt`
+   * are entities the router found to belong to this dialog through this event (the other half of
+   * a Local channel, a playback found by its target); `finished` is an entity the event says is
+   * gone (PlaybackFinished, BridgeDestroyed, ...), unbound once the event is out.
+   */
+  | {
+    readonly _tag: "Event"
+    readonly type: string
+    readonly raw: string
+    readonly channelId: string | undefined
+    readonly adopt?: ReadonlyArray<EntityKey> | undefined
+    readonly finished?: EntityKey | undefined
+  }
   /** The commands subscription is live: the dialog may be announced. */
   | { readonly _tag: "SubscriptionReady" }
   | { readonly _tag: "Command"; readonly command: DecodedCommand }
@@ -216,8 +228,12 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       if (state.ended) return ignore(state)
       // The hot path: a live dialog publishes the event and nothing changes.
       const lifecycle = input.type === "StasisStart" || input.type === "StasisEnd" || input.type === "ChannelDestroyed"
-      if (!state.holding && !lifecycle) return [state, [{ _tag: "PublishEvent", type: input.type, raw: input.raw }]]
+      const binding = (input.adopt !== undefined && input.adopt.length > 0) || input.finished !== undefined
+      if (!state.holding && !lifecycle && !binding) {
+        return [state, [{ _tag: "PublishEvent", type: input.type, raw: input.raw }]]
+      }
       const step = new Step(state)
+      if (input.adopt !== undefined) step.bind(input.adopt)
       if (input.channelId !== undefined) {
         if (input.type === "StasisStart") {
           step.addMembers([input.channelId])
@@ -233,6 +249,7 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       } else {
         step.emit({ _tag: "PublishEvent", type: input.type, raw: input.raw })
       }
+      if (input.finished !== undefined) step.unbind([input.finished])
       step.settle()
       return step.done()
     }

@@ -124,7 +124,7 @@ const run = (options: MachineOptions, steps: ReadonlyArray<Step>): Trace => {
   return trace
 }
 
-const scenario = [optionsArb, fc.array(stepArb, { maxLength: 60 })] as const
+const scenario: [fc.Arbitrary<MachineOptions>, fc.Arbitrary<Array<Step>>] = [optionsArb, fc.array(stepArb, { maxLength: 60 })]
 const params = { numRuns: 400 }
 
 const endedAt = (trace: Trace) => trace.effects.findIndex((e) => e._tag === "PublishEnded")

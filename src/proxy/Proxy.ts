@@ -1,0 +1,252 @@
+/**
+ * The proxy: ARI ↔ dialogs ↔ bus. It owns the router (and through it the dialogs), the ARI event
+ * socket, and the supervision of every dialog fiber; it reconciles dialogs after an ARI
+ * reconnect and drains them at shutdown.
+ *
+ * Frames are routed synchronously in the socket's callback (no hop through a queue): routing is a
+ * few map lookups, and each dialog's mailbox is the queue that decouples ARI from the bus.
+ */
+import { Context, Effect, FiberSet, Layer, Option, Runtime, Stream } from "effect"
+import { AriRest } from "../ari/rest.js"
+import { AriConnectionState, AriSocketOptions, makeAriSocket } from "../ari/socket.js"
+import { Bus } from "../bus/Bus.js"
+import { ProxyConfigService } from "../config/ProxyConfigService.js"
+import type { ProxyConfig } from "../config/ProxyConfig.js"
+import { describeConfig } from "../config/redact.js"
+import { type Dialog, type DialogCounters, makeDialogCounters } from "../dialog/actor.js"
+import { Registry } from "../dialog/registry.js"
+import { TimerQueue } from "../dialog/timers.js"
+import { encodeWireEvent, goJsonString } from "../protocol/codec.js"
+import { makeTopics, type Topics } from "../protocol/topics.js"
+import { makeRouterCounters, Router, type RouterCounters } from "./router.js"
+
+export interface ProxyStats {
+  readonly router: RouterCounters
+  readonly dialogs: DialogCounters
+  readonly activeDialogs: number
+  readonly boundEntities: number
+  readonly deepestMailbox: number
+  readonly ariReconnects: number
+}
+
+export interface ProxyShape {
+  readonly topics: Topics
+  readonly stats: Effect.Effect<ProxyStats>
+  /** Ready while ARI's websocket is up, the bus is connected, and the proxy is not draining. */
+  readonly ready: Effect.Effect<boolean>
+  readonly ariState: Effect.Effect<AriConnectionState>
+  /** Stops taking new dialogs, ends the live ones and waits (up to shutdown_timeout_ms) for them. */
+  readonly drain: Effect.Effect<void>
+  /** The live dialogs (for tests and introspection). */
+  readonly dialogs: () => ReadonlyArray<Dialog>
+}
+
+export class Proxy extends Context.Tag("ari-proxy/Proxy")<Proxy, ProxyShape>() {}
+
+/** Serialises publishes of unrouted events, in order, off the socket callback. */
+const makeSerialPublisher = (fork: (effect: Effect.Effect<void>) => void, publish: (topic: string, payload: string) => Effect.Effect<void>) => {
+  const queue: Array<readonly [string, string]> = []
+  let working = false
+  const work = Effect.gen(function*() {
+    while (queue.length > 0) {
+      const [topic, payload] = queue.shift()!
+      yield* publish(topic, payload)
+    }
+    working = false
+  })
+  return (topic: string, payload: string) => {
+    queue.push([topic, payload])
+    if (!working) {
+      working = true
+      fork(work)
+    }
+  }
+}
+
+export const makeProxy = Effect.gen(function*() {
+  const config: ProxyConfig = yield* ProxyConfigService
+  const bus = yield* Bus
+  const rest = yield* AriRest
+  const topics = makeTopics(config.bus.subjectPrefix)
+  const runtime = yield* Effect.runtime<never>()
+  const runSync = Runtime.runSync(runtime)
+
+  const fibers = yield* FiberSet.make<void, never>()
+  const forkIn = yield* FiberSet.runtime(fibers)<never>()
+  const fork = (effect: Effect.Effect<void>) => {
+    forkIn(effect)
+  }
+  const timers = new TimerQueue()
+  yield* Effect.addFinalizer(() => Effect.sync(() => timers.close()))
+
+  const registry = new Registry<Dialog>()
+  const dialogCounters = makeDialogCounters()
+  const routerCounters = makeRouterCounters()
+  const router = new Router(
+    {
+      serverId: config.serverId,
+      topics,
+      bus,
+      registry,
+      timers,
+      machine: { holdEvents: !bus.retainsUnconsumed, maxHeldEvents: config.maxHeldEvents },
+      attachGraceMs: config.attachGraceMs,
+      endedLingerMs: config.endedLingerMs,
+      execute: (command) => rest.execute(command),
+      fork,
+      counters: dialogCounters
+    },
+    routerCounters,
+    config.applications[0] ?? ""
+  )
+
+  const serverIdJson = goJsonString(config.serverId)
+  const publishUnrouted = makeSerialPublisher(fork, (topic, payload) =>
+    Effect.catchAll(bus.publish(topic, payload), (error) => Effect.logWarning("unrouted publish failed", error.message)))
+
+  // Backpressure: a dialog whose mailbox passes dialog_mailbox_size pauses ARI reading until it
+  // drains to half; if it stays full for mailbox_stall_ms it is aborted ("overloaded") so that
+  // one stuck dialog cannot hold up every other call for long.
+  const pressured = new Set<Dialog>()
+  let relieving = false
+  let socketControl: { pause: () => void; resume: () => void } | undefined
+  const relieve = Effect.gen(function*() {
+    const since = Date.now()
+    while (pressured.size > 0) {
+      for (const dialog of pressured) {
+        if (dialog.depth <= config.dialogMailboxSize / 2 || dialog.state.ended) pressured.delete(dialog)
+      }
+      if (pressured.size === 0) break
+      if (Date.now() - since > config.mailboxStallMs) {
+        for (const dialog of pressured) {
+          yield* Effect.logError("dialog mailbox stayed full; aborting the dialog").pipe(
+            Effect.annotateLogs({ dialog_id: dialog.id, channel_id: dialog.channelId ?? "", depth: dialog.depth })
+          )
+          dialog.abort("overloaded")
+        }
+        pressured.clear()
+        break
+      }
+      yield* Effect.sleep("2 millis")
+    }
+    relieving = false
+    socketControl?.resume()
+  })
+
+  const onFrame = (frame: string) => {
+    const outcome = router.route(frame)
+    switch (outcome._tag) {
+      case "Routed":
+        for (const dialog of outcome.targets) {
+          if (dialog.depth > config.dialogMailboxSize) pressured.add(dialog)
+        }
+        if (pressured.size > 0 && !relieving) {
+          relieving = true
+          socketControl?.pause()
+          fork(relieve)
+        }
+        return
+      case "Unrouted":
+        if (config.unroutedEvents) {
+          publishUnrouted(topics.unrouted(outcome.application), encodeWireEvent(serverIdJson, outcome.type, frame))
+        }
+        if (outcome.type === "ApplicationReplaced") {
+          runSync(Effect.logError(
+            "another websocket took over the ARI application; this proxy receives no more events for it",
+            outcome.application
+          ))
+        }
+        return
+      case "Malformed":
+        runSync(Effect.logWarning("ignored an ARI frame", outcome.reason))
+    }
+  }
+
+  yield* Effect.logInfo("ari-proxy starting", describeConfig(config))
+  const socket = yield* makeAriSocket(AriSocketOptions.fromConfig(config), onFrame)
+  socketControl = { pause: socket.unsafePause, resume: socket.unsafeResume }
+
+  // After a REconnect, events may have been missed: end the dialogs whose channels are gone.
+  const reconcile = Effect.gen(function*() {
+    const before = new Map<Dialog, Array<string>>()
+    for (const dialog of router.dialogs.values()) {
+      if (!dialog.state.ended) before.set(dialog, [...dialog.state.members])
+    }
+    const live = yield* rest.listChannels()
+    const alive = new Set(live)
+    let ended = 0
+    for (const [dialog, members] of before) {
+      const gone = members.filter((id) => !alive.has(id) && dialog.state.members.has(id))
+      if (gone.length === 0) continue
+      dialog.input({ _tag: "ChannelsVanished", channelIds: gone })
+      if (dialog.closing) ended++
+    }
+    yield* Effect.logInfo("reconciled dialogs after ARI reconnect", { dialogs: before.size, ended, channels: live.length })
+  }).pipe(
+    Effect.catchAll((error) => Effect.logWarning("could not reconcile dialogs after ARI reconnect", error.message))
+  )
+  let ariReconnects = 0
+  yield* socket.changes.pipe(
+    Stream.runForEach((state) =>
+      state._tag === "Connected" && state.connections > 1
+        ? Effect.zipRight(Effect.sync(() => ariReconnects++), reconcile)
+        : Effect.void
+    ),
+    Effect.forkScoped
+  )
+
+  let draining = false
+  const drain = Effect.gen(function*() {
+    if (!draining) {
+      draining = true
+      router.accepting = false
+      yield* Effect.logInfo("draining: no new dialogs; ending the live ones", { dialogs: router.dialogs.size })
+      for (const dialog of router.dialogs.values()) dialog.abort("shutdown")
+    }
+    const busy = () => [...router.dialogs.values()].some((d) => !d.state.ended || d.depth > 0)
+    const finished = yield* Effect.gen(function*() {
+      while (busy()) yield* Effect.sleep("10 millis")
+    }).pipe(Effect.timeoutOption(config.shutdownTimeoutMs))
+    if (Option.isNone(finished)) {
+      yield* Effect.logWarning("shutdown deadline passed with dialogs still busy", { dialogs: router.dialogs.size })
+    }
+  })
+  yield* Effect.addFinalizer(() => drain)
+
+  const stats = Effect.sync((): ProxyStats => {
+    let deepest = 0
+    for (const dialog of router.dialogs.values()) deepest = Math.max(deepest, dialog.depth)
+    return {
+      router: { ...routerCounters },
+      dialogs: { ...dialogCounters },
+      activeDialogs: router.dialogs.size,
+      boundEntities: registry.size,
+      deepestMailbox: deepest,
+      ariReconnects
+    }
+  })
+
+  const ready = Effect.gen(function*() {
+    if (draining) return false
+    const ari = yield* socket.state
+    const busState = yield* bus.state
+    return ari._tag === "Connected" && busState === "connected"
+  })
+
+  return {
+    topics,
+    stats,
+    ready,
+    ariState: socket.state,
+    drain,
+    dialogs: () => [...router.dialogs.values()]
+  } satisfies ProxyShape
+})
+
+/** The proxy, given its configuration, a bus and ARI REST in context. */
+export const layer = Layer.scoped(Proxy, makeProxy)
+
+/** The proxy and the ARI REST client, given its configuration and a bus. */
+export const layerWithAri = Layer.unwrapEffect(
+  Effect.map(ProxyConfigService, (config) => layer.pipe(Layer.provide(AriRest.layerFromConfig(config))))
+)

@@ -1,0 +1,184 @@
+/**
+ * The router: every ARI frame, in websocket order, goes to the dialog of every entity it names.
+ * A StasisStart for a channel no live dialog owns opens a dialog. Events no dialog owns are
+ * counted and, if configured, published on `unrouted_<app>`: never silently dropped.
+ *
+ * Routing runs synchronously for each frame (one map lookup per entity the event names), so a
+ * binding made by one event (a new dialog, the other half of a Local channel) is in place for the
+ * next frame.
+ */
+import { randomUUID } from "node:crypto"
+import {
+  channelKey,
+  type EntityKey,
+  eventEntityKeys,
+  localPairOf,
+  playbackKey,
+  recordingKey,
+  bridgeKey
+} from "../dialog/entities.js"
+import { Dialog, type DialogContext } from "../dialog/actor.js"
+
+type Json = Record<string, unknown>
+
+export interface RouterCounters {
+  eventsReceived: number
+  eventsUnrouted: number
+  malformedFrames: number
+  dialogsStarted: number
+  dialogsEnded: number
+  applicationReplaced: number
+}
+
+export const makeRouterCounters = (): RouterCounters => ({
+  eventsReceived: 0,
+  eventsUnrouted: 0,
+  malformedFrames: 0,
+  dialogsStarted: 0,
+  dialogsEnded: 0,
+  applicationReplaced: 0
+})
+
+/** What the reader must do after routing a frame (the router itself does no I/O). */
+export type RouteOutcome =
+  | { readonly _tag: "Routed"; readonly targets: ReadonlyArray<Dialog> }
+  | { readonly _tag: "Unrouted"; readonly application: string; readonly type: string }
+  | { readonly _tag: "Malformed"; readonly reason: string }
+
+const isObject = (value: unknown): value is Json => typeof value === "object" && value !== null
+
+/** The entity an event says is gone: unbound once the event is published. */
+const finishedEntity = (type: string, event: Json): EntityKey | undefined => {
+  switch (type) {
+    case "ChannelDestroyed":
+      return isObject(event.channel) && typeof event.channel.id === "string" ? channelKey(event.channel.id) : undefined
+    case "BridgeDestroyed":
+      return isObject(event.bridge) && typeof event.bridge.id === "string" ? bridgeKey(event.bridge.id) : undefined
+    case "PlaybackFinished":
+      return isObject(event.playback) && typeof event.playback.id === "string"
+        ? playbackKey(event.playback.id)
+        : undefined
+    case "RecordingFinished":
+    case "RecordingFailed":
+      return isObject(event.recording) && typeof event.recording.name === "string"
+        ? recordingKey(event.recording.name)
+        : undefined
+    default:
+      return undefined
+  }
+}
+
+/** The keys of an event's own entity: what a dialog adopts when the event reached it another way. */
+const primaryKeys = (event: Json): Array<EntityKey> => {
+  const channel = isObject(event.channel) ? event.channel : isObject(event.peer) ? event.peer : undefined
+  if (channel !== undefined && typeof channel.id === "string") {
+    const pair = localPairOf(channel.name)
+    return pair === undefined ? [channelKey(channel.id)] : [channelKey(channel.id), pair]
+  }
+  if (isObject(event.playback) && typeof event.playback.id === "string") return [playbackKey(event.playback.id)]
+  if (isObject(event.recording) && typeof event.recording.name === "string") {
+    return [recordingKey(event.recording.name)]
+  }
+  return []
+}
+
+export class Router {
+  readonly dialogs = new Map<string, Dialog>()
+  /** While draining, no dialog is opened (see docs/architecture.md, "Shutdown"). */
+  accepting = true
+
+  private readonly dialogContext: DialogContext
+
+  constructor(
+    private readonly context: Omit<DialogContext, "onReleased">,
+    readonly counters: RouterCounters,
+    /** The application of frames that lack one (never seen from Asterisk; defensive). */
+    private readonly defaultApplication: string
+  ) {
+    this.dialogContext = {
+      ...context,
+      onReleased: (dialog) => {
+        this.dialogs.delete(dialog.id)
+        this.counters.dialogsEnded++
+      }
+    }
+  }
+
+  route(frame: string): RouteOutcome {
+    this.counters.eventsReceived++
+    let event: unknown
+    try {
+      event = JSON.parse(frame)
+    } catch {
+      this.counters.malformedFrames++
+      return { _tag: "Malformed", reason: "not JSON" }
+    }
+    if (!isObject(event) || typeof event.type !== "string") {
+      this.counters.malformedFrames++
+      return { _tag: "Malformed", reason: "not an ARI event (no type)" }
+    }
+    const type = event.type
+    const application = typeof event.application === "string" ? event.application : this.defaultApplication
+    if (type === "ApplicationReplaced") this.counters.applicationReplaced++
+    const channelId = isObject(event.channel) && typeof event.channel.id === "string" ? event.channel.id : undefined
+
+    if (type === "StasisStart" && channelId !== undefined) {
+      const home = this.homeOfNewChannel(event, channelId)
+      if (home !== undefined) {
+        home.input({ _tag: "Event", type, raw: frame, channelId, adopt: primaryKeys(event) })
+        return { _tag: "Routed", targets: [home] }
+      }
+      if (this.accepting) {
+        const dialog = this.open(application, channelId)
+        dialog.input({ _tag: "Event", type, raw: frame, channelId, adopt: primaryKeys(event) })
+        dialog.start()
+        return { _tag: "Routed", targets: [dialog] }
+      }
+    }
+
+    const keys = eventEntityKeys(event)
+    const targets: Array<Dialog> = []
+    for (const key of keys) {
+      const owner = this.context.registry.ownerOf(key)
+      if (owner !== undefined && !owner.state.ended && !targets.includes(owner)) targets.push(owner)
+    }
+    if (targets.length === 0) {
+      this.counters.eventsUnrouted++
+      return { _tag: "Unrouted", application, type }
+    }
+    const finished = finishedEntity(type, event)
+    // One owner: the event's own entity belongs with it (a playback found by its target, the
+    // other half of a Local channel, a Dial peer of its caller). Several: ambiguous, adopt nothing.
+    const adopt = targets.length === 1 ? primaryKeys(event) : undefined
+    for (const dialog of targets) dialog.input({ _tag: "Event", type, raw: frame, channelId, adopt, finished })
+    return { _tag: "Routed", targets }
+  }
+
+  /**
+   * The live dialog a channel entering Stasis joins: its own (originated by the dialog), the one
+   * of the channel it replaces, or the one of its Local pair.
+   */
+  private homeOfNewChannel(event: Json, channelId: string): Dialog | undefined {
+    const { registry } = this.context
+    const candidates: Array<EntityKey> = [channelKey(channelId)]
+    if (isObject(event.replace_channel) && typeof event.replace_channel.id === "string") {
+      candidates.push(channelKey(event.replace_channel.id))
+    }
+    const pair = isObject(event.channel) ? localPairOf(event.channel.name) : undefined
+    if (pair !== undefined) candidates.push(pair)
+    for (const key of candidates) {
+      const owner = registry.ownerOf(key)
+      if (owner !== undefined && !owner.closing) return owner
+    }
+    return undefined
+  }
+
+  /** Opens a dialog (its StasisStart, or an application's request, follows). */
+  open(application: string, channelId: string | undefined): Dialog {
+    const dialog = new Dialog(this.dialogContext, randomUUID(), application, channelId)
+    this.dialogs.set(dialog.id, dialog)
+    if (channelId !== undefined) this.context.registry.claim(channelKey(channelId), dialog)
+    this.counters.dialogsStarted++
+    return dialog
+  }
+}

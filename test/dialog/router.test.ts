@@ -1,0 +1,183 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, FastCheck as fc } from "effect"
+import { makeMemoryBus } from "../../src/bus/memory.js"
+import { type Dialog, makeDialogCounters } from "../../src/dialog/actor.js"
+import { Registry } from "../../src/dialog/registry.js"
+import { TimerQueue } from "../../src/dialog/timers.js"
+import { makeTopics } from "../../src/protocol/topics.js"
+import { makeRouterCounters, Router } from "../../src/proxy/router.js"
+
+const channel = (id: string, name = `PJSIP/sipp-${id}`) => ({ id, name, state: "Up" })
+const frame = (type: string, fields: Record<string, unknown>) =>
+  JSON.stringify({ type, timestamp: "2026-11-30T10:28:16.331+0000", ...fields, asterisk_id: "a", application: "app" })
+
+/** A router whose dialogs' effects run inline; ARI answers every command with `reply`. */
+const makeRouter = (reply: (method: string, url: string) => { status: number; body: string } = () => ({ status: 204, body: "" })) =>
+  Effect.gen(function*() {
+    const bus = yield* makeMemoryBus
+    const registry = new Registry<Dialog>()
+    const router = new Router(
+      {
+        serverId: "s",
+        topics: makeTopics(),
+        bus,
+        registry,
+        timers: new TimerQueue(),
+        machine: { holdEvents: false, maxHeldEvents: 100 },
+        attachGraceMs: 1000,
+        endedLingerMs: 1000,
+        execute: (command) => Effect.succeed(reply(command.method, command.url)),
+        fork: (effect) => {
+          Effect.runFork(effect)
+        },
+        counters: makeDialogCounters()
+      },
+      makeRouterCounters(),
+      "app"
+    )
+    return { router, registry }
+  })
+
+const targetsOf = (outcome: ReturnType<Router["route"]>) => (outcome._tag === "Routed" ? outcome.targets.map((d) => d.id) : [])
+
+describe("router", () => {
+  it.effect("opens a dialog per new channel and routes each channel's events to its own dialog", () =>
+    Effect.gen(function*() {
+      const { router } = yield* makeRouter()
+      const a = router.route(frame("StasisStart", { args: [], channel: channel("A") }))
+      const b = router.route(frame("StasisStart", { args: [], channel: channel("B") }))
+      expect(targetsOf(a)).toHaveLength(1)
+      expect(targetsOf(b)).toHaveLength(1)
+      expect(targetsOf(a)).not.toEqual(targetsOf(b))
+      expect(targetsOf(router.route(frame("ChannelDtmfReceived", { digit: "1", channel: channel("B") })))).toEqual(targetsOf(b))
+      expect(router.route(frame("ChannelDtmfReceived", { digit: "1", channel: channel("X") }))._tag).toBe("Unrouted")
+      expect(router.route(frame("DeviceStateChanged", { device_state: { name: "PJSIP/sipp", state: "INUSE" } }))._tag)
+        .toBe("Unrouted")
+    }))
+
+  it.effect("routes an event to every dialog that owns an entity it names", () =>
+    Effect.gen(function*() {
+      const { router } = yield* makeRouter((method, url) =>
+        url.startsWith("/bridges") ? { status: 200, body: JSON.stringify({ id: "BR", bridge_type: "mixing" }) } : { status: 204, body: "" }
+      )
+      const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
+      const b = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("B") })))[0]!
+      router.dialogs.get(a)!.input({ _tag: "SubscriptionReady" })
+      router.dialogs.get(a)!.input({ _tag: "Command", command: { unique_id: "1", method: "POST", url: "/bridges?bridgeId=BR", body: "" } })
+      const entered = router.route(frame("ChannelEnteredBridge", { bridge: { id: "BR" }, channel: channel("B") }))
+      expect(targetsOf(entered).sort()).toEqual([a, b].sort())
+    }))
+
+  it.effect("a channel created by a dialog joins it on StasisStart; a Local half joins its pair's dialog", () =>
+    Effect.gen(function*() {
+      const { router } = yield* makeRouter(() => ({ status: 200, body: JSON.stringify({ id: "L1", name: "Local/100@ctx-00000001;1", dialplan: {} }) }))
+      const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
+      const dialog = router.dialogs.get(a)!
+      dialog.input({ _tag: "SubscriptionReady" })
+      dialog.input({ _tag: "Command", command: { unique_id: "1", method: "POST", url: "/channels?endpoint=Local/100@ctx&app=app", body: "" } })
+      yield* Effect.yieldNow()
+      const l1 = router.route(frame("StasisStart", { args: [], channel: channel("L1", "Local/100@ctx-00000001;1") }))
+      expect(targetsOf(l1)).toEqual([a])
+      const l2 = router.route(frame("ChannelVarset", { variable: "X", value: "1", channel: channel("L2", "Local/100@ctx-00000001;2") }))
+      expect(targetsOf(l2)).toEqual([a])
+      const l2start = router.route(frame("StasisStart", { args: [], channel: channel("L2", "Local/100@ctx-00000001;2") }))
+      expect(targetsOf(l2start)).toEqual([a])
+      expect(router.dialogs.size).toBe(1)
+    }))
+
+  it.effect("a playback is found by its target before the response that names it", () =>
+    Effect.gen(function*() {
+      const { router, registry } = yield* makeRouter()
+      const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
+      const started = router.route(frame("PlaybackStarted", { playback: { id: "pb", target_uri: "channel:A", state: "playing" } }))
+      expect(targetsOf(started)).toEqual([a])
+      expect(registry.ownerOf("p:pb")?.id).toBe(a)
+      router.route(frame("PlaybackFinished", { playback: { id: "pb", target_uri: "channel:A", state: "done" } }))
+      expect(registry.ownerOf("p:pb")).toBeUndefined() // unbound once finished
+    }))
+
+  it.effect("a Dial peer joins its caller's dialog", () =>
+    Effect.gen(function*() {
+      const { router } = yield* makeRouter()
+      const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
+      expect(targetsOf(router.route(frame("Dial", { dialstatus: "", caller: channel("A"), peer: channel("P") })))).toEqual([a])
+      expect(targetsOf(router.route(frame("ChannelStateChange", { channel: channel("P") })))).toEqual([a])
+    }))
+
+  it.effect("a channel re-entering Stasis after its dialog ended opens a new dialog", () =>
+    Effect.gen(function*() {
+      const { router } = yield* makeRouter()
+      const first = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
+      router.dialogs.get(first)!.input({ _tag: "SubscriptionReady" })
+      router.route(frame("StasisEnd", { channel: channel("A") }))
+      expect(router.dialogs.get(first)!.state.ended).toBe(true)
+      const second = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
+      expect(second).not.toBe(first)
+    }))
+
+  it.effect("a GET of another dialog's channel does not move it", () =>
+    Effect.gen(function*() {
+      const { router, registry } = yield* makeRouter(() => ({ status: 200, body: JSON.stringify({ id: "B", name: "PJSIP/x", dialplan: {} }) }))
+      const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
+      const b = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("B") })))[0]!
+      const dialogA = router.dialogs.get(a)!
+      dialogA.input({ _tag: "SubscriptionReady" })
+      dialogA.input({ _tag: "Command", command: { unique_id: "1", method: "GET", url: "/channels/B", body: "" } })
+      dialogA.input({ _tag: "Command", command: { unique_id: "2", method: "POST", url: "/channels/B/answer", body: "" } })
+      yield* Effect.yieldNow()
+      expect(registry.ownerOf("c:B")?.id).toBe(b)
+    }))
+
+  it.effect.prop(
+    "whatever the interleaving, each entity has one live owner and nothing stays bound after every dialog ended",
+    [fc.array(fc.tuple(fc.constantFrom("start", "end", "create", "bridge", "play", "destroy"), fc.integer({ min: 0, max: 3 })), { maxLength: 40 })],
+    ([steps]) =>
+      Effect.gen(function*() {
+        const { router, registry } = yield* makeRouter((_, url) =>
+          url.includes("channelId=")
+            ? { status: 200, body: JSON.stringify({ id: url.split("channelId=")[1], name: "PJSIP/b", dialplan: {} }) }
+            : { status: 204, body: "" }
+        )
+        const ids = ["A", "B", "C", "D"]
+        for (const [kind, n] of steps) {
+          const id = ids[n]!
+          const owner = registry.ownerOf("c:" + id)
+          switch (kind) {
+            case "start":
+              router.route(frame("StasisStart", { args: [], channel: channel(id) }))
+              break
+            case "end":
+              router.route(frame("StasisEnd", { channel: channel(id) }))
+              break
+            case "destroy":
+              router.route(frame("ChannelDestroyed", { cause: 16, channel: channel(id) }))
+              break
+            case "create":
+            case "bridge":
+            case "play": {
+              const dialog = [...router.dialogs.values()].find((d) => !d.state.ended)
+              if (dialog === undefined) break
+              dialog.input({ _tag: "SubscriptionReady" })
+              const url = kind === "create"
+                ? `/channels?endpoint=PJSIP/b&app=app&channelId=${ids[(n + 1) % 4]}`
+                : kind === "bridge" ? `/bridges/BR/addChannel?channel=${id}` : `/channels/${id}/play?media=x&playbackId=p${n}`
+              dialog.input({ _tag: "Command", command: { unique_id: "x", method: "POST", url, body: "" } })
+              yield* Effect.yieldNow()
+              break
+            }
+          }
+          // a live owner of a channel is never displaced by another live dialog
+          const after = registry.ownerOf("c:" + id)
+          if (owner !== undefined && !owner.closing && after !== undefined) expect(after).toBe(owner)
+        }
+        for (const dialog of router.dialogs.values()) {
+          dialog.input({ _tag: "SubscriptionReady" })
+          dialog.input({ _tag: "Abort", reason: "shutdown" })
+        }
+        for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
+        for (const dialog of router.dialogs.values()) expect(dialog.state.ended).toBe(true)
+        expect(registry.size).toBe(0)
+      }),
+    { fastCheck: { numRuns: 200 } }
+  )
+})
