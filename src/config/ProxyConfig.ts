@@ -1,7 +1,8 @@
 /**
  * The proxy's configuration, after validation. The file format is the seed's config.json
  * (snake_case keys); this is its typed, camelCase form with every default applied.
- * See README "Configuration" for each key, its environment variable and its default.
+ * docs/configuration.md lists each key, its environment variable and its default; src/config/ reads
+ * and validates it (`proxyConfig`, `ProxyConfigService`).
  */
 import type { Redacted } from "effect"
 
