@@ -1,5 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Config, ConfigProvider, Effect, Layer, Redacted } from "effect"
+import { FileSystem } from "@effect/platform"
+import { SystemError } from "@effect/platform/Error"
 import { hostname } from "node:os"
 import {
   ConfigInvalid,
@@ -179,6 +181,21 @@ describe("loading config.json", () => {
         "http_port: must be a string, number or boolean (got array)",
         "bus_config.url: required for message_bus NATS, e.g. nats://127.0.0.1:4222 (no default is assumed)"
       ])
+    }))
+
+  it.effect("an unreadable file is reported with the reason", () =>
+    Effect.gen(function*() {
+      const fs = FileSystem.layerNoop({
+        readFileString: (path) =>
+          Effect.fail(new SystemError({
+            reason: "PermissionDenied",
+            module: "FileSystem",
+            method: "readFileString",
+            pathOrDescriptor: path
+          }))
+      })
+      const error = yield* Effect.flip(loadConfigFile("config.json", { env: {} }).pipe(Effect.provide(fs)))
+      expect(error.problems).toEqual(["config.json: cannot be read (PermissionDenied)"])
     }))
 
   it.effect("a file that is not an object, or empty", () =>

@@ -111,7 +111,7 @@ describe("secrets never leak", () => {
         expect(out).not.toContain(pw)
         expect(out).not.toContain(enc)
       }
-    }), { fastCheck: { numRuns: 150 } })
+    }), { fastCheck: { numRuns: 60 } })
 
   it("the outputs checked do carry the secret-bearing fields, masked", () => {
     const [summary, , , , url, invalid, , , viaEnv] = Effect.runSync(exposures(BASELINE_PW)).outputs
