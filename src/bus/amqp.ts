@@ -10,9 +10,11 @@
  * are declared with `x-max-length` and `x-overflow: drop-head`, so one nobody consumes cannot grow
  * forever (the newest events are kept).
  *
- * Channels: a fixed four per connection, whatever the number of dialogs: a confirm channel for
- * publishing, one channel for every consumer, one for declarations and one for deletions (a 406
- * closes the channel it happened on, never the others).
+ * Channels: a small fixed number per connection, whatever the number of dialogs: a confirm channel
+ * for publishing, one channel for every consumer, and two small pools (`sideChannels`, default 4
+ * each) for queue declarations and deletions, which the broker serves in parallel across channels
+ * (a durable queue costs it 2-3 ms to create or delete). A 406 closes only the side channel it
+ * happened on; it is opened again on next use.
  *
  * Publishing: messages are written at once, in order, and their confirms are awaited in the
  * background; at most `confirmWindow` messages may be unconfirmed, beyond that `publish` suspends
@@ -76,6 +78,8 @@ export interface AmqpOptions {
   readonly reconnectMaxMs?: number | undefined
   /** AMQP heartbeat in seconds; 0 disables. Default 10. */
   readonly heartbeatSeconds?: number | undefined
+  /** Channels for queue declarations, and as many for deletions. Default 4. */
+  readonly sideChannels?: number | undefined
 }
 
 export interface AmqpBusStats {
@@ -134,8 +138,10 @@ interface Link {
   readonly model: ChannelModel
   readonly publisher: ConfirmChannel
   readonly consumer: Channel
-  declarer: Promise<Channel> | undefined
-  deleter: Promise<Channel> | undefined
+  /** Small pools for declarations and deletions: the broker serves channels in parallel (3-6x faster). */
+  readonly declarers: Array<Promise<Channel> | undefined>
+  readonly deleters: Array<Promise<Channel> | undefined>
+  nextSide: number
 }
 
 interface Delivery {
@@ -196,6 +202,7 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
     const graceMs = Math.max(0, options.queueDeleteGraceMs ?? 60_000)
     const unroutedMaxLength = options.unroutedMaxLength ?? 10_000
     const heartbeat = options.heartbeatSeconds ?? 10
+    const sideChannels = Math.max(1, options.sideChannels ?? 4)
     const user = options.user
     const password = reveal(options.password)
     const tls = options.tls
@@ -246,21 +253,22 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
         { ...SEED_QUEUE, arguments: { "x-max-length": unroutedMaxLength, "x-overflow": "drop-head" } } :
         SEED_QUEUE
 
-    /** A side channel, created on first use and again after a 406/404 closed it. */
-    const sideChannel = (current: Link, which: "declarer" | "deleter"): Promise<Channel> => {
-      const existing = current[which]
+    /** A side channel of a pool (round robin), created on first use and again after a 406/404 closed it. */
+    const sideChannel = (current: Link, pool: Array<Promise<Channel> | undefined>): Promise<Channel> => {
+      const slot = current.nextSide++ % pool.length
+      const existing = pool[slot]
       if (existing !== undefined) return existing
       const created = current.model.createChannel().then((channel) => {
         channel.on("error", () => undefined)
         channel.on("close", () => {
-          if (current[which] === created) current[which] = undefined
+          if (pool[slot] === created) pool[slot] = undefined
         })
         return channel
       })
       created.catch(() => {
-        if (current[which] === created) current[which] = undefined
+        if (pool[slot] === created) pool[slot] = undefined
       })
-      current[which] = created
+      pool[slot] = created
       return created
     }
 
@@ -269,7 +277,7 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
       if (declared.has(topic)) return Promise.resolve()
       const inProgress = declaring.get(topic)
       if (inProgress !== undefined) return inProgress
-      const declaration = sideChannel(current, "declarer")
+      const declaration = sideChannel(current, current.declarers)
         .then((channel) => channel.assertQueue(topic, queueOptions(topic)))
         .then(
           () => {
@@ -493,8 +501,9 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
         model,
         publisher: opened.publisher,
         consumer: opened.consumer,
-        declarer: undefined,
-        deleter: undefined
+        declarers: new Array(sideChannels).fill(undefined),
+        deleters: new Array(sideChannels).fill(undefined),
+        nextSide: 0
       }
       // Losing either main channel means losing messages' fate: restart the whole connection.
       for (const channel of [opened.publisher, opened.consumer]) {
@@ -536,45 +545,55 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
     // deadlines are in insertion order).
     const tick = Duration.millis(Math.min(1000, Math.max(10, Math.floor(graceMs / 4))))
     const reapRetired = Effect.gen(function*() {
+      const current = link
+      if (current === undefined) return false
       const now = Date.now()
-      while (retireQueue.length > 0 && retireQueue.peek()!.deadline <= now) {
-        const current = link
-        if (current === undefined) return
-        const { deadline, topic } = retireQueue.shift()!
-        if (retiring.get(topic) !== deadline) continue // used again, or retired again later
-        if ((subscribedTopics.get(topic) ?? 0) > 0) {
+      const due: Array<{ readonly topic: string; readonly deadline: number }> = []
+      while (retireQueue.length > 0 && retireQueue.peek()!.deadline <= now && due.length < 256) {
+        const entry = retireQueue.shift()!
+        if (retiring.get(entry.topic) !== entry.deadline) continue // used again, or retired again later
+        if ((subscribedTopics.get(entry.topic) ?? 0) > 0) {
           // Still consumed by us: try again after another grace period.
           const later = now + graceMs
-          retiring.set(topic, later)
-          retireQueue.push({ topic, deadline: later })
+          retiring.set(entry.topic, later)
+          retireQueue.push({ topic: entry.topic, deadline: later })
           continue
         }
-        declared.delete(topic) // a publish from now on declares it again
-        const deleted = yield* Effect.tryPromise(() =>
-          sideChannel(current, "deleter").then((channel) =>
-            channel.deleteQueue(topic, { ifUnused: false, ifEmpty: false })
-          )
-        ).pipe(Effect.either)
-        if (deleted._tag === "Left") {
-          yield* Effect.logWarning("RabbitMQ queue deletion failed").pipe(
-            Effect.annotateLogs({ topic, error: String(deleted.left.cause ?? deleted.left) })
-          )
-          if (link !== current) {
-            retireQueue.prependAll([{ topic, deadline }]) // lost the connection: retry after the reconnect
-            return
-          }
-        } else {
-          deletedQueues++
-        }
-        if (retiring.get(topic) === deadline) retiring.delete(topic)
+        declared.delete(entry.topic) // a publish from now on declares it again
+        due.push(entry)
       }
+      const failed: Array<{ readonly topic: string; readonly deadline: number }> = []
+      yield* Effect.forEach(due, (entry) =>
+        Effect.tryPromise(() =>
+          sideChannel(current, current.deleters).then((channel) =>
+            channel.deleteQueue(entry.topic, { ifUnused: false, ifEmpty: false })
+          )
+        ).pipe(
+          Effect.matchEffect({
+            onSuccess: () =>
+              Effect.sync(() => {
+                deletedQueues++
+                if (retiring.get(entry.topic) === entry.deadline) retiring.delete(entry.topic)
+              }),
+            onFailure: (error) =>
+              Effect.sync(() => failed.push(entry)).pipe(
+                Effect.zipRight(Effect.logWarning("RabbitMQ queue deletion failed").pipe(
+                  Effect.annotateLogs({ topic: entry.topic, error: errorMessage(error.error) })
+                ))
+              )
+          })
+        ), { concurrency: sideChannels, discard: true })
+      // Lost the connection meanwhile: try those again after the reconnect; otherwise give up on them.
+      if (link !== current) retireQueue.prependAll(failed)
+      else for (const entry of failed) if (retiring.get(entry.topic) === entry.deadline) retiring.delete(entry.topic)
+      return due.length === 256 // a backlog: go on without sleeping
     })
 
     yield* Effect.forkScoped(Effect.forever(connectionLifetime).pipe(Effect.annotateLogs({ driver: DRIVER })))
     yield* Effect.forkScoped(
       reapRetired.pipe(
-        Effect.catchAllCause((cause) => Effect.logError("RabbitMQ retire loop failed", cause)),
-        Effect.zipRight(Effect.sleep(tick)),
+        Effect.catchAllCause((cause) => Effect.as(Effect.logError("RabbitMQ retire loop failed", cause), false)),
+        Effect.flatMap((backlog) => backlog ? Effect.yieldNow() : Effect.sleep(tick)),
         Effect.forever,
         Effect.annotateLogs({ driver: DRIVER })
       )
