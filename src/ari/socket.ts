@@ -240,9 +240,10 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
       connections++
       const attempts = failedAttempts + 1
       failedAttempts = 0
+      const afterAttempts = attempts === 1 ? "" : ` after ${attempts} attempts`
       const message = connections === 1
-        ? attempts === 1 ? `ARI websocket connected to ${url}` : `ARI websocket connected to ${url} after ${attempts} attempts`
-        : `ARI websocket connected again to ${url} after ${attempts} attempt${attempts === 1 ? "" : "s"}`
+        ? `ARI websocket connected to ${url}${afterAttempts}`
+        : `ARI websocket connected again to ${url}${afterAttempts}`
       runSync(
         setState(AriConnectionState.Connected({ connections })).pipe(
           Effect.zipRight(Effect.logInfo(message))

@@ -1,15 +1,22 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Exit, Fiber, Layer, Logger, LogLevel, Redacted, Scope, Stream } from "effect"
+import { Chunk, Context, Effect, Exit, Layer, Logger, LogLevel, Redacted, Scope, Stream } from "effect"
 import { createServer, type IncomingMessage } from "node:http"
-import type { AddressInfo } from "node:net"
+import { type AddressInfo, createServer as createTcpServer, type Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { type WebSocket, WebSocketServer } from "ws"
-import { type AriConnectionState, AriSocket, type AriSocketOptions, eventsUrl } from "../../src/ari/socket.js"
+import {
+  type AriConnectionState,
+  AriFrameSink,
+  AriSocket,
+  type AriSocketOptions,
+  eventsUrl
+} from "../../src/ari/socket.js"
 
 const password = "pa:ss&wörd#?"
 const basicAuth = "Basic " + Buffer.from(`asterisk:${password}`, "utf8").toString("base64")
 
 interface Upgrade {
+  readonly at: number
   readonly url: string
   readonly headers: IncomingMessage["headers"]
 }
@@ -54,7 +61,7 @@ const fakeAriWs = (options: { port?: number; selectAri?: boolean } = {}) =>
         }
       }
       httpServer.on("upgrade", (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-        fake.upgrades.push({ url: request.url ?? "", headers: request.headers })
+        fake.upgrades.push({ at: Date.now(), url: request.url ?? "", headers: request.headers })
         if (fake.rejectWith !== undefined) {
           socket.end(
             `HTTP/1.1 ${fake.rejectWith} Unauthorized\r\nWWW-Authenticate: Basic realm="Asterisk REST Interface"\r\n` +
@@ -129,7 +136,10 @@ const captureLogs = () => {
     lines.push(`${logLevel.label} ${text} ${JSON.stringify([...annotations])} ${String(cause)}`)
   })
   const provide = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-    effect.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger)), Logger.withMinimumLogLevel(LogLevel.Debug))
+    effect.pipe(
+      Effect.provide(Logger.replace(Logger.defaultLogger, logger)),
+      Logger.withMinimumLogLevel(LogLevel.Debug)
+    )
   return { lines, provide }
 }
 
@@ -269,34 +279,26 @@ describe("AriSocket: reconnecting", () => {
     Effect.gen(function*() {
       const server = yield* fakeAriWs()
       server.rejectWith = 401
-      const attemptTimes: Array<number> = []
       const logs = captureLogs()
       const socket = yield* logs.provide(
         startSocket(optionsFor(server.port, { reconnectMinMs: 20, reconnectMaxMs: 160 }))
       )
-      const recordAttempts = Effect.gen(function*() {
-        let known = 0
-        while (true) {
-          if (server.upgrades.length > known) {
-            known = server.upgrades.length
-            attemptTimes.push(Date.now())
-          }
-          yield* Effect.sleep("1 millis")
-        }
-      })
-      const recorder = yield* Effect.fork(recordAttempts)
       yield* waitUntil(() => server.upgrades.length >= 6, 5_000)
-      const failing = yield* socket.state
-      expect(failing._tag).toBe("Disconnected")
+      const failing = yield* awaitState(socket, (state) => state._tag === "Disconnected")
       expect(failing._tag === "Disconnected" && failing.reason).toContain("401")
       server.rejectWith = undefined
       yield* awaitState(socket, connectedAt(1), 5_000)
-      yield* Fiber.interrupt(recorder)
 
-      const gaps = attemptTimes.slice(1).map((time, index) => time - attemptTimes[index]!)
-      expect(gaps[0]!).toBeGreaterThanOrEqual(15) // reconnectMinMs, minus timer slack
-      expect(Math.max(...gaps.slice(2, 5))).toBeGreaterThan(gaps[0]! + 20) // it grows
-      expect(Math.max(...gaps)).toBeLessThan(160 + 80) // capped at reconnectMaxMs (plus slack)
+      // The delays chosen (logged with each failure) start at reconnectMinMs, grow, and stay under the cap.
+      const delays = logs.lines.flatMap((line) => /retrying in (\d+) ms/.exec(line)?.slice(1).map(Number) ?? [])
+      expect(delays.length).toBeGreaterThanOrEqual(5)
+      expect(delays[0]).toBe(20)
+      expect(delays[1]).toBeGreaterThanOrEqual(20)
+      expect(Math.max(...delays)).toBeGreaterThanOrEqual(80)
+      expect(Math.max(...delays)).toBeLessThanOrEqual(160)
+      // And the server saw the attempts that far apart.
+      const gaps = server.upgrades.slice(1).map((upgrade, index) => upgrade.at - server.upgrades[index]!.at)
+      gaps.forEach((gap, index) => expect(gap).toBeGreaterThanOrEqual(delays[index]! - 5))
 
       const warnings = logs.lines.filter((line) => line.startsWith("WARN"))
       expect(warnings.length).toBe(1)
@@ -338,6 +340,27 @@ describe("AriSocket: reconnecting", () => {
       expect(yield* socket.state).toEqual(expect.objectContaining({ _tag: "Connected", connections: 1 }))
       expect(server.upgrades.length).toBe(1)
     }))
+
+  it.scopedLive("gives up on a handshake that never completes, and retries", () =>
+    Effect.gen(function*() {
+      const held: Array<Socket> = []
+      const silent = createTcpServer((connection) => held.push(connection)) // accepts TCP, never answers
+      const port = yield* Effect.async<number>((resume) => {
+        silent.listen(0, "127.0.0.1", () => resume(Effect.succeed((silent.address() as AddressInfo).port)))
+      })
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          held.forEach((connection) => connection.destroy())
+          silent.close()
+        })
+      )
+      const socket = yield* startSocket(optionsFor(port, { handshakeTimeoutMs: 100 }))
+      const started = Date.now()
+      const failed = yield* awaitState(socket, (state) => state._tag === "Disconnected")
+      expect(Date.now() - started).toBeLessThan(1_000)
+      expect(failed._tag === "Disconnected" ? failed.reason : "").toContain("handshake has timed out")
+      yield* waitUntil(() => held.length >= 2)
+    }))
 })
 
 describe("AriSocket: lifetime", () => {
@@ -366,6 +389,19 @@ describe("AriSocket: lifetime", () => {
       const server = yield* fakeAriWs({ port })
       yield* Effect.sleep("100 millis")
       expect(server.upgrades.length).toBe(0)
+    }))
+
+  it.scopedLive("AriSocket.layer delivers to the AriFrameSink in context", () =>
+    Effect.gen(function*() {
+      const server = yield* fakeAriWs()
+      server.onConnection = (ws) => ws.send("{\"type\":\"StasisStart\"}")
+      const frames: Array<string> = []
+      const layer = AriSocket.layer(optionsFor(server.port)).pipe(
+        Layer.provide(Layer.succeed(AriFrameSink, { onFrame: (frame) => frames.push(frame) }))
+      )
+      yield* Layer.build(layer)
+      yield* waitUntil(() => frames.length === 1)
+      expect(frames).toEqual(["{\"type\":\"StasisStart\"}"])
     }))
 
   it.effect("refuses a websocket_url it cannot use when the layer is built", () =>
