@@ -254,13 +254,14 @@ export class Engine {
       this.setVariable(channel, "STASISSTATUS", "")
     }
     channel.stasisApp = app
-    this.emitToChannel(channel, this.ev.stasisStart(channelSnapshot(channel), args))
+    // StasisStart and StasisEnd go to the Stasis application only, not to other subscribers
+    this.hub.deliver(this.ev.stasisStart(channelSnapshot(channel), args), [app])
   }
 
   private leaveStasis(channel: Channel): void {
     if (channel.stasisApp === undefined) return
     if (channel.bridgeId !== undefined) this.leaveBridge(channel)
-    this.emitToChannel(channel, this.ev.stasisEnd(channelSnapshot(channel)))
+    this.hub.deliver(this.ev.stasisEnd(channelSnapshot(channel)), [channel.stasisApp])
     channel.stasisApp = undefined
   }
 
@@ -602,8 +603,8 @@ export class Engine {
     this.emitToChannel(channel, this.ev.channelHangupRequest(snapshot(), how.kind === "ari" ? { cause: 32 } : undefined))
     this.stopMediaOn(`channel:${channel.id}`)
     if (channel.bridgeId !== undefined) this.leaveBridge(channel)
-    if (inStasis) {
-      this.emitToChannel(channel, this.ev.stasisEnd(snapshot()))
+    if (channel.stasisApp !== undefined) {
+      this.hub.deliver(this.ev.stasisEnd(snapshot()), [channel.stasisApp])
       channel.stasisApp = undefined
       if (channel.dialplan.appName === "Stasis") {
         channel.variables.set("STASISSTATUS", "SUCCESS")
