@@ -41,8 +41,15 @@ export interface BusCase {
   readonly run: (target: BusConformanceTarget) => Effect.Effect<void, unknown, Scope.Scope>
 }
 
+/** Every topic made by `uniqueTopic`, so a broker's test file can delete what its cases left. */
+export const createdTopics = new Set<string>()
+
 /** A topic name nobody else uses: parallel runs and other test files cannot collide. */
-export const uniqueTopic = (label: string): string => `conf_${label}_${randomBytes(6).toString("hex")}`
+export const uniqueTopic = (label: string): string => {
+  const topic = `conf_${label}_${randomBytes(6).toString("hex")}`
+  createdTopics.add(topic)
+  return topic
+}
 
 /** Polls `predicate` until true; fails with `description` after `timeoutMs`. */
 export const waitUntil = (description: string, predicate: () => boolean, timeoutMs = 10_000) =>
