@@ -520,7 +520,9 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
       const waiting = pending.length
       pump()
       yield* Effect.promise(() =>
-        Promise.all([...subscriptions].filter((s) => !s.closed).map((s) => startConsuming(s, current).catch(() => undefined)))
+        Promise.all(
+          [...subscriptions].filter((s) => !s.closed).map((s) => startConsuming(s, current).catch(() => undefined))
+        )
       )
       yield* SubscriptionRef.set(state, "connected")
       yield* Effect.logInfo(firstConnection ? "RabbitMQ connected" : "RabbitMQ reconnected").pipe(

@@ -257,7 +257,9 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
         case "error":
           return Effect.logWarning("NATS server error").pipe(Effect.annotateLogs({ error: String(status.error) }))
         case "slowConsumer":
-          return Effect.logWarning("NATS slow consumer").pipe(Effect.annotateLogs({ subscription: status.sub.getSubject() }))
+          return Effect.logWarning("NATS slow consumer").pipe(
+            Effect.annotateLogs({ subscription: status.sub.getSubject() })
+          )
         case "ldm":
           return Effect.logWarning("NATS server entering lame duck mode")
         case "close":

@@ -38,7 +38,11 @@ const queueExists = (connection: amqp.ChannelModel, queue: string) =>
   })
 
 /** Declares like the seed; returns the AMQP reply code of a refusal (406), or 0. */
-const seedDeclare = (connection: amqp.ChannelModel, queue: string, declaration: amqp.Options.AssertQueue = SEED_DECLARATION) =>
+const seedDeclare = (
+  connection: amqp.ChannelModel,
+  queue: string,
+  declaration: amqp.Options.AssertQueue = SEED_DECLARATION
+) =>
   Effect.promise(async () => {
     const channel = await connection.createChannel()
     channel.on("error", () => undefined)
@@ -118,7 +122,7 @@ describe("rabbitmq driver", () => {
       yield* deleteQueue(raw, topic)
     }))
 
-  it.scopedLive("uses queues declared the seed's way, and declares them so that the seed's declaration is accepted", () =>
+  it.scopedLive("uses queues declared the seed's way, and declares them so the seed's declaration is accepted", () =>
     Effect.gen(function*() {
       const raw = yield* rawConnection
       const bus = yield* makeAmqpBus(options())
