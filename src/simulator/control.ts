@@ -3,7 +3,8 @@
  * programmatic `SimulatorHandle` so tests in other processes (and the demo) can drive the simulator.
  *
  *   GET    /_sim                        this route list
- *   POST   /_sim/calls                  {app, endpoint?, caller?, exten?, context?, args?, channelId?} → 201 {channelId, channel}
+ *   POST   /_sim/calls                  {app, endpoint?, caller?, exten?, context?, args?, channelId?}
+ *                                       → 201 {channelId, channel}
  *   POST   /_sim/channels/{id}/dtmf     {digits, durationMs?} → 204
  *   POST   /_sim/channels/{id}/hangup   {cause?} → 204 (remote BYE)
  *   POST   /_sim/channels/{id}/answer   → 204 (the far end answers a dialled channel)
@@ -114,7 +115,8 @@ export const handleControl = async (
         const count = num(body.count)
         if (app === undefined || count === undefined) throw new ControlError(400, "app and count are required")
         const floodChannel = str(body.channelId)
-        return send(res, 200, await handle.flood(app, count, floodChannel !== undefined ? { channelId: floodChannel } : {}))
+        const floodOptions = floodChannel !== undefined ? { channelId: floodChannel } : {}
+        return send(res, 200, await handle.flood(app, count, floodOptions))
       }
       case "POST websockets/drop":
         return send(res, 200, { dropped: handle.dropWebsockets() })

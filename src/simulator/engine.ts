@@ -425,7 +425,12 @@ export class Engine {
       tech,
       resource,
       request,
-      { context: tech.toLowerCase() === "local" ? "default" : this.options.context, exten: "s", priority: 1, ...outgoingLine },
+      {
+        context: tech.toLowerCase() === "local" ? "default" : this.options.context,
+        exten: "s",
+        priority: 1,
+        ...outgoingLine
+      },
       caller,
       "originated"
     )
@@ -506,7 +511,8 @@ export class Engine {
     this.setState(channel, "Up")
     const caller = this.dialCallers.get(channel)
     const callerSnapshot = caller !== undefined && this.alive(caller) ? channelSnapshot(caller) : undefined
-    this.emitToChannel(channel, this.ev.dial(channelSnapshot(channel), "ANSWER", this.dialString(channel), callerSnapshot))
+    const answered = this.ev.dial(channelSnapshot(channel), "ANSWER", this.dialString(channel), callerSnapshot)
+    this.emitToChannel(channel, answered)
     const then = this.afterAnswer.get(channel)
     this.afterAnswer.delete(channel)
     if (then === undefined) return
@@ -600,7 +606,9 @@ export class Engine {
     }
     channel.hangingUp = true
     const snapshot = () => channelSnapshot(channel)
-    this.emitToChannel(channel, this.ev.channelHangupRequest(snapshot(), how.kind === "ari" ? { cause: 32 } : undefined))
+    // an ARI hangup is a soft hangup (AST_SOFTHANGUP_EXPLICIT = 32); a BYE carries neither field
+    const soft = how.kind === "ari" ? { cause: 32 } : undefined
+    this.emitToChannel(channel, this.ev.channelHangupRequest(snapshot(), soft))
     this.stopMediaOn(`channel:${channel.id}`)
     if (channel.bridgeId !== undefined) this.leaveBridge(channel)
     if (channel.stasisApp !== undefined) {
@@ -640,7 +648,11 @@ export class Engine {
 
   continueInDialplan(
     id: string,
-    target: { readonly context?: string | undefined; readonly extension?: string | undefined; readonly priority?: number | undefined }
+    target: {
+      readonly context?: string | undefined
+      readonly extension?: string | undefined
+      readonly priority?: number | undefined
+    }
   ): void {
     const channel = this.controlledAnswerable(id)
     const context = target.context !== undefined && target.context !== "" ? target.context : undefined
@@ -778,7 +790,11 @@ export class Engine {
 
   // ---- bridges
 
-  createBridge(request: { readonly type?: string | undefined; readonly bridgeId?: string | undefined; readonly name?: string | undefined }): Bridge {
+  createBridge(request: {
+    readonly type?: string | undefined
+    readonly bridgeId?: string | undefined
+    readonly name?: string | undefined
+  }): Bridge {
     if (request.bridgeId !== undefined && request.bridgeId !== "" && this.bridges.has(request.bridgeId)) {
       throw ariError(409, "Conflict", "Bridge with the same bridgeId already exists")
     }
@@ -812,7 +828,9 @@ export class Engine {
       return channel
     })
     for (const channel of channels) {
-      if (channel.stasisApp === undefined) throw ariError(422, "Unprocessable Entity", "Channel not in Stasis application")
+      if (channel.stasisApp === undefined) {
+        throw ariError(422, "Unprocessable Entity", "Channel not in Stasis application")
+      }
     }
     for (const channel of channels) {
       if (channel.bridgeId === bridge.id) continue

@@ -133,7 +133,13 @@ const modules: Readonly<Record<string, { readonly description: string; readonly 
 const moduleJson = (name: string) => {
   const module = modules[name]
   if (module === undefined) throw ariError(404, "Not Found", "Module could not be found in running modules")
-  return { name, description: module.description, use_count: module.use_count, status: "Running", support_level: "core" }
+  return {
+    name,
+    description: module.description,
+    use_count: module.use_count,
+    status: "Running",
+    support_level: "core"
+  }
 }
 
 const deviceStateNames = new Set([
@@ -170,7 +176,8 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
   // ---- channels (literal segments before {channelId})
   ["channels", {
     GET: ({ engine }) => ok([...engine.channels.values()].filter((c) => !c.hangingUp).map((c) => channelSnapshot(c))),
-    POST: ({ engine, params }) => ok(channelSnapshot(engine.originate(originateRequest(params, params.get("channelId")))))
+    POST: ({ engine, params }) =>
+      ok(channelSnapshot(engine.originate(originateRequest(params, params.get("channelId")))))
   }],
   ["channels/create", {
     POST: ({ engine, params }) => ok(channelSnapshot(engine.create(originateRequest(params, params.get("channelId")))))

@@ -103,7 +103,9 @@ export interface SimulatorHandle {
   readonly close: () => Promise<void>
 }
 
-const isTrue = (value: string | null) => value !== null && ["yes", "true", "y", "t", "1", "on"].includes(value.toLowerCase())
+// Asterisk's ast_true
+const isTrue = (value: string | null) =>
+  value !== null && ["yes", "true", "y", "t", "1", "on"].includes(value.toLowerCase())
 
 export const startSimulator = async (options: SimulatorOptions = {}): Promise<SimulatorHandle> => {
   const resolved = resolveOptions(options)
@@ -122,7 +124,15 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
       const all = url.searchParams.getAll(key)
       query[key] = all.length === 1 ? (all[0] ?? "") : all
     }
-    requestLog.push({ at: Date.now(), method: req.method ?? "GET", path: url.pathname, query, headers: { ...req.headers }, body, upgrade })
+    requestLog.push({
+      at: Date.now(),
+      method: req.method ?? "GET",
+      path: url.pathname,
+      query,
+      headers: { ...req.headers },
+      body,
+      upgrade
+    })
   }
 
   const onAriRequest = async (req: IncomingMessage, res: ServerResponse, url: URL) => {
@@ -180,19 +190,22 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? "/", "http://simulator")
     if (url.pathname !== "/ari/events") {
-      rejectUpgrade(socket, 404, "Not Found", "text/html", htmlErrorPage(404, "Not Found", "The requested URL was not found on this server."))
+      const page = htmlErrorPage(404, "Not Found", "The requested URL was not found on this server.")
+      rejectUpgrade(socket, 404, "Not Found", "text/html", page)
       return
     }
     record(req, url, "", true)
     if (!isAuthorized(req, url.searchParams, resolved.credentials)) {
-      rejectUpgrade(socket, 401, "Unauthorized", "application/json", JSON.stringify({ message: "Authentication required" }), [
+      const body = JSON.stringify({ message: "Authentication required" })
+      rejectUpgrade(socket, 401, "Unauthorized", "application/json", body, [
         "WWW-Authenticate: Basic realm=\"Asterisk REST Interface\""
       ])
       return
     }
     const apps = (url.searchParams.get("app") ?? "").split(",").map((a) => a.trim()).filter((a) => a !== "")
     if (apps.length === 0) {
-      rejectUpgrade(socket, 400, "Bad Request", "text/html", htmlErrorPage(400, "Bad Request", "HTTP request is missing param: [app]"))
+      const page = htmlErrorPage(400, "Bad Request", "HTTP request is missing param: [app]")
+      rejectUpgrade(socket, 400, "Bad Request", "text/html", page)
       return
     }
     hub.accept(req, socket, head, apps, isTrue(url.searchParams.get("subscribeAll")))
@@ -210,7 +223,8 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
   const hostForUrl = resolved.host.includes(":") ? `[${resolved.host}]` : resolved.host
   const base = `http://${hostForUrl}:${port}`
   const wsUrl = `ws://${hostForUrl}:${port}/ari/events`
-  const apiKey = `${encodeURIComponent(resolved.credentials.username)}:${encodeURIComponent(resolved.credentials.password)}`
+  const { password, username } = resolved.credentials
+  const apiKey = `${encodeURIComponent(username)}:${encodeURIComponent(password)}`
 
   const controlChannel = (id: string) => {
     const channel = engine.channels.get(id)

@@ -30,7 +30,9 @@ const answeredCall = async () => {
 }
 
 const playbackEvents = (id: string) =>
-  client.events.filter((e) => (e.playback as Json | undefined)?.id === id).map((e) => `${e.type}:${(e.playback as Json).state}`)
+  client.events
+    .filter((e) => (e.playback as Json | undefined)?.id === id)
+    .map((e) => `${e.type}:${(e.playback as Json).state}`)
 
 describe("playbacks", () => {
   it("plays a known sound: PlaybackStarted then PlaybackFinished done after the configured duration", async () => {
@@ -67,7 +69,10 @@ describe("playbacks", () => {
     const second = await ari(sim, "POST", `/channels/${id}/play?media=sound:beep&playbackId=q2`)
     expect((second.json() as Json).state).toBe("queued")
     await client.waitFor((e) => e.type === "PlaybackFinished" && (e.playback as Json).id === "q2")
-    expect(client.events.filter((e) => String(e.type).startsWith("Playback")).map((e) => `${e.type}:${(e.playback as Json).id}`))
+    const order = client.events
+      .filter((e) => String(e.type).startsWith("Playback"))
+      .map((e) => `${e.type}:${(e.playback as Json).id}`)
+    expect(order)
       .toEqual(["PlaybackStarted:q1", "PlaybackFinished:q1", "PlaybackStarted:q2", "PlaybackFinished:q2"])
   })
 })
@@ -80,7 +85,8 @@ describe("bridges", () => {
     expect((await ari(sim, "POST", `/bridges/br-1/addChannel?channel=${a},${b}`)).status).toBe(204)
     const entered = client.events.filter((e) => e.type === "ChannelEnteredBridge")
     expect(entered).toHaveLength(2)
-    expect(Object.keys(entered[0] ?? {})).toEqual(["type", "timestamp", "bridge", "channel", "asterisk_id", "application"])
+    expect(Object.keys(entered[0] ?? {}))
+      .toEqual(["type", "timestamp", "bridge", "channel", "asterisk_id", "application"])
     expect((entered[1]?.bridge as Json).channels).toEqual([a, b])
     const play = await ari(sim, "POST", "/bridges/br-1/play?media=sound:beep&playbackId=bp-1")
     expect((play.json() as Json).target_uri).toBe("bridge:br-1")

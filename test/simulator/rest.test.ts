@@ -45,7 +45,8 @@ const bridge1 = {
 const rows: ReadonlyArray<Row> = [
   {
     method: "POST",
-    path: "/channels?endpoint=PJSIP/sipp&app=test-app&appArgs=a,b&callerId=ARI%20%3C1000%3E&timeout=10&channelId=test-chan-1",
+    path: "/channels?endpoint=PJSIP/sipp&app=test-app&appArgs=a,b&callerId=ARI%20%3C1000%3E&timeout=10" +
+      "&channelId=test-chan-1",
     status: 200,
     body: { id: "test-chan-1", state: "Down", caller: { name: "ARI", number: "1000" } }
   },
@@ -138,7 +139,13 @@ const rows: ReadonlyArray<Row> = [
   },
   { method: "POST", path: "/bridges/test-bridge-1/removeChannel?channel=test-chan-1", status: 204, body: "empty" },
   { method: "DELETE", path: "/bridges/test-bridge-1", status: 204, body: "empty" },
-  { method: "DELETE", path: "/bridges/test-bridge-1", status: 404, reason: "Not found", body: { message: "Bridge not found" } },
+  {
+    method: "DELETE",
+    path: "/bridges/test-bridge-1",
+    status: 404,
+    reason: "Not found",
+    body: { message: "Bridge not found" }
+  },
   { method: "POST", path: "/channels/test-chan-1/hold", status: 204, body: "empty" },
   { method: "DELETE", path: "/channels/test-chan-1/hold", status: 204, body: "empty" },
   { method: "POST", path: "/channels/test-chan-1/moh", status: 204, body: "empty" },
@@ -164,7 +171,12 @@ const rows: ReadonlyArray<Row> = [
     status: 500,
     body: { error: "Allocation failed" }
   },
-  { method: "POST", path: "/channels?endpoint=Bogus/foo&app=test-app", status: 500, body: { error: "Allocation failed" } },
+  {
+    method: "POST",
+    path: "/channels?endpoint=Bogus/foo&app=test-app",
+    status: 500,
+    body: { error: "Allocation failed" }
+  },
   {
     method: "POST",
     path: "/channels?endpoint=PJSIP/sipp",

@@ -72,7 +72,8 @@ describe("sample A: inbound call, answer, DTMF, ARI DELETE", () => {
         "StasisEnd"
       ])
       const [start, state, dtmf] = client.events as [Json, Json, Json]
-      expect(keysOf(client.raw[0] ?? "")).toEqual(["type", "timestamp", "args", "channel", "asterisk_id", "application"])
+      expect(keysOf(client.raw[0] ?? ""))
+        .toEqual(["type", "timestamp", "args", "channel", "asterisk_id", "application"])
       expect(start.args).toEqual([])
       expect(start.asterisk_id).toBe("02:fc:00:00:00:01")
       expect(start.application).toBe("test-app")
@@ -103,7 +104,8 @@ describe("sample A: inbound call, answer, DTMF, ARI DELETE", () => {
       expect(dtmf.digit).toBe("5")
       expect(client.events[3]?.digit).toBe("#")
       const variables = client.events.slice(4, 9).map((e) => e.variable)
-      expect(variables).toEqual(["RTPAUDIOQOS", "RTPAUDIOQOSJITTER", "RTPAUDIOQOSLOSS", "RTPAUDIOQOSRTT", "RTPAUDIOQOSMES"])
+      expect(variables)
+        .toEqual(["RTPAUDIOQOS", "RTPAUDIOQOSJITTER", "RTPAUDIOQOSLOSS", "RTPAUDIOQOSRTT", "RTPAUDIOQOSMES"])
       expect(keysOf(client.raw[4] ?? "")).toEqual([
         "variable",
         "value",
@@ -251,7 +253,8 @@ describe("sample D: ARI-originated call", () => {
       const response = await ari(
         sim,
         "POST",
-        "/channels?endpoint=PJSIP/sipp&app=test-app&appArgs=a,b&callerId=ARI%20%3C1000%3E&timeout=10&channelId=test-chan-1"
+        "/channels?endpoint=PJSIP/sipp&app=test-app&appArgs=a,b&callerId=ARI%20%3C1000%3E&timeout=10" +
+          "&channelId=test-chan-1"
       )
       expect(response.status).toBe(200)
       const body = response.json() as Json
