@@ -57,7 +57,7 @@ describe("router", () => {
 
   it.effect("routes an event to every dialog that owns an entity it names", () =>
     Effect.gen(function*() {
-      const { router } = yield* makeRouter((method, url) =>
+      const { router } = yield* makeRouter((_method, url) =>
         url.startsWith("/bridges") ? { status: 200, body: JSON.stringify({ id: "BR", bridge_type: "mixing" }) } : { status: 204, body: "" }
       )
       const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
