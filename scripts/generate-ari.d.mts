@@ -1,0 +1,10 @@
+// Types of scripts/generate-ari.mjs, for the staleness test.
+
+/** The repository root (the directory above scripts/). */
+export declare const repoRoot: string
+/** src/client/generated under the repository root. */
+export declare const outputDir: string
+/** The api-docs directory: `$ARI_API_DOCS`, else `../shared/ari-api-docs` relative to the repo root. */
+export declare const apiDocsDir: () => string
+/** Generates every file from the api-docs in `dir`: file name (in src/client/generated) → content. */
+export declare const generate: (dir: string) => Record<string, string>
