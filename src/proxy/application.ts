@@ -1,0 +1,24 @@
+/**
+ * The whole proxy as one Layer: the bus driver the configuration names, ARI, dialogs. This is
+ * what `main.ts` launches and what a host Effect application merges into its own graph.
+ */
+import { Effect, Layer } from "effect"
+import { layerFromConfig as busLayerFromConfig } from "../bus/index.js"
+import type { ProxyConfig } from "../config/ProxyConfig.js"
+import { ProxyConfigService } from "../config/ProxyConfigService.js"
+import { layerWithAri } from "./Proxy.js"
+
+/** The proxy for an already validated configuration; its bus connection is offered to the host too. */
+export const proxyApplication = (config: ProxyConfig) =>
+  layerWithAri.pipe(
+    Layer.provideMerge(busLayerFromConfig(config)),
+    Layer.provideMerge(ProxyConfigService.layerFrom(config))
+  )
+
+/**
+ * The proxy configured from the current ConfigProvider (the seed's snake_case keys: `ws_password`,
+ * `bus_config.url`, ...): it needs nothing but its configuration.
+ */
+export const ariProxyLayer = Layer.unwrapEffect(
+  Effect.map(ProxyConfigService, proxyApplication)
+).pipe(Layer.provide(ProxyConfigService.layer))
