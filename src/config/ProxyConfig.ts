@@ -67,6 +67,8 @@ export interface ProxyConfig {
   readonly maxHeldEvents: number
   /** After DialogEnded, how long late commands still get a 410 answer before the subscription closes. */
   readonly endedLingerMs: number
+  /** A dialog an application asked for ends if it has had no channel for this long. */
+  readonly requestedDialogIdleMs: number
   /** Pending outputs per dialog at which ARI reading pauses for it. */
   readonly dialogMailboxSize: number
   /** How long a full dialog mailbox may stall ARI reading before that dialog is aborted. */

@@ -207,6 +207,7 @@ export const makeProxyConfig = (partial: ProxyConfigInput = {}): ProxyConfig => 
     attachGraceMs: int(INT_RULES.attachGraceMs),
     maxHeldEvents: int(INT_RULES.maxHeldEvents),
     endedLingerMs: int(INT_RULES.endedLingerMs),
+    requestedDialogIdleMs: int(INT_RULES.requestedDialogIdleMs),
     dialogMailboxSize: int(INT_RULES.dialogMailboxSize),
     mailboxStallMs: int(INT_RULES.mailboxStallMs),
     unroutedEvents: DEFAULTS.unroutedEvents,

@@ -59,6 +59,7 @@ export const KEYS: ReadonlyArray<KeySpec> = [
   spec("attach_grace_ms"),
   spec("max_held_events"),
   spec("ended_linger_ms"),
+  spec("requested_dialog_idle_ms"),
   spec("dialog_mailbox_size"),
   spec("mailbox_stall_ms"),
   spec("unrouted_events"),

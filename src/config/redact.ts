@@ -78,6 +78,7 @@ export const describeConfig = (config: ProxyConfig): Record<string, unknown> => 
   attachGraceMs: config.attachGraceMs,
   maxHeldEvents: config.maxHeldEvents,
   endedLingerMs: config.endedLingerMs,
+  requestedDialogIdleMs: config.requestedDialogIdleMs,
   dialogMailboxSize: config.dialogMailboxSize,
   mailboxStallMs: config.mailboxStallMs,
   unroutedEvents: config.unroutedEvents,

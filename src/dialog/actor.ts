@@ -11,6 +11,7 @@
 import { Cause, Effect, Exit, Schedule, Scope } from "effect"
 import type { BusShape } from "../bus/Bus.js"
 import { decodeCommand, encodeAppStart, encodeCommandResponse, encodeWireEvent, goJsonString } from "../protocol/codec.js"
+import { DialogGrant } from "../protocol/messages.js"
 import type { DecodedCommand } from "../protocol/codec.js"
 import { DIALOG_ENDED_TYPE, type DialogEndReason } from "../protocol/messages.js"
 import type { Topics } from "../protocol/topics.js"
@@ -53,6 +54,16 @@ export const makeDialogCounters = (): DialogCounters => ({
   eventsDropped: 0
 })
 
+/**
+ * How a dialog came to be: a channel entered Stasis (announced with AppStart on the application
+ * topic), or an application asked for it (answered on its reply topic, no AppStart).
+ */
+export type DialogOrigin =
+  | { readonly _tag: "Stasis" }
+  | { readonly _tag: "Requested"; readonly requestId: string; readonly replyTo: string }
+
+export const stasisOrigin: DialogOrigin = { _tag: "Stasis" }
+
 /** What every dialog shares: the bus, ARI, the registry, timers, and a way to fork fibers. */
 export interface DialogContext {
   readonly serverId: string
@@ -63,6 +74,8 @@ export interface DialogContext {
   readonly machine: MachineOptions
   readonly attachGraceMs: number
   readonly endedLingerMs: number
+  /** A requested dialog that still has no channel after this long ends ("unused"). */
+  readonly requestedDialogIdleMs: number
   readonly execute: (command: DecodedCommand) => Effect.Effect<CommandReply>
   /** Forks a fiber that the proxy supervises (awaited at shutdown, interrupted on close). */
   readonly fork: (effect: Effect.Effect<void>) => void
@@ -93,7 +106,8 @@ export class Dialog implements Owner {
     readonly id: string,
     readonly application: string,
     /** The channel whose StasisStart opened the dialog. */
-    readonly channelId: string | undefined
+    readonly channelId: string | undefined,
+    readonly origin: DialogOrigin = stasisOrigin
   ) {
     this.state = initialState(id, context.machine, channelId)
     this.serverIdJson = goJsonString(context.serverId)
@@ -224,13 +238,7 @@ export class Dialog implements Owner {
         this.context.fork(this.send(effect.command))
         return Effect.void
       case "Announce":
-        return Effect.zipRight(
-          this.publish(
-            topics.app(this.application),
-            encodeAppStart({ application: this.application, dialog_id: this.id, server_id: this.context.serverId })
-          ),
-          Effect.logDebug("dialog announced")
-        )
+        return this.origin._tag === "Stasis" ? this.announce() : this.grant(this.origin)
       case "StartGraceTimer":
         this.context.timers.schedule(this.context.attachGraceMs, () => this.input({ _tag: "GraceExpired" }))
         return Effect.void
@@ -256,6 +264,29 @@ export class Dialog implements Owner {
       case "Unbind":
         return Effect.void // applied synchronously in input()
     }
+  }
+
+  private announce(): Effect.Effect<void> {
+    const appStart = encodeAppStart({ application: this.application, dialog_id: this.id, server_id: this.context.serverId })
+    return Effect.zipRight(this.publish(this.context.topics.app(this.application), appStart), Effect.logDebug("dialog announced"))
+  }
+
+  /** Answers the application that asked for this dialog, and ends it if it stays without a channel. */
+  private grant(origin: Extract<DialogOrigin, { _tag: "Requested" }>): Effect.Effect<void> {
+    this.context.timers.schedule(this.context.requestedDialogIdleMs, () => {
+      const s = this.state
+      if (s.members.size === 0 && s.ending === undefined && s.inFlight === undefined && s.queue.length === 0) {
+        this.input({ _tag: "Abort", reason: "unused" })
+      }
+    })
+    const reply = new DialogGrant({
+      request_id: origin.requestId,
+      status_code: 201,
+      dialog_id: this.id,
+      server_id: this.context.serverId,
+      application: this.application
+    })
+    return Effect.zipRight(this.publish(origin.replyTo, JSON.stringify(reply)), Effect.logDebug("requested dialog granted"))
   }
 
   private publish(topic: string, payload: string): Effect.Effect<void> {

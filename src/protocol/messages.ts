@@ -58,3 +58,24 @@ export type DialogEndReason =
   | "channels_vanished" // reconciliation after an ARI reconnect found none of its channels
   | "overloaded" // its mailbox stayed full (see docs/architecture.md)
   | "shutdown" // the proxy stopped
+  | "unused" // an application asked for it and never put a channel in it
+
+/**
+ * Extension: an application asks for a dialog of its own (to originate into), on
+ * `dialogs_<app>` (any proxy) or `dialogs_<app>@<server_id>` (that proxy). The answer goes to
+ * `reply_to`, a topic the application subscribed to before asking.
+ */
+export class DialogRequest extends Schema.Class<DialogRequest>("DialogRequest")({
+  request_id: Schema.String,
+  reply_to: Schema.String
+}) {}
+
+/** Extension: the answer to a DialogRequest. 201 with `dialog_id`, or an error status and `message`. */
+export class DialogGrant extends Schema.Class<DialogGrant>("DialogGrant")({
+  request_id: Schema.String,
+  status_code: Schema.Number,
+  dialog_id: Schema.optional(Schema.String),
+  server_id: Schema.optional(Schema.String),
+  application: Schema.optional(Schema.String),
+  message: Schema.optional(Schema.String)
+}) {}

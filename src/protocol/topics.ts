@@ -10,6 +10,11 @@ export interface Topics {
   readonly responses: (dialogId: string) => string
   /** Extension: ARI events that no dialog owns, per application. */
   readonly unrouted: (application: string) => string
+  /**
+   * Extension: where applications ask for a dialog of their own (app-initiated): any proxy
+   * serving the application, or the one whose server_id is given.
+   */
+  readonly dialogRequests: (application: string, serverId?: string) => string
 }
 
 export const makeTopics = (prefix = ""): Topics => ({
@@ -17,7 +22,9 @@ export const makeTopics = (prefix = ""): Topics => ({
   events: (dialogId) => prefix + "events_" + dialogId,
   commands: (dialogId) => prefix + "commands_" + dialogId,
   responses: (dialogId) => prefix + "responses_" + dialogId,
-  unrouted: (application) => prefix + "unrouted_" + application
+  unrouted: (application) => prefix + "unrouted_" + application,
+  dialogRequests: (application, serverId) =>
+    prefix + "dialogs_" + application + (serverId === undefined ? "" : "@" + serverId)
 })
 
 export const seedTopics: Topics = makeTopics()

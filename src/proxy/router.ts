@@ -17,7 +17,7 @@ import {
   recordingKey,
   bridgeKey
 } from "../dialog/entities.js"
-import { Dialog, type DialogContext } from "../dialog/actor.js"
+import { Dialog, type DialogContext, type DialogOrigin, stasisOrigin } from "../dialog/actor.js"
 
 type Json = Record<string, unknown>
 
@@ -174,8 +174,8 @@ export class Router {
   }
 
   /** Opens a dialog (its StasisStart, or an application's request, follows). */
-  open(application: string, channelId: string | undefined): Dialog {
-    const dialog = new Dialog(this.dialogContext, randomUUID(), application, channelId)
+  open(application: string, channelId: string | undefined, origin: DialogOrigin = stasisOrigin): Dialog {
+    const dialog = new Dialog(this.dialogContext, randomUUID(), application, channelId, origin)
     this.dialogs.set(dialog.id, dialog)
     if (channelId !== undefined) this.context.registry.claim(channelKey(channelId), dialog)
     this.counters.dialogsStarted++

@@ -26,6 +26,7 @@ const makeRouter = (reply: (method: string, url: string) => { status: number; bo
         machine: { holdEvents: false, maxHeldEvents: 100 },
         attachGraceMs: 1000,
         endedLingerMs: 1000,
+        requestedDialogIdleMs: 1000,
         execute: (command) => Effect.succeed(reply(command.method, command.url)),
         fork: (effect) => {
           Effect.runFork(effect)

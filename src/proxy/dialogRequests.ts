@@ -1,0 +1,69 @@
+/**
+ * App-initiated dialogs (a protocol extension, docs/protocol.md): an application asks on
+ * `dialogs_<app>` (any proxy serving the app: the proxies share a queue group) or on
+ * `dialogs_<app>@<server_id>` (that proxy) for a dialog of its own, receives its id on its reply
+ * topic, and originates into it. No AppStart is broadcast for such a dialog.
+ */
+import { Effect } from "effect"
+import type { BusShape } from "../bus/Bus.js"
+import { DialogGrant } from "../protocol/messages.js"
+import type { Topics } from "../protocol/topics.js"
+import type { Router } from "./router.js"
+
+/** The queue group the proxies of one bus share for `dialogs_<app>`. */
+export const proxiesQueueGroup = "ari-proxy"
+
+interface ParsedRequest {
+  readonly requestId: string
+  readonly replyTo: string
+}
+
+const parseRequest = (payload: string): ParsedRequest | string => {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(payload)
+  } catch {
+    return "not JSON"
+  }
+  if (typeof parsed !== "object" || parsed === null) return "not a JSON object"
+  const { request_id, reply_to } = parsed as Record<string, unknown>
+  if (typeof reply_to !== "string" || reply_to === "") return "reply_to must be a non-empty string"
+  if (request_id !== undefined && typeof request_id !== "string") return "request_id must be a string"
+  return { requestId: request_id ?? "", replyTo: reply_to }
+}
+
+/** Subscribes, for each application, to the request topics; lives as long as the scope. */
+export const serveDialogRequests = (options: {
+  readonly bus: BusShape
+  readonly topics: Topics
+  readonly router: Router
+  readonly applications: ReadonlyArray<string>
+  readonly serverId: string
+  /** False while ARI is unreachable: a dialog could not get a channel. */
+  readonly ariConnected: () => boolean
+}) =>
+  Effect.forEach(options.applications, (application) => {
+    const refuse = (request: ParsedRequest, status: number, message: string) =>
+      options.bus.publish(
+        request.replyTo,
+        JSON.stringify(new DialogGrant({ request_id: request.requestId, status_code: status, server_id: options.serverId, message }))
+      ).pipe(Effect.catchAll((error) => Effect.logWarning("could not answer a dialog request", error.message)))
+    const handle = (payload: string) =>
+      Effect.suspend(() => {
+        const request = parseRequest(payload)
+        if (typeof request === "string") return Effect.logWarning("ignored a malformed dialog request", request)
+        if (!options.router.accepting) return refuse(request, 503, "this proxy is shutting down")
+        if (!options.ariConnected()) return refuse(request, 503, "this proxy has no connection to Asterisk")
+        const dialog = options.router.open(application, undefined, {
+          _tag: "Requested",
+          requestId: request.requestId,
+          replyTo: request.replyTo
+        })
+        dialog.start() // answers once its commands subscription is live
+        return Effect.void
+      })
+    return Effect.zipRight(
+      options.bus.subscribe(options.topics.dialogRequests(application), handle, { queue: proxiesQueueGroup }),
+      options.bus.subscribe(options.topics.dialogRequests(application, options.serverId), handle)
+    )
+  }, { discard: true })
