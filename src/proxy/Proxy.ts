@@ -18,6 +18,7 @@ import { Registry } from "../dialog/registry.js"
 import { TimerQueue } from "../dialog/timers.js"
 import { encodeWireEvent, goJsonString } from "../protocol/codec.js"
 import { makeTopics, type Topics } from "../protocol/topics.js"
+import { serveDialogRequests } from "./dialogRequests.js"
 import { makeRouterCounters, Router, type RouterCounters } from "./router.js"
 
 export interface ProxyStats {
@@ -92,6 +93,7 @@ export const makeProxy = Effect.gen(function*() {
       machine: { holdEvents: !bus.retainsUnconsumed, maxHeldEvents: config.maxHeldEvents },
       attachGraceMs: config.attachGraceMs,
       endedLingerMs: config.endedLingerMs,
+      requestedDialogIdleMs: config.requestedDialogIdleMs,
       execute: (command) => rest.execute(command),
       fork,
       counters: dialogCounters
@@ -185,13 +187,23 @@ export const makeProxy = Effect.gen(function*() {
   }).pipe(
     Effect.catchAll((error) => Effect.logWarning("could not reconcile dialogs after ARI reconnect", error.message))
   )
+  let ariConnected = false
+  yield* serveDialogRequests({
+    bus,
+    topics,
+    router,
+    applications: config.applications,
+    serverId: config.serverId,
+    ariConnected: () => ariConnected
+  })
   let ariReconnects = 0
   yield* socket.changes.pipe(
-    Stream.runForEach((state) =>
-      state._tag === "Connected" && state.connections > 1
+    Stream.runForEach((state) => {
+      ariConnected = state._tag === "Connected"
+      return state._tag === "Connected" && state.connections > 1
         ? Effect.zipRight(Effect.sync(() => ariReconnects++), reconcile)
         : Effect.void
-    ),
+    }),
     Effect.forkScoped
   )
 
