@@ -99,7 +99,6 @@ export class Dialog implements Owner {
   private head = 0
   private working = false
   private scope: Scope.CloseableScope | undefined
-  private aborted: DialogEndReason | undefined
 
   constructor(
     private readonly context: DialogContext,
@@ -156,7 +155,6 @@ export class Dialog implements Owner {
    */
   abort(reason: DialogEndReason): void {
     if (reason === "overloaded") {
-      this.aborted = reason
       let dropped = 0
       const kept: Array<DialogEffect> = []
       for (let i = this.head; i < this.mailbox.length; i++) {
@@ -174,18 +172,18 @@ export class Dialog implements Owner {
 
   private subscribe(): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-    const scope = yield* Scope.make()
-    this.scope = scope
-    yield* this.context.bus.subscribe(
-      this.context.topics.commands(this.id),
-      (payload) => Effect.sync(() => this.receive(payload))
-    ).pipe(
-      Scope.extend(scope),
-      Effect.tapError((error) => Effect.logWarning("commands subscription failed, retrying", error.message)),
-      Effect.retry(subscribeRetry),
-      Effect.orDie // the schedule retries forever: the bus driver reconnects on its own
-    )
-    this.input({ _tag: "SubscriptionReady" })
+      const scope = yield* Scope.make()
+      this.scope = scope
+      yield* this.context.bus.subscribe(
+        this.context.topics.commands(this.id),
+        (payload) => Effect.sync(() => this.receive(payload))
+      ).pipe(
+        Scope.extend(scope),
+        Effect.tapError((error) => Effect.logWarning("commands subscription failed, retrying", error.message)),
+        Effect.retry(subscribeRetry),
+        Effect.orDie // the schedule retries forever: the bus driver reconnects on its own
+      )
+      this.input({ _tag: "SubscriptionReady" })
     }).pipe((effect) => this.annotate(effect))
   }
 
@@ -209,16 +207,16 @@ export class Dialog implements Owner {
 
   private work(): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-    while (this.head < this.mailbox.length) {
-      const effect = this.mailbox[this.head]!
-      this.mailbox[this.head++] = undefined as never
-      if (this.head === this.mailbox.length) {
-        this.mailbox.length = 0
-        this.head = 0
+      while (this.head < this.mailbox.length) {
+        const effect = this.mailbox[this.head]!
+        this.mailbox[this.head++] = undefined as never
+        if (this.head === this.mailbox.length) {
+          this.mailbox.length = 0
+          this.head = 0
+        }
+        yield* this.perform(effect)
       }
-      yield* this.perform(effect)
-    }
-    this.working = false
+      this.working = false
     }).pipe((effect) => this.annotate(effect))
   }
 
@@ -311,12 +309,12 @@ export class Dialog implements Owner {
 
   private release(): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-    const { bus, topics } = this.context
-    if (this.scope !== undefined) yield* Scope.close(this.scope, Exit.void)
-    yield* bus.retire(topics.events(this.id))
-    yield* bus.retire(topics.commands(this.id))
-    yield* bus.retire(topics.responses(this.id))
-    this.context.onReleased(this)
+      const { bus, topics } = this.context
+      if (this.scope !== undefined) yield* Scope.close(this.scope, Exit.void)
+      yield* bus.retire(topics.events(this.id))
+      yield* bus.retire(topics.commands(this.id))
+      yield* bus.retire(topics.responses(this.id))
+      this.context.onReleased(this)
     })
   }
 
@@ -326,10 +324,5 @@ export class Dialog implements Owner {
       channel_id: this.channelId ?? "",
       application: this.application
     })
-  }
-
-  /** Set once the dialog was aborted for overload (for logs and metrics). */
-  get abortedFor(): DialogEndReason | undefined {
-    return this.aborted
   }
 }
