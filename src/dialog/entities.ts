@@ -159,6 +159,16 @@ export const commandEntities = (method: string, url: string, body: string): Comm
     if (keepsDialogAlive) newChannels.push(id)
   }
   const [resource, id, action, subId] = segments
+  // Media started on a channel or a bridge: a playback (id in the path or query) or a recording.
+  const addMedia = () => {
+    if (action === "play") {
+      const playbackId = subId ?? param("playbackId")
+      if (playbackId !== undefined) keys.push(playbackKey(playbackId))
+    } else if (action === "record") {
+      const name = param("name")
+      if (name !== undefined) keys.push(recordingKey(name))
+    }
+  }
   if (resource === "channels") {
     if (id === undefined || id === "create" || id === "externalMedia") {
       // originate, create, externalMedia: the new channel's id may be given up front
@@ -169,12 +179,8 @@ export const commandEntities = (method: string, url: string, body: string): Comm
       addChannel(param("otherChannelId"), false)
     } else if (action === "snoop") {
       addChannel(subId ?? param("snoopId"), true)
-    } else if (action === "play") {
-      const playbackId = subId ?? param("playbackId")
-      if (playbackId !== undefined) keys.push(playbackKey(playbackId))
-    } else if (action === "record") {
-      const name = param("name")
-      if (name !== undefined) keys.push(recordingKey(name))
+    } else {
+      addMedia()
     }
   } else if (resource === "bridges") {
     if (id === undefined) {
@@ -182,14 +188,10 @@ export const commandEntities = (method: string, url: string, body: string): Comm
       if (bridgeId !== undefined) keys.push(bridgeKey(bridgeId))
     } else if (action === undefined) {
       keys.push(bridgeKey(id)) // POST /bridges/{bridgeId}: create with id
-    } else if (action === "play") {
-      const playbackId = subId ?? param("playbackId")
-      if (playbackId !== undefined) keys.push(playbackKey(playbackId))
-    } else if (action === "record") {
-      const name = param("name")
-      if (name !== undefined) keys.push(recordingKey(name))
     } else if (action === "addChannel") {
       for (const channel of (param("channel") ?? "").split(",")) if (channel !== "") keys.push(channelKey(channel))
+    } else {
+      addMedia()
     }
   }
   return { keys, newChannels }
