@@ -28,6 +28,7 @@ const runProxy = (path: string) =>
       return yield* Layer.launch(proxyApplication(config).pipe(Layer.provide(Layer.succeed(ConfigWarnings, warnings))))
     })
     return yield* program.pipe(
+      Effect.onInterrupt(() => Effect.logInfo("ari-proxy stopped")),
       Effect.tapErrorCause((cause) => Effect.logError("ari-proxy stopped", cause)),
       Effect.provide(loggerLayer(config.logFormat, config.logLevel))
     )
@@ -45,5 +46,17 @@ const main = Effect.gen(function*() {
       return yield* runProxy(parsed.right.configPath)
   }
 })
+
+// runMain turns the first SIGINT or SIGTERM into an interruption: the proxy drains, then exits 0.
+// A second signal means "stop now": exit at once, with the shell's code for that signal.
+const exitCodeOfSignal = { SIGINT: 130, SIGTERM: 143 } as const
+let signalsReceived = 0
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    if (++signalsReceived < 2) return
+    process.stderr.write(`ari-proxy: second signal (${signal}), exiting without finishing the drain\n`)
+    process.exit(exitCodeOfSignal[signal])
+  })
+}
 
 NodeRuntime.runMain(main.pipe(Effect.provide(NodeContext.layer)), { disablePrettyLogger: true })

@@ -14,6 +14,7 @@
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { Pool } from "undici"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
+import { proxyMetrics, secondsSince } from "../proxy/metrics.js"
 
 export interface AriRequest {
   readonly method: string
@@ -327,16 +328,21 @@ export const makeAriRest = (options: AriRestOptions) =>
     const send = (request: PreparedRequest) =>
       Effect.tryPromise({
         try: async (signal) => {
-          const response = await pool.request({
-            method: request.method,
-            path: base.basePath + request.pathAndQuery,
-            headers: request.body === undefined ? headersWithoutBody : headersWithBody,
-            body: request.body ?? null,
-            signal
-          })
-          // Always read the whole body: an unread body keeps the socket from going back to the pool.
-          const body = await response.body.text()
-          return { status: response.statusCode, body } satisfies AriReply
+          const startedAt = performance.now()
+          try {
+            const response = await pool.request({
+              method: request.method,
+              path: base.basePath + request.pathAndQuery,
+              headers: request.body === undefined ? headersWithoutBody : headersWithBody,
+              body: request.body ?? null,
+              signal
+            })
+            // Always read the whole body: an unread body keeps the socket from going back to the pool.
+            const body = await response.body.text()
+            return { status: response.statusCode, body } satisfies AriReply
+          } finally {
+            proxyMetrics.ariRestLatency.observe(secondsSince(startedAt))
+          }
         },
         catch: (cause) => new RequestFailed(cause)
       }).pipe(

@@ -15,6 +15,7 @@ import { DialogGrant } from "../protocol/messages.js"
 import type { DecodedCommand } from "../protocol/codec.js"
 import { DIALOG_ENDED_TYPE, type DialogEndReason } from "../protocol/messages.js"
 import type { Topics } from "../protocol/topics.js"
+import { CommandClock, methodLabel, proxyMetrics } from "../proxy/metrics.js"
 import {
   type DialogEffect,
   type DialogInput,
@@ -99,6 +100,7 @@ export class Dialog implements Owner {
   private head = 0
   private working = false
   private scope: Scope.CloseableScope | undefined
+  private readonly commandClock = new CommandClock()
 
   constructor(
     private readonly context: DialogContext,
@@ -197,10 +199,12 @@ export class Dialog implements Owner {
         return
       case "Invalid":
         this.context.counters.commandsRejected++
+        this.commandClock.received(decoded.unique_id, "INVALID")
         this.input({ _tag: "InvalidCommand", uniqueId: decoded.unique_id, reason: decoded.reason })
         return
       case "Command":
         this.context.counters.commandsReceived++
+        this.commandClock.received(decoded.command.unique_id, methodLabel(decoded.command.method))
         this.input({ _tag: "Command", command: decoded.command })
     }
   }
@@ -225,9 +229,11 @@ export class Dialog implements Owner {
     switch (effect._tag) {
       case "PublishEvent":
         this.context.counters.eventsPublished++
+        proxyMetrics.eventsPublished.inc(effect.type)
         return this.publish(topics.events(this.id), encodeWireEvent(this.serverIdJson, effect.type, effect.raw))
       case "Respond":
         this.context.counters.commandsAnswered++
+        this.commandClock.answered(effect.uniqueId, effect.status)
         return this.publish(
           topics.responses(this.id),
           encodeCommandResponse({ unique_id: effect.uniqueId, status_code: effect.status, response_body: effect.body })
@@ -241,6 +247,8 @@ export class Dialog implements Owner {
         this.context.timers.schedule(this.context.attachGraceMs, () => this.input({ _tag: "GraceExpired" }))
         return Effect.void
       case "PublishEnded": {
+        proxyMetrics.eventsPublished.inc(DIALOG_ENDED_TYPE)
+        proxyMetrics.dialogsEnded.inc(effect.reason)
         const body = JSON.stringify({
           type: DIALOG_ENDED_TYPE,
           dialog_id: this.id,
@@ -250,7 +258,7 @@ export class Dialog implements Owner {
         })
         return Effect.zipRight(
           this.publish(topics.events(this.id), encodeWireEvent(this.serverIdJson, DIALOG_ENDED_TYPE, body)),
-          Effect.logDebug("dialog ended", effect.reason)
+          Effect.logInfo("dialog ended").pipe(Effect.annotateLogs("reason", effect.reason))
         )
       }
       case "StartLingerTimer":
@@ -266,7 +274,7 @@ export class Dialog implements Owner {
 
   private announce(): Effect.Effect<void> {
     const appStart = encodeAppStart({ application: this.application, dialog_id: this.id, server_id: this.context.serverId })
-    return Effect.zipRight(this.publish(this.context.topics.app(this.application), appStart), Effect.logDebug("dialog announced"))
+    return Effect.zipRight(this.publish(this.context.topics.app(this.application), appStart), Effect.logInfo("dialog opened"))
   }
 
   /** Answers the application that asked for this dialog, and ends it if it stays without a channel. */
@@ -284,7 +292,7 @@ export class Dialog implements Owner {
       server_id: this.context.serverId,
       application: this.application
     })
-    return Effect.zipRight(this.publish(origin.replyTo, JSON.stringify(reply)), Effect.logDebug("requested dialog granted"))
+    return Effect.zipRight(this.publish(origin.replyTo, JSON.stringify(reply)), Effect.logInfo("requested dialog granted"))
   }
 
   private publish(topic: string, payload: string): Effect.Effect<void> {

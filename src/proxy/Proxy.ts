@@ -19,6 +19,7 @@ import { TimerQueue } from "../dialog/timers.js"
 import { encodeWireEvent, goJsonString } from "../protocol/codec.js"
 import { makeTopics, type Topics } from "../protocol/topics.js"
 import { serveDialogRequests } from "./dialogRequests.js"
+import { makeDrainingCalls } from "./drainingCalls.js"
 import { makeRouterCounters, Router, type RouterCounters } from "./router.js"
 
 export interface ProxyStats {
@@ -35,6 +36,8 @@ export interface ProxyShape {
   readonly stats: Effect.Effect<ProxyStats>
   /** Ready while ARI's websocket is up, the bus is connected, and the proxy is not draining. */
   readonly ready: Effect.Effect<boolean>
+  /** True from the start of the drain (shutdown) on. */
+  readonly draining: Effect.Effect<boolean>
   readonly ariState: Effect.Effect<AriConnectionState>
   /** Stops taking new dialogs, ends the live ones and waits (up to shutdown_timeout_ms) for them. */
   readonly drain: Effect.Effect<void>
@@ -103,6 +106,7 @@ export const makeProxy = Effect.gen(function*() {
   )
 
   const serverIdJson = goJsonString(config.serverId)
+  const drainingCalls = makeDrainingCalls(rest, fork)
   const publishUnrouted = makeSerialPublisher(fork, (topic, payload) =>
     Effect.catchAll(bus.publish(topic, payload), (error) => Effect.logWarning("unrouted publish failed", error.message)))
 
@@ -149,6 +153,7 @@ export const makeProxy = Effect.gen(function*() {
         }
         return
       case "Unrouted":
+        if (outcome.type === "StasisStart" && !router.accepting) drainingCalls.sendBack(frame)
         if (config.unroutedEvents) {
           publishUnrouted(topics.unrouted(outcome.application), encodeWireEvent(serverIdJson, outcome.type, frame))
         }
@@ -215,7 +220,8 @@ export const makeProxy = Effect.gen(function*() {
       yield* Effect.logInfo("draining: no new dialogs; ending the live ones", { dialogs: router.dialogs.size })
       for (const dialog of router.dialogs.values()) dialog.abort("shutdown")
     }
-    const busy = () => [...router.dialogs.values()].some((d) => !d.state.ended || d.depth > 0)
+    const busy = () =>
+      drainingCalls.inFlight() > 0 || [...router.dialogs.values()].some((d) => !d.state.ended || d.depth > 0)
     const finished = yield* Effect.gen(function*() {
       while (busy()) yield* Effect.sleep("10 millis")
     }).pipe(Effect.timeoutOption(config.shutdownTimeoutMs))
@@ -250,6 +256,7 @@ export const makeProxy = Effect.gen(function*() {
     stats,
     ready,
     ariState: socket.state,
+    draining: Effect.sync(() => draining),
     drain,
     dialogs: () => [...router.dialogs.values()]
   } satisfies ProxyShape

@@ -6,11 +6,16 @@ import { Effect, Layer } from "effect"
 import { layerFromConfig as busLayerFromConfig } from "../bus/index.js"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { ProxyConfigService } from "../config/ProxyConfigService.js"
+import { layerOpsHttpFromConfig } from "./http.js"
 import { layerWithAri } from "./Proxy.js"
 
-/** The proxy for an already validated configuration; its bus connection is offered to the host too. */
+/**
+ * The proxy for an already validated configuration, with its health/metrics endpoint when
+ * `http_port` is set; its bus connection is offered to the host too.
+ */
 export const proxyApplication = (config: ProxyConfig) =>
-  layerWithAri.pipe(
+  layerOpsHttpFromConfig.pipe(
+    Layer.provideMerge(layerWithAri),
     Layer.provideMerge(busLayerFromConfig(config)),
     Layer.provideMerge(ProxyConfigService.layerFrom(config))
   )

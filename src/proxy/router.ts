@@ -18,6 +18,7 @@ import {
   bridgeKey
 } from "../dialog/entities.js"
 import { Dialog, type DialogContext, type DialogOrigin, stasisOrigin } from "../dialog/actor.js"
+import { proxyMetrics } from "./metrics.js"
 
 type Json = Record<string, unknown>
 
@@ -118,6 +119,7 @@ export class Router {
       return { _tag: "Malformed", reason: "not an ARI event (no type)" }
     }
     const type = event.type
+    proxyMetrics.eventsReceived.inc(type)
     const application = typeof event.application === "string" ? event.application : this.defaultApplication
     if (type === "ApplicationReplaced") this.counters.applicationReplaced++
     const channelId = isObject(event.channel) && typeof event.channel.id === "string" ? event.channel.id : undefined
@@ -144,6 +146,7 @@ export class Router {
     }
     if (targets.length === 0) {
       this.counters.eventsUnrouted++
+      proxyMetrics.eventsUnrouted.inc(type)
       return { _tag: "Unrouted", application, type }
     }
     const finished = finishedEntity(type, event)

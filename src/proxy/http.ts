@@ -1,0 +1,157 @@
+/**
+ * The operations endpoint (`http_port`, `http_host`; port 0 disables it):
+ * - `GET /healthz`: 200 while the process serves requests (liveness);
+ * - `GET /readyz`: 200 while ARI's websocket is up, the bus is connected and the proxy is not
+ *   draining; otherwise 503. The JSON body says which;
+ * - `GET /metrics`: Prometheus text (docs/operations.md lists every metric).
+ *
+ * At shutdown this layer starts the proxy's drain BEFORE its server closes, so that `/readyz`
+ * answers 503 for the whole drain instead of refusing connections.
+ */
+import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
+import { createServer } from "node:http"
+import type { AriConnectionState } from "../ari/socket.js"
+import { Bus, type BusConnectionState, type BusShape } from "../bus/Bus.js"
+import { ProxyConfigService } from "../config/ProxyConfigService.js"
+import { commandMethods, proxyMetrics, statusClasses, type LabeledCounter } from "./metrics.js"
+import { contentType, PrometheusText, type Sample } from "./prometheus.js"
+import { Proxy, type ProxyShape } from "./Proxy.js"
+
+export interface OpsHttpOptions {
+  readonly port: number
+  readonly host: string
+}
+
+export interface Readiness {
+  readonly ready: boolean
+  readonly ari: AriConnectionState["_tag"]
+  readonly bus: BusConnectionState
+  readonly draining: boolean
+  /** Why the proxy is not ready, one phrase per cause; empty when ready. */
+  readonly reasons: ReadonlyArray<string>
+}
+
+export const readiness = (proxy: ProxyShape, bus: BusShape): Effect.Effect<Readiness> =>
+  Effect.gen(function*() {
+    const ari = yield* proxy.ariState
+    const busState = yield* bus.state
+    const draining = yield* proxy.draining
+    const reasons: Array<string> = []
+    if (ari._tag !== "Connected") {
+      reasons.push(ari._tag === "Disconnected" ? `ARI websocket disconnected: ${ari.reason}` : `ARI websocket ${ari._tag}`)
+    }
+    if (busState !== "connected") reasons.push(`bus ${busState}`)
+    if (draining) reasons.push("draining (shutting down)")
+    return { ready: reasons.length === 0, ari: ari._tag, bus: busState, draining, reasons }
+  })
+
+interface BusStats {
+  readonly buffered: number
+  readonly dropped: number
+  readonly reconnects: number
+}
+
+/** The drivers that buffer (NATS, RabbitMQ) count what they buffer and drop; memory has nothing to say. */
+const busStatsOf = (bus: BusShape): BusStats => {
+  const withStats = bus as BusShape & { readonly stats?: () => BusStats }
+  return typeof withStats.stats === "function" ? withStats.stats() : { buffered: 0, dropped: 0, reconnects: 0 }
+}
+
+const byLabel = (counter: LabeledCounter, label: string): Array<Sample> =>
+  [...counter.values].map(([value, count]) => ({ labels: { [label]: value }, value: count }))
+
+export const renderMetrics = (proxy: ProxyShape, bus: BusShape): Effect.Effect<string> =>
+  Effect.gen(function*() {
+    const stats = yield* proxy.stats
+    const state = yield* readiness(proxy, bus)
+    const busStats = busStatsOf(bus)
+    const live = proxy.dialogs().filter((dialog) => !dialog.state.ended).length
+    const commands: Array<Sample> = []
+    for (const method of commandMethods) {
+      const counts = proxyMetrics.commands.get(method)!
+      statusClasses.forEach((statusClass, i) => {
+        if (counts[i]! > 0) commands.push({ labels: { method, status_class: statusClass }, value: counts[i]! })
+      })
+    }
+    const memory = process.memoryUsage()
+    return new PrometheusText()
+      .counter("ari_proxy_events_received_total", "ARI events received on the websocket, by type.",
+        byLabel(proxyMetrics.eventsReceived, "type"))
+      .counter("ari_proxy_events_published_total", "Events published on events_<dialog>, by type.",
+        byLabel(proxyMetrics.eventsPublished, "type"))
+      .counter("ari_proxy_events_unrouted_total", "ARI events no dialog owned, by type.",
+        byLabel(proxyMetrics.eventsUnrouted, "type"))
+      .counter("ari_proxy_malformed_frames_total", "ARI frames that were not an ARI event.", stats.router.malformedFrames)
+      .counter("ari_proxy_events_dropped_total", "Events of overloaded dialogs dropped unpublished.",
+        stats.dialogs.eventsDropped)
+      .counter("ari_proxy_dialogs_started_total", "Dialogs opened.", stats.router.dialogsStarted)
+      .counter("ari_proxy_dialogs_ended_total", "Dialogs ended (DialogEnded published), by reason.",
+        byLabel(proxyMetrics.dialogsEnded, "reason"))
+      .gauge("ari_proxy_dialogs_active", "Dialogs open and not yet ended.", live)
+      .counter("ari_proxy_commands_total", "Commands answered, by method and status class.", commands)
+      .counter("ari_proxy_commands_ignored_total", "Command messages that were not JSON (dropped unanswered).",
+        stats.dialogs.nonJsonCommands)
+      .histogram("ari_proxy_command_duration_seconds", "From a command's arrival on the bus to its response.",
+        proxyMetrics.commandLatency)
+      .histogram("ari_proxy_ari_request_duration_seconds", "ARI REST requests, from sending to the answer read.",
+        proxyMetrics.ariRestLatency)
+      .counter("ari_proxy_calls_continued_total", "Calls that arrived while draining, sent back to the dialplan.",
+        proxyMetrics.callsContinuedWhileDraining)
+      .gauge("ari_proxy_ari_connected", "1 while ARI's event websocket is connected.", state.ari === "Connected" ? 1 : 0)
+      .counter("ari_proxy_ari_reconnects_total", "ARI websocket reconnections.", stats.ariReconnects)
+      .gauge("ari_proxy_bus_connected", "1 while the bus is connected.", state.bus === "connected" ? 1 : 0)
+      .counter("ari_proxy_bus_reconnects_total", "Bus reconnections.", busStats.reconnects)
+      .gauge("ari_proxy_bus_buffered_messages", "Messages the bus driver holds, not yet written.", busStats.buffered)
+      .counter("ari_proxy_bus_dropped_messages_total", "Messages lost because the bus buffer was full.",
+        busStats.dropped)
+      .counter("ari_proxy_bus_publish_failures_total", "Publishes the bus refused.", stats.dialogs.publishFailures)
+      .gauge("ari_proxy_mailbox_depth_max", "Pending outputs in the fullest dialog mailbox.", stats.deepestMailbox)
+      .gauge("ari_proxy_bound_entities", "ARI entities (channels, bridges, ...) bound to a dialog.",
+        stats.boundEntities)
+      .gauge("ari_proxy_ready", "1 while /readyz answers 200.", state.ready ? 1 : 0)
+      .gauge("ari_proxy_draining", "1 while shutting down.", state.draining ? 1 : 0)
+      .gauge("process_resident_memory_bytes", "Resident set size.", memory.rss)
+      .gauge("nodejs_heap_used_bytes", "V8 heap in use.", memory.heapUsed)
+      .toString()
+  })
+
+const noStore = { "cache-control": "no-store" }
+
+export const opsRouter = (proxy: ProxyShape, bus: BusShape) =>
+  HttpRouter.empty.pipe(
+    HttpRouter.get("/healthz", Effect.succeed(HttpServerResponse.text("ok\n", { headers: noStore }))),
+    HttpRouter.get(
+      "/readyz",
+      Effect.map(readiness(proxy, bus), (state) =>
+        HttpServerResponse.unsafeJson(state, { status: state.ready ? 200 : 503, headers: noStore }))
+    ),
+    HttpRouter.get(
+      "/metrics",
+      Effect.map(renderMetrics(proxy, bus), (body) =>
+        HttpServerResponse.text(body, { contentType, headers: noStore }))
+    )
+  )
+
+/** Serves the endpoints for the proxy and bus in context, on an HttpServer in context. */
+export const serveOps = Effect.gen(function*() {
+  const proxy = yield* Proxy
+  const bus = yield* Bus
+  yield* HttpServer.serveEffect(opsRouter(proxy, bus))
+  const address = yield* HttpServer.addressFormattedWith((address) => Effect.succeed(address))
+  yield* Effect.logInfo(`health and metrics on ${address} (/healthz, /readyz, /metrics)`)
+  // Registered after the server: finalizers run in reverse, so the drain starts while /readyz still answers.
+  yield* Effect.addFinalizer(() => proxy.drain)
+})
+
+export const layerOpsHttp = (options: OpsHttpOptions) =>
+  Layer.scopedDiscard(serveOps).pipe(
+    Layer.provide(NodeHttpServer.layer(createServer, { port: options.port, host: options.host }))
+  )
+
+/** The endpoint as configured: `http_port` 0 means none. */
+export const layerOpsHttpFromConfig = Layer.unwrapEffect(
+  Effect.map(ProxyConfigService, (config) =>
+    config.httpPort === 0 ? Layer.empty : layerOpsHttp({ port: config.httpPort, host: config.httpHost }))
+)

@@ -1,0 +1,134 @@
+/**
+ * The operations endpoint, with a real HTTP client against the real application (simulator,
+ * in-memory bus, proxy, HTTP server on http_port).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Effect, Fiber, Logger, LogLevel, Queue } from "effect"
+import { startApp } from "../support/apps.js"
+import { eventually, startSim } from "../support/harness.js"
+import { httpGet, parsePrometheus, pollUntil, proxyConfigFor, startOpsProxy, valueOf } from "./support.js"
+
+const readyBody = (body: string) =>
+  JSON.parse(body) as { ready: boolean; ari: string; bus: string; draining: boolean; reasons: Array<string> }
+
+describe("/healthz and /readyz", () => {
+  it.scopedLive("not ready before ARI connects, while ARI is down and while draining; ready otherwise", () =>
+    Effect.gen(function*() {
+      const sim = yield* startSim()
+      sim.setWebsocketMode("refuse")
+      const { base, bus, proxy } = yield* startOpsProxy(yield* Effect.promise(() => proxyConfigFor(sim)))
+
+      const health = yield* httpGet(`${base}/healthz`)
+      expect(health.status).toBe(200)
+      const before = yield* httpGet(`${base}/readyz`)
+      expect(before.status).toBe(503)
+      expect(before.contentType).toContain("application/json")
+      expect(readyBody(before.body)).toMatchObject({ ready: false, bus: "connected", draining: false })
+      expect(readyBody(before.body).reasons.join()).toMatch(/ARI websocket/)
+
+      sim.setWebsocketMode("accept")
+      const up = yield* pollUntil(`${base}/readyz`, (answer) => answer.status === 200)
+      expect(readyBody(up.body)).toEqual({ ready: true, ari: "Connected", bus: "connected", draining: false, reasons: [] })
+
+      // ARI goes away
+      sim.setWebsocketMode("refuse")
+      sim.dropWebsockets()
+      const down = yield* pollUntil(`${base}/readyz`, (answer) => answer.status === 503)
+      expect(readyBody(down.body).ari).not.toBe("Connected")
+      expect((yield* httpGet(`${base}/healthz`)).status).toBe(200)
+      sim.setWebsocketMode("accept")
+      yield* pollUntil(`${base}/readyz`, (answer) => answer.status === 200)
+
+      // draining with a command in flight: 503 (not a refused connection) until the end
+      const dialogs = yield* startApp(bus, "app")
+      const channelId = sim.placeCall({ app: "app" })
+      const dialog = yield* Queue.take(dialogs)
+      sim.setTimings({ restResponseDelayMs: 400 })
+      const answering = yield* Effect.fork(dialog.request("POST", `/channels/${channelId}/answer`))
+      yield* eventually(() => sim.requests().some((r) => r.path.endsWith("/answer")))
+      const drain = yield* Effect.fork(proxy.drain.pipe(Logger.withMinimumLogLevel(LogLevel.Warning)))
+      const draining = yield* pollUntil(`${base}/readyz`, (answer) => answer.status === 503)
+      expect(readyBody(draining.body)).toMatchObject({ ready: false, ari: "Connected", draining: true })
+      expect(readyBody(draining.body).reasons).toEqual(["draining (shutting down)"])
+      expect((yield* Fiber.join(answering)).status_code).toBe(204)
+      yield* Fiber.join(drain)
+      expect((yield* Deferred.await(dialog.ended)).ari.reason).toBe("shutdown")
+      expect((yield* httpGet(`${base}/readyz`)).status).toBe(503)
+    }))
+
+  it.scopedLive("unknown paths are 404", () =>
+    Effect.gen(function*() {
+      const sim = yield* startSim()
+      const { base } = yield* startOpsProxy(yield* Effect.promise(() => proxyConfigFor(sim)))
+      expect((yield* httpGet(`${base}/nope`)).status).toBe(404)
+    }))
+})
+
+describe("/metrics", () => {
+  it.scopedLive("is Prometheus text whose counters and histograms move with a call", () =>
+    Effect.gen(function*() {
+      const sim = yield* startSim()
+      const { base, bus } = yield* startOpsProxy(yield* Effect.promise(() => proxyConfigFor(sim)))
+      yield* pollUntil(`${base}/readyz`, (answer) => answer.status === 200)
+      const first = yield* httpGet(`${base}/metrics`)
+      expect(first.status).toBe(200)
+      expect(first.contentType).toBe("text/plain; version=0.0.4; charset=utf-8")
+      const before = parsePrometheus(first.body)
+      expect(valueOf(before, "ari_proxy_ari_connected")).toBe(1)
+      expect(valueOf(before, "ari_proxy_bus_connected")).toBe(1)
+      expect(valueOf(before, "ari_proxy_ready")).toBe(1)
+
+      const dialogs = yield* startApp(bus, "app")
+      const channelId = sim.placeCall({ app: "app" })
+      const dialog = yield* Queue.take(dialogs)
+      expect((yield* dialog.request("POST", `/channels/${channelId}/answer`)).status_code).toBe(204)
+      expect((yield* dialog.request("GET", `/channels/${channelId}`)).status_code).toBe(200)
+      expect((yield* dialog.request("GET", "/channels/no-such-channel")).status_code).toBe(404)
+      expect((yield* dialog.request("POST", "http://evil.example/ari/channels")).status_code).toBe(400)
+      yield* dialog.sendRaw("{\"unique_id\":\"bad\",\"url\":7}")
+      sim.sendDtmf(channelId, "1234", 5)
+      yield* dialog.waitFor("ChannelDtmfReceived", (event) => event.ari.digit === "4")
+
+      const during = parsePrometheus((yield* httpGet(`${base}/metrics`)).body)
+      expect(valueOf(during, "ari_proxy_dialogs_active")).toBe(1)
+      expect(valueOf(during, "ari_proxy_bound_entities")).toBeGreaterThanOrEqual(1)
+
+      sim.hangup(channelId)
+      yield* Deferred.await(dialog.ended)
+      const after = parsePrometheus((yield* httpGet(`${base}/metrics`)).body)
+      const moved = (name: string, labels: Record<string, string> = {}) =>
+        valueOf(after, name, labels) - valueOf(before, name, labels)
+
+      expect(moved("ari_proxy_events_received_total", { type: "StasisStart" })).toBe(1)
+      expect(moved("ari_proxy_events_received_total", { type: "ChannelDtmfReceived" })).toBe(4)
+      expect(moved("ari_proxy_events_published_total", { type: "ChannelDtmfReceived" })).toBe(4)
+      expect(moved("ari_proxy_events_published_total", { type: "DialogEnded" })).toBe(1)
+      expect(moved("ari_proxy_dialogs_started_total")).toBe(1)
+      expect(moved("ari_proxy_dialogs_ended_total", { reason: "channels_left" })).toBe(1)
+      expect(valueOf(after, "ari_proxy_dialogs_active")).toBe(0)
+      expect(moved("ari_proxy_commands_total", { method: "ATTACH", status_class: "2xx" })).toBe(1)
+      expect(moved("ari_proxy_commands_total", { method: "POST", status_class: "2xx" })).toBe(1)
+      expect(moved("ari_proxy_commands_total", { method: "GET", status_class: "2xx" })).toBe(1)
+      expect(moved("ari_proxy_commands_total", { method: "GET", status_class: "4xx" })).toBe(1)
+      expect(moved("ari_proxy_commands_total", { method: "POST", status_class: "4xx" })).toBe(1)
+      expect(moved("ari_proxy_commands_total", { method: "INVALID", status_class: "4xx" })).toBe(1)
+      expect(moved("ari_proxy_command_duration_seconds_count")).toBe(6)
+      expect(moved("ari_proxy_command_duration_seconds_sum")).toBeGreaterThan(0)
+      // the refused url never reached ARI
+      expect(moved("ari_proxy_ari_request_duration_seconds_count")).toBe(3)
+      // events after the end (the simulator's ChannelDestroyed follows StasisEnd) are unrouted
+      expect(moved("ari_proxy_events_unrouted_total", { type: "ChannelDestroyed" })).toBeLessThanOrEqual(1)
+    }))
+
+  it.scopedLive("counts ARI reconnects", () =>
+    Effect.gen(function*() {
+      const sim = yield* startSim()
+      const { base } = yield* startOpsProxy(yield* Effect.promise(() => proxyConfigFor(sim)))
+      yield* pollUntil(`${base}/readyz`, (answer) => answer.status === 200)
+      const before = parsePrometheus((yield* httpGet(`${base}/metrics`)).body)
+      sim.dropWebsockets()
+      yield* pollUntil(`${base}/metrics`, (answer) =>
+        valueOf(parsePrometheus(answer.body), "ari_proxy_ari_reconnects_total") >
+          valueOf(before, "ari_proxy_ari_reconnects_total"))
+    }))
+})
