@@ -1,0 +1,170 @@
+/**
+ * The application side of ari-proxy: an ARI application that takes its dialogs from the bus.
+ * `AriClient.layer({ application })` over any Bus driver; `client.dialogs` is the stream of the
+ * dialogs this instance takes (one instance of the queue group takes each call), `client.serve`
+ * runs a handler per dialog, `client.createDialog` asks a proxy for a dialog of the application's
+ * own (to originate into).
+ */
+import { randomUUID } from "node:crypto"
+import { Cause, Context, Deferred, Duration, Effect, Layer, Queue, Scope, Stream } from "effect"
+import { Bus, type BusError, type BusShape } from "../bus/Bus.js"
+import { DialogRequest } from "../protocol/messages.js"
+import { makeTopics, type Topics } from "../protocol/topics.js"
+import { type AriDialog, joinDialog } from "./dialog.js"
+import { type AriRequestError, type CreateDialogError, DialogRequestRefused, DialogRequestTimeout } from "./errors.js"
+
+export interface AriClientOptions {
+  /** The ARI (Stasis) application, as in the proxy's `applications`. */
+  readonly application: string
+  /** Queue group shared by the instances of the application on NATS. Default `ari-apps-<application>`. */
+  readonly queue?: string
+  /** Topic prefix: the proxy's `bus_config.subject_prefix`. Default "". */
+  readonly prefix?: string
+  /** How long a request waits for its response. Default 15 s (the proxy's ARI deadline is 10 s). */
+  readonly requestTimeoutMs?: number
+  /** How long `createDialog` waits for a proxy's answer. Default 5 s. */
+  readonly createDialogTimeoutMs?: number
+}
+
+export interface CreateDialogOptions {
+  /** Ask the proxy of this Asterisk (its `server_id`); by default any proxy serving the application answers. */
+  readonly serverId?: string
+  readonly timeoutMs?: number
+}
+
+export interface AriClientShape {
+  readonly application: string
+  readonly topics: Topics
+  /**
+   * The dialogs this instance takes, joined and attached. Running the stream joins the queue group;
+   * each dialog closes on DialogEnded, on `dialog.close`, or when the stream stops.
+   */
+  readonly dialogs: Stream.Stream<AriDialog, BusError>
+  /**
+   * Handles every dialog this instance takes with `handler`, concurrently, until interrupted. A
+   * dialog is closed when its handler returns; a handler's failure is logged, not propagated.
+   */
+  readonly serve: <E, R>(handler: (dialog: AriDialog) => Effect.Effect<void, E, R>) => Effect.Effect<never, BusError, R>
+  /** Asks a proxy for a new dialog (no call in it yet), joins it and returns it; it closes with the scope. */
+  readonly createDialog: (options?: CreateDialogOptions) => Effect.Effect<AriDialog, CreateDialogError, Scope.Scope>
+  /** Joins a dialog whose id is known (e.g. passed on by another process); it closes with the scope. */
+  readonly joinDialog: (dialogId: string, serverId?: string) => Effect.Effect<AriDialog, AriRequestError, Scope.Scope>
+}
+
+const parseGrant = (payload: string): Record<string, unknown> | undefined => {
+  try {
+    const parsed: unknown = JSON.parse(payload)
+    return typeof parsed === "object" && parsed !== null ? (parsed as Record<string, unknown>) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Builds a client over `bus`; the client itself holds no resources (its dialogs and streams do). */
+export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClientShape => {
+  const { application } = options
+  const prefix = options.prefix ?? ""
+  const topics = makeTopics(prefix)
+  const queue = options.queue !== undefined && options.queue !== "" ? options.queue : `ari-apps-${application}`
+  const requestTimeoutMs = options.requestTimeoutMs ?? 15_000
+  const instance = randomUUID().slice(0, 8)
+  let requests = 0
+  const nextRequestId = () => `${instance}-${++requests}`
+
+  const join = (parent: Scope.Scope, dialogId: string, serverId: string) =>
+    joinDialog(parent, { bus, topics, application, dialogId, serverId, requestTimeoutMs, nextRequestId })
+
+  const dialogs: Stream.Stream<AriDialog, BusError> = Stream.unwrapScoped(Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const joined = yield* Queue.unbounded<AriDialog>()
+    yield* Effect.addFinalizer(() => Queue.shutdown(joined))
+    const onAppStart = (payload: string) =>
+      Effect.suspend(() => {
+        const start = parseGrant(payload)
+        if (start === undefined || typeof start.dialog_id !== "string") {
+          return Effect.logWarning(`ignored a malformed AppStart on ${topics.app(application)}`)
+        }
+        const serverId = typeof start.server_id === "string" ? start.server_id : ""
+        // Join in the background: the next AppStart is delivered only once this handler returns.
+        return join(scope, start.dialog_id, serverId).pipe(
+          Effect.flatMap((dialog) => Queue.offer(joined, dialog)),
+          Effect.catchAll((error) => Effect.logWarning(`could not join dialog ${start.dialog_id}`, error.message)),
+          Effect.forkIn(scope),
+          Effect.asVoid
+        )
+      })
+    yield* bus.subscribe(topics.app(application), onAppStart, { queue })
+    return Stream.fromQueue(joined)
+  }))
+
+  const serve = <E, R>(handler: (dialog: AriDialog) => Effect.Effect<void, E, R>) =>
+    Effect.scoped(Effect.gen(function*() {
+      const scope = yield* Effect.scope
+      yield* Stream.runForEach(dialogs, (dialog) =>
+        handler(dialog).pipe(
+          Effect.catchAllCause((cause) =>
+            Cause.isInterruptedOnly(cause) ?
+              Effect.void :
+              Effect.logWarning(`the handler of dialog ${dialog.id} failed`, cause)
+          ),
+          Effect.ensuring(dialog.close),
+          Effect.forkIn(scope)
+        ))
+      return yield* Effect.never
+    }))
+
+  const createDialog = (createOptions: CreateDialogOptions = {}) =>
+    Effect.gen(function*() {
+      const topic = topics.dialogRequests(application, createOptions.serverId)
+      const timeoutMs = createOptions.timeoutMs ?? options.createDialogTimeoutMs ?? 5_000
+      const requestId = randomUUID()
+      const replyTo = `${prefix}replies_${requestId}`
+      const grant = yield* Effect.scoped(Effect.gen(function*() {
+        const answer = yield* Deferred.make<Record<string, unknown>>()
+        yield* Effect.addFinalizer(() => bus.retire(replyTo))
+        // Listen before asking: a proxy answers as soon as the dialog is open.
+        yield* bus.subscribe(replyTo, (payload) =>
+          Effect.suspend(() => {
+            const parsed = parseGrant(payload)
+            return parsed !== undefined && parsed.request_id === requestId ? Deferred.succeed(answer, parsed) : Effect.void
+          }))
+        yield* bus.publish(topic, JSON.stringify(new DialogRequest({ request_id: requestId, reply_to: replyTo })))
+        return yield* Deferred.await(answer).pipe(
+          Effect.timeoutFail({
+            duration: Duration.millis(timeoutMs),
+            onTimeout: () =>
+              new DialogRequestTimeout({
+                topic,
+                timeoutMs,
+                message: `no proxy answered on ${topic} within ${timeoutMs} ms`
+              })
+          })
+        )
+      }))
+      const serverId = typeof grant.server_id === "string" ? grant.server_id : undefined
+      if (grant.status_code !== 201 || typeof grant.dialog_id !== "string") {
+        const status = typeof grant.status_code === "number" ? grant.status_code : 0
+        return yield* new DialogRequestRefused({
+          status,
+          message: typeof grant.message === "string" ? grant.message : `dialog request answered ${status}`,
+          ...(serverId !== undefined ? { serverId } : {})
+        })
+      }
+      return yield* join(yield* Effect.scope, grant.dialog_id, serverId ?? "")
+    })
+
+  return {
+    application,
+    topics,
+    dialogs,
+    serve,
+    createDialog,
+    joinDialog: (dialogId, serverId = "") => Effect.flatMap(Effect.scope, (scope) => join(scope, dialogId, serverId))
+  }
+}
+
+/** The application client as an Effect service; `AriClient.layer(options)` needs a Bus. */
+export class AriClient extends Context.Tag("ari-proxy/AriClient")<AriClient, AriClientShape>() {
+  static readonly layer = (options: AriClientOptions): Layer.Layer<AriClient, never, Bus> =>
+    Layer.effect(AriClient, Effect.map(Bus, (bus) => makeAriClient(bus, options)))
+}

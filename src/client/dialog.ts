@@ -1,0 +1,417 @@
+/**
+ * One dialog seen from the application: its events (typed), requests with their responses, and
+ * handles for channels, bridges and playbacks. Joining subscribes to the events and responses
+ * topics first and only then attaches, so the proxy releases the events it held to a listener.
+ */
+import { randomUUID } from "node:crypto"
+import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Option, Scope, Stream } from "effect"
+import type { BusShape } from "../bus/Bus.js"
+import { encodeCommand } from "../protocol/codec.js"
+import { ATTACH_METHOD, DIALOG_ENDED_TYPE, type DialogEndReason } from "../protocol/messages.js"
+import type { Topics } from "../protocol/topics.js"
+import { type AriRequestError, errorFromResponse, Gone, RequestTimeout } from "./errors.js"
+import { makeEventLog } from "./eventLog.js"
+import {
+  type AriApiEffect,
+  type AriEvent,
+  buildRequest,
+  type BridgesAddChannelParams,
+  type BridgesCreateParams,
+  type BridgesPlayParams,
+  type Channel,
+  type ChannelsHangupParams,
+  type ChannelsOriginateParams,
+  type ChannelsPlayParams,
+  type ChannelsSendDTMFParams,
+  decodeAriEventJson,
+  isUnknownAriEvent,
+  makeAriApiEffect,
+  type OperationDescriptor,
+  type PlaybackFinished,
+  type StasisStart,
+  type UnknownAriEvent
+} from "./generated/index.js"
+
+/** An event of a dialog: typed when this build knows its type, otherwise passed through as received. */
+export type DialogEvent = AriEvent | UnknownAriEvent
+
+/** The typed event of one type, e.g. `AriEventOfType<"StasisStart">`. */
+export type AriEventOfType<T extends AriEvent["type"]> = Extract<AriEvent, { readonly type: T }>
+
+/** How a dialog ended: DialogEnded's reason, or `closed` when the application let go of it first. */
+export interface DialogEnd {
+  readonly dialogId: string
+  readonly reason: DialogEndReason | "closed"
+}
+
+/** A response as it came back (2xx only: the others are errors). */
+export interface DialogResponse {
+  readonly status: number
+  readonly body: string
+}
+
+export interface PlaybackHandle {
+  readonly id: string
+  /** The playback's PlaybackFinished (done, or failed); Gone if the dialog ends first. */
+  readonly finished: Effect.Effect<PlaybackFinished, Gone>
+  readonly stop: () => Effect.Effect<void, AriRequestError>
+}
+
+export interface ChannelHandle {
+  readonly id: string
+  readonly answer: () => Effect.Effect<void, AriRequestError>
+  readonly hangup: (options?: Omit<ChannelsHangupParams, "channelId">) => Effect.Effect<void, AriRequestError>
+  /** Starts a playback (`media: "sound:hello-world"`, several are played in turn) and returns its handle. */
+  readonly play: (options: Omit<ChannelsPlayParams, "channelId">) => Effect.Effect<PlaybackHandle, AriRequestError>
+  readonly sendDtmf: (
+    dtmf: string,
+    options?: Omit<ChannelsSendDTMFParams, "channelId" | "dtmf">
+  ) => Effect.Effect<void, AriRequestError>
+  /** The channel as ARI describes it now. */
+  readonly get: () => Effect.Effect<Channel, AriRequestError>
+  /** Its StasisStart; Gone if it is destroyed first (an originate nobody answered) or the dialog ends. */
+  readonly started: Effect.Effect<StasisStart, Gone>
+  /** Completes when it leaves Stasis or is destroyed, or the dialog ends. */
+  readonly ended: Effect.Effect<void>
+  /** Every digit pressed on it since the dialog began. */
+  readonly dtmf: Stream.Stream<string>
+  /**
+   * The next digit not yet taken by an earlier `waitForDtmf` (keys pressed during a prompt are kept);
+   * None after `timeoutMs` or when the dialog ends.
+   */
+  readonly waitForDtmf: (options?: { readonly timeoutMs?: number }) => Effect.Effect<Option.Option<string>>
+}
+
+/** A channel given by handle or by id. */
+export type ChannelRef = string | { readonly id: string }
+
+export interface BridgeHandle {
+  readonly id: string
+  readonly addChannel: (
+    channels: ChannelRef | ReadonlyArray<ChannelRef>,
+    options?: Omit<BridgesAddChannelParams, "bridgeId" | "channel">
+  ) => Effect.Effect<void, AriRequestError>
+  readonly removeChannel: (channels: ChannelRef | ReadonlyArray<ChannelRef>) => Effect.Effect<void, AriRequestError>
+  readonly play: (options: Omit<BridgesPlayParams, "bridgeId">) => Effect.Effect<PlaybackHandle, AriRequestError>
+  readonly destroy: () => Effect.Effect<void, AriRequestError>
+}
+
+/** Originate parameters; `app` defaults to the client's application, `channelId` to a fresh UUID. */
+export type OriginateOptions = Omit<ChannelsOriginateParams, "app"> & { readonly app?: string }
+
+export interface AriDialog {
+  readonly id: string
+  /** The proxy (Asterisk) the dialog lives on. */
+  readonly serverId: string
+  readonly application: string
+  /** The whole ARI 11 surface, typed; requests go through this dialog. */
+  readonly ari: AriApiEffect<AriRequestError>
+  /** Every event since the dialog began (each reader gets them all), then the live ones; completes on DialogEnded. */
+  readonly events: Stream.Stream<DialogEvent>
+  /** Resolves when DialogEnded arrives (or the dialog is closed). */
+  readonly ended: Effect.Effect<DialogEnd>
+  /** The channel of the dialog's first StasisStart: the caller of an inbound call. */
+  readonly firstChannel: Effect.Effect<ChannelHandle, Gone>
+  readonly channel: (id: string) => ChannelHandle
+  readonly channels: {
+    /** Originates with a client-made channelId, so the proxy binds the channel to this dialog first. */
+    readonly originate: (options: OriginateOptions) => Effect.Effect<ChannelHandle, AriRequestError>
+  }
+  readonly bridges: {
+    /** Creates a bridge (mixing unless told) with a client-made bridgeId. */
+    readonly create: (options?: BridgesCreateParams) => Effect.Effect<BridgeHandle, AriRequestError>
+    readonly get: (id: string) => BridgeHandle
+  }
+  readonly playback: (id: string) => PlaybackHandle
+  /** The first event of `type` (since the dialog began) that matches; Gone if the dialog ends first. */
+  readonly waitFor: <T extends AriEvent["type"]>(
+    type: T,
+    matches?: (event: AriEventOfType<T>) => boolean
+  ) => Effect.Effect<AriEventOfType<T>, Gone>
+  /** A raw request: `url` under stasis_url, `body` JSON text or "". */
+  readonly request: (
+    method: string,
+    url: string,
+    body?: string,
+    options?: { readonly timeoutMs?: number }
+  ) => Effect.Effect<DialogResponse, AriRequestError>
+  /** Releases the dialog's subscriptions (and, on RabbitMQ, retires its queues). Done by itself on DialogEnded. */
+  readonly close: Effect.Effect<void>
+}
+
+export interface JoinOptions {
+  readonly bus: BusShape
+  readonly topics: Topics
+  readonly application: string
+  readonly dialogId: string
+  readonly serverId: string
+  readonly requestTimeoutMs: number
+  /** A unique_id no other request of this client uses. */
+  readonly nextRequestId: () => string
+}
+
+interface Pending {
+  readonly answer: Deferred.Deferred<DialogResponse, Gone>
+  readonly method: string
+  readonly url: string
+}
+
+/** A parsed wire message, or undefined if it is not what it should be (ignored, as a seed client would). */
+const parseJson = (payload: string): Record<string, unknown> | undefined => {
+  try {
+    const parsed: unknown = JSON.parse(payload)
+    return typeof parsed === "object" && parsed !== null ? (parsed as Record<string, unknown>) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** A response body as a value: JSON parsed, "" (204) as undefined, anything else as text. */
+const parseBody = (body: string): unknown => {
+  if (body === "") return undefined
+  try {
+    return JSON.parse(body)
+  } catch {
+    return body
+  }
+}
+
+const isEventOf = <T extends AriEvent["type"]>(type: T) => (event: DialogEvent): event is AriEventOfType<T> =>
+  event.type === type && !isUnknownAriEvent(event)
+
+const channelIdOf = (event: DialogEvent): string | undefined => {
+  const channel = (event as { readonly channel?: { readonly id?: unknown } }).channel
+  return typeof channel?.id === "string" ? channel.id : undefined
+}
+
+const idsOf = (channels: ChannelRef | ReadonlyArray<ChannelRef>): Array<string> =>
+  (Array.isArray(channels) ? channels : [channels]).map((ref: ChannelRef) => typeof ref === "string" ? ref : ref.id)
+
+/**
+ * Joins a dialog in a scope of its own, forked from `parent`: subscribes to its events and
+ * responses, then attaches. The dialog's scope closes on DialogEnded, on `close`, or with `parent`.
+ */
+export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Effect<AriDialog, AriRequestError> =>
+  Effect.gen(function*() {
+    const { application, bus, dialogId, serverId, topics } = options
+    const scope = yield* Scope.fork(parent, ExecutionStrategy.sequential)
+    const log = makeEventLog<DialogEvent>()
+    const endSignal = yield* Deferred.make<DialogEnd>()
+    const pending = new Map<string, Pending>()
+    const dtmfCursors = new Map<string, number>()
+    let end: DialogEnd | undefined
+
+    const gone = (method: string, url: string, message: string) =>
+      new Gone({ dialogId, method, url, status: 410, message, body: "", ...(end ? { reason: end.reason } : {}) })
+
+    /** Marks the end once: readers complete, requests still waiting fail with Gone. */
+    const finish = (info: DialogEnd) =>
+      Effect.suspend(() => {
+        if (end !== undefined) return Effect.void
+        end = info
+        log.close()
+        const waiting = [...pending.values()]
+        pending.clear()
+        return Effect.zipRight(
+          Deferred.succeed(endSignal, info),
+          Effect.forEach(waiting, (request) =>
+            Deferred.fail(request.answer, gone(request.method, request.url, `dialog ${dialogId} has ended`)),
+            { discard: true })
+        )
+      })
+
+    const close = Scope.close(scope, Exit.void)
+
+    const onEvent = (payload: string) =>
+      Effect.suspend(() => {
+        const wire = parseJson(payload)
+        if (wire === undefined || typeof wire.type !== "string" || typeof wire.ari_body !== "string") return Effect.void
+        if (wire.type === DIALOG_ENDED_TYPE) {
+          const reason = parseJson(wire.ari_body)?.reason
+          const info: DialogEnd = { dialogId, reason: (typeof reason === "string" ? reason : "channels_left") as DialogEndReason }
+          // Closing our own scope from its subscription's fiber would wait for itself: close from another fiber.
+          return Effect.zipRight(finish(info), Effect.forkDaemon(close))
+        }
+        log.append(decodeAriEventJson(wire.ari_body))
+        return Effect.void
+      })
+
+    const onResponse = (payload: string) =>
+      Effect.suspend(() => {
+        const wire = parseJson(payload)
+        if (wire === undefined || typeof wire.unique_id !== "string") return Effect.void
+        const request = pending.get(wire.unique_id)
+        if (request === undefined) return Effect.void // another client's, or one that timed out
+        pending.delete(wire.unique_id)
+        const status = typeof wire.status_code === "number" ? wire.status_code : 0
+        const body = typeof wire.response_body === "string" ? wire.response_body : ""
+        return Deferred.succeed(request.answer, { status, body })
+      })
+
+    const request = (method: string, url: string, body = "", requestOptions: { readonly timeoutMs?: number } = {}) =>
+      Effect.gen(function*() {
+        if (end !== undefined) return yield* gone(method, url, `dialog ${dialogId} has ended (${end.reason})`)
+        const uniqueId = options.nextRequestId()
+        const answer = yield* Deferred.make<DialogResponse, Gone>()
+        pending.set(uniqueId, { answer, method, url })
+        const timeoutMs = requestOptions.timeoutMs ?? options.requestTimeoutMs
+        const response = yield* bus.publish(topics.commands(dialogId), encodeCommand({ unique_id: uniqueId, url, method, body }))
+          .pipe(
+            Effect.zipRight(Deferred.await(answer)),
+            Effect.timeoutFail({
+              duration: Duration.millis(timeoutMs),
+              onTimeout: () =>
+                new RequestTimeout({
+                  dialogId,
+                  method,
+                  url,
+                  timeoutMs,
+                  message: `no response to ${method} ${url} within ${timeoutMs} ms`
+                })
+            }),
+            Effect.ensuring(Effect.sync(() => pending.delete(uniqueId)))
+          )
+        if (response.status >= 200 && response.status < 300) return response
+        return yield* errorFromResponse({ dialogId, method, url, status: response.status, body: response.body })
+      })
+
+    const send = (operation: OperationDescriptor, params: object) =>
+      Effect.suspend(() => {
+        const wire = buildRequest(operation, params)
+        return Effect.map(request(wire.method, wire.url, wire.body), (response) => parseBody(response.body))
+      })
+    const ari = makeAriApiEffect<AriRequestError>(send)
+
+    const waitFor = <T extends AriEvent["type"]>(type: T, matches: (event: AriEventOfType<T>) => boolean = () => true) =>
+      Effect.flatMap(
+        log.find(0, (event) => isEventOf(type)(event) && matches(event)),
+        Option.match({
+          onNone: () => Effect.fail(gone("", "", `dialog ${dialogId} ended before ${type}`)),
+          onSome: ([event]) => Effect.succeed(event as AriEventOfType<T>)
+        })
+      )
+
+    const playback = (id: string): PlaybackHandle => ({
+      id,
+      finished: waitFor("PlaybackFinished", (event) => event.playback.id === id),
+      stop: () => ari.playbacks.stop({ playbackId: id })
+    })
+
+    const channel = (id: string): ChannelHandle => {
+      const isDtmf = (event: DialogEvent) => isEventOf("ChannelDtmfReceived")(event) && event.channel.id === id
+      const nextDigit = Effect.suspend(() => log.find(dtmfCursors.get(id) ?? 0, isDtmf)).pipe(
+        Effect.map(Option.map(([event, index]) => {
+          dtmfCursors.set(id, index + 1)
+          return (event as AriEventOfType<"ChannelDtmfReceived">).digit
+        }))
+      )
+      return {
+        id,
+        answer: () => ari.channels.answer({ channelId: id }),
+        hangup: (hangupOptions = {}) => ari.channels.hangup({ ...hangupOptions, channelId: id }),
+        play: (playOptions) =>
+          Effect.gen(function*() {
+            // Our own playbackId: its events are recognised even if they come before the response.
+            const playbackId = playOptions.playbackId ?? randomUUID()
+            yield* ari.channels.play({ ...playOptions, channelId: id, playbackId })
+            return playback(playbackId)
+          }),
+        sendDtmf: (dtmf, dtmfOptions = {}) => ari.channels.sendDTMF({ ...dtmfOptions, channelId: id, dtmf }),
+        get: () => ari.channels.get({ channelId: id }),
+        started: Effect.flatMap(
+          log.find(0, (event) =>
+            (isEventOf("StasisStart")(event) || isEventOf("ChannelDestroyed")(event)) && channelIdOf(event) === id),
+          Option.match({
+            onNone: () => Effect.fail(gone("", "", `dialog ${dialogId} ended before channel ${id} entered Stasis`)),
+            onSome: ([event]) =>
+              event.type === "StasisStart" ?
+                Effect.succeed(event as StasisStart) :
+                Effect.fail(
+                  gone("", "", `channel ${id} was destroyed before it entered Stasis`)
+                )
+          })
+        ),
+        ended: Effect.asVoid(
+          log.find(0, (event) =>
+            (isEventOf("StasisEnd")(event) || isEventOf("ChannelDestroyed")(event)) && channelIdOf(event) === id)
+        ),
+        dtmf: log.stream().pipe(
+          Stream.filter(isDtmf),
+          Stream.map((event) => (event as AriEventOfType<"ChannelDtmfReceived">).digit)
+        ),
+        waitForDtmf: (waitOptions = {}) =>
+          waitOptions.timeoutMs === undefined ? nextDigit : nextDigit.pipe(
+            Effect.timeoutTo({
+              duration: Duration.millis(waitOptions.timeoutMs),
+              onSuccess: (digit) => digit,
+              onTimeout: () => Option.none<string>()
+            })
+          )
+      }
+    }
+
+    const bridge = (id: string): BridgeHandle => ({
+      id,
+      addChannel: (channels, addOptions = {}) => ari.bridges.addChannel({ ...addOptions, bridgeId: id, channel: idsOf(channels) }),
+      removeChannel: (channels) => ari.bridges.removeChannel({ bridgeId: id, channel: idsOf(channels) }),
+      play: (playOptions) =>
+        Effect.gen(function*() {
+          const playbackId = playOptions.playbackId ?? randomUUID()
+          yield* ari.bridges.play({ ...playOptions, bridgeId: id, playbackId })
+          return playback(playbackId)
+        }),
+      destroy: () => ari.bridges.destroy({ bridgeId: id })
+    })
+
+    const dialog: AriDialog = {
+      id: dialogId,
+      serverId,
+      application,
+      ari,
+      events: log.stream(),
+      ended: Deferred.await(endSignal),
+      firstChannel: Effect.map(waitFor("StasisStart"), (start) => channel(start.channel.id)),
+      channel,
+      channels: {
+        originate: (originateOptions) =>
+          Effect.gen(function*() {
+            const channelId = originateOptions.channelId ?? randomUUID()
+            yield* ari.channels.originate({ ...originateOptions, app: originateOptions.app ?? application, channelId })
+            return channel(channelId)
+          })
+      },
+      bridges: {
+        create: (createOptions = {}) =>
+          Effect.gen(function*() {
+            const bridgeId = createOptions.bridgeId ?? randomUUID()
+            yield* ari.bridges.create({ type: "mixing", ...createOptions, bridgeId })
+            return bridge(bridgeId)
+          }),
+        get: bridge
+      },
+      playback,
+      waitFor,
+      request,
+      close
+    }
+
+    // Finalizers run in reverse: unsubscribe first, then mark the end and retire our queues.
+    yield* Scope.addFinalizer(
+      scope,
+      Effect.zipRight(
+        finish({ dialogId, reason: "closed" }),
+        Effect.forEach([topics.events(dialogId), topics.responses(dialogId)], bus.retire, { discard: true })
+      )
+    )
+    const attached = yield* Effect.gen(function*() {
+      yield* bus.subscribe(topics.events(dialogId), onEvent)
+      yield* bus.subscribe(topics.responses(dialogId), onResponse)
+      // Subscribed to both: now the proxy may publish the events it held for us.
+      yield* request(ATTACH_METHOD, "")
+    }).pipe(Scope.extend(scope), Effect.exit)
+    if (Exit.isFailure(attached)) {
+      yield* Scope.close(scope, Exit.void)
+      return yield* Effect.failCause(attached.cause)
+    }
+    return dialog
+  })

@@ -1,0 +1,24 @@
+/**
+ * `ari-proxy/client`: the application side. An ARI application that takes its dialogs from the
+ * bus, with the whole ARI 11 surface typed: `AriClient` (Effect) or `connectAriClient` (Promises).
+ */
+export * from "./AriClient.js"
+export type {
+  AriDialog,
+  AriEventOfType,
+  BridgeHandle,
+  ChannelHandle,
+  ChannelRef,
+  DialogEnd,
+  DialogEvent,
+  DialogResponse,
+  OriginateOptions,
+  PlaybackHandle
+} from "./dialog.js"
+export * from "./errors.js"
+export * from "./generated/index.js"
+export * from "./promise.js"
+export { Bus, BusError, type BusShape } from "../bus/Bus.js"
+export { layerAmqp, makeAmqpBus, type AmqpOptions } from "../bus/amqp.js"
+export { layerMemory, makeMemoryBus, type MemoryBus } from "../bus/memory.js"
+export { layerNats, makeNatsBus, type NatsOptions } from "../bus/nats.js"
