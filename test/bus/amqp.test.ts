@@ -4,6 +4,8 @@ import { Effect } from "effect"
 import type { BusShape } from "../../src/bus/Bus.js"
 import { type AmqpBus, type AmqpOptions, makeAmqpBus } from "../../src/bus/amqp.js"
 import { createdTopics, runBusConformance, uniqueTopic, waitUntil } from "./conformance.js"
+import { seedAmqpTransport } from "../support/seedClient.js"
+import { proxyCases } from "./proxyCases.js"
 import { makeRelay } from "./relay.js"
 
 const AMQP_PORT = 5672
@@ -77,6 +79,8 @@ runBusConformance("rabbitmq", {
   }),
   fanOut: false,
   brokerPort: AMQP_PORT,
+  // The Go client declares and consumes the queues itself, on its own connections and channels.
+  seedTransport: seedAmqpTransport(`amqp://guest:guest@127.0.0.1:${AMQP_PORT}`),
   leftBehind: (bus: BusShape, topics) =>
     Effect.scoped(Effect.gen(function*() {
       const rabbit = bus as AmqpBus
@@ -93,7 +97,7 @@ runBusConformance("rabbitmq", {
       }
       return left
     }))
-})
+}, proxyCases)
 
 describe("rabbitmq driver", () => {
   it.scopedLive("publishes the seed's bytes: default exchange, routing key = queue, json, delivery mode 1", () =>

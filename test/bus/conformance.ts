@@ -10,6 +10,7 @@ import { describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Scope } from "effect"
 import { randomBytes } from "node:crypto"
 import type { BusError, BusShape } from "../../src/bus/Bus.js"
+import type { SeedTransport } from "../support/seedClient.js"
 import { makeRelay } from "./relay.js"
 
 /** One isolated "world" for a test: connections opened from it talk to each other. */
@@ -33,6 +34,11 @@ export interface BusConformanceTarget {
   readonly leftBehind: (bus: BusShape, topics: ReadonlyArray<string>) => Effect.Effect<ReadonlyArray<string>, unknown>
   /** Subscribe/retire cycles of the leak case. Default 10,000. */
   readonly cycles?: number
+  /**
+   * How a seed (go-ari-library) client reaches this broker, where it differs from our driver
+   * (RabbitMQ: its own connections, channels and queue declarations). Default: a world connection.
+   */
+  readonly seedTransport?: Effect.Effect<SeedTransport, unknown, Scope.Scope>
 }
 
 export interface BusCase {
@@ -51,15 +57,36 @@ export const uniqueTopic = (label: string): string => {
   return topic
 }
 
-/** Polls `predicate` until true; fails with `description` after `timeoutMs`. */
-export const waitUntil = (description: string, predicate: () => boolean, timeoutMs = 10_000) =>
+/**
+ * Polls `predicate` until true; fails with `description` after `timeoutMs`. A function as
+ * description is evaluated at the failure, so it can report the state reached ("have 123").
+ */
+export const waitUntil = (description: string | (() => string), predicate: () => boolean, timeoutMs = 10_000) =>
   Effect.gen(function*() {
     const deadline = Date.now() + timeoutMs
     while (!predicate()) {
-      if (Date.now() > deadline) return yield* Effect.fail(new Error(`timed out waiting for: ${description}`))
+      if (Date.now() > deadline) {
+        const what = typeof description === "string" ? description : description()
+        return yield* Effect.fail(new Error(`timed out waiting for: ${what}`))
+      }
       yield* Effect.sleep(Duration.millis(5))
     }
   })
+
+/**
+ * Waits until a connection reports "connected". Drivers return before their first connection is
+ * up and buffer what is published meanwhile (bounded: beyond `publishBufferSize` it is dropped and
+ * counted), so a case that floods right away must wait for this first.
+ */
+export const untilConnected = (bus: BusShape, timeoutMs = 15_000) =>
+  waitUntil(() => `${bus.driver} connection up (state ${Effect.runSync(bus.state)})`, () =>
+    Effect.runSync(bus.state) === "connected", timeoutMs)
+
+/** Driver statistics for failure messages, where the driver has them. */
+export const describeStats = (bus: BusShape): string => {
+  const stats = (bus as { stats?: () => unknown }).stats
+  return stats === undefined ? "" : JSON.stringify(stats())
+}
 
 /** A handler that records what it receives. */
 export const recorder = () => {
@@ -92,9 +119,16 @@ export const standardCases: ReadonlyArray<BusCase> = [
         const topic = uniqueTopic("order")
         const { received, handler } = recorder()
         yield* subscriber.subscribe(topic, handler)
+        // Under load (the whole suite on 2 cores) the publisher's first connection may not be up
+        // yet: 20,000 messages would overflow its reconnect buffer (10,000) and half be dropped.
+        yield* untilConnected(publisher)
         const messages = range(20_000).map((i) => `{"seq":${i}}`)
         for (const message of messages) yield* publisher.publish(topic, message)
-        yield* waitUntil(`20,000 messages (have ${received.length})`, () => received.length >= messages.length, 45_000)
+        yield* waitUntil(
+          () => `20,000 messages (have ${received.length}; publisher ${describeStats(publisher)})`,
+          () => received.length >= messages.length,
+          45_000
+        )
         yield* expectEqual(received.length, messages.length, "count")
         const firstOutOfOrder = received.findIndex((m, i) => m !== messages[i])
         yield* expectEqual(firstOutOfOrder, -1, "first message out of order")

@@ -3,6 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { makeNatsBus, type NatsBus, type NatsOptions } from "../../src/bus/nats.js"
 import { runBusConformance, uniqueTopic, waitUntil } from "./conformance.js"
+import { proxyCases } from "./proxyCases.js"
 import { makeRelay } from "./relay.js"
 
 const NATS_PORT = 4222
@@ -28,7 +29,7 @@ runBusConformance("nats", {
       if (nats.clientSubscriptionCount() !== 0) left.push(`${nats.clientSubscriptionCount()} client subscriptions`)
       return left
     })
-})
+}, proxyCases)
 
 describe("nats driver", () => {
   it.scopedLive("puts the seed's bytes on the wire: raw payload, no headers, no reply subject", () =>

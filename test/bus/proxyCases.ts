@@ -1,0 +1,407 @@
+/**
+ * Proxy-level conformance cases: the ARI simulator, the proxy and applications on one bus driver.
+ * The driver test files pass them to `runBusConformance` as extra cases, so the same calls run on
+ * the in-memory bus, NATS and RabbitMQ. Every case uses its own application name, so parallel runs
+ * and other test files cannot collide; on RabbitMQ the queues the cases leave are deleted by the
+ * test file (`createdTopics`).
+ */
+import { Deferred, Duration, Effect, Option, Queue } from "effect"
+import type { Scope } from "effect"
+import type { BusShape } from "../../src/bus/Bus.js"
+import type { ProxyShape } from "../../src/proxy/Proxy.js"
+import type { SimulatorHandle } from "../../src/simulator/index.js"
+import { startApp, type TestDialog } from "../support/apps.js"
+import { startProxy, startSim } from "../support/harness.js"
+import { startSeedApp } from "../support/seedClient.js"
+import {
+  type BusCase,
+  type BusWorld,
+  createdTopics,
+  describeStats,
+  uniqueTopic,
+  untilConnected,
+  waitUntil
+} from "./conformance.js"
+
+/** Short enough that teardown is observable within a case (the drivers' test options keep grace short too). */
+const ENDED_LINGER_MS = 150
+
+/** An application name nobody else uses; its queue (RabbitMQ) is deleted after the file. */
+const newApplication = () => uniqueTopic("app")
+
+const dialogTopics = (dialogId: string) => [`events_${dialogId}`, `commands_${dialogId}`, `responses_${dialogId}`]
+
+const rememberDialog = (dialogId: string) => {
+  for (const topic of dialogTopics(dialogId)) createdTopics.add(topic)
+}
+
+const fail = (message: string) => Effect.fail(new Error(message))
+
+const expectEqual = <A>(actual: A, expected: A, what: string) =>
+  JSON.stringify(actual) === JSON.stringify(expected) ?
+    Effect.void :
+    fail(`${what}: expected ${JSON.stringify(expected)}, got ${JSON.stringify(actual)}`)
+
+const expectTrue = (condition: boolean, what: string) => condition ? Effect.void : fail(what)
+
+/** Bounds a wait so that a case fails with a message instead of hitting the test timeout. */
+const within = <A, E, R>(ms: number, what: string) => (effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(Effect.timeoutFail({ duration: Duration.millis(ms), onTimeout: () => new Error(`timed out: ${what}`) }))
+
+/** A proxy on its own connection of the world, serving `application` for `sim`. */
+const proxyOn = (world: BusWorld, sim: SimulatorHandle, application: string, serverId: string) =>
+  Effect.gen(function*() {
+    const bus = yield* world.connect
+    yield* untilConnected(bus)
+    const { proxy } = yield* startProxy(sim, bus, {
+      applications: [application],
+      serverId,
+      endedLingerMs: ENDED_LINGER_MS
+    })
+    // The proxy's own topics of the application (RabbitMQ keeps them as durable queues).
+    const { topics } = proxy
+    for (const topic of [topics.unrouted(application), topics.dialogRequests(application)]) createdTopics.add(topic)
+    createdTopics.add(topics.dialogRequests(application, serverId))
+    return { bus, proxy }
+  })
+
+/** What an application instance did with one dialog. */
+interface Handled {
+  readonly dialogId: string
+  readonly serverId: string
+  readonly channelId: string
+  readonly answerStatus: number
+  readonly hangupStatus: number
+}
+
+/** The usual handling of a call by an application: answer it, hang it up, see it end. */
+const handleCall = (dialog: TestDialog): Effect.Effect<Handled, Error> =>
+  Effect.gen(function*() {
+    rememberDialog(dialog.dialogId)
+    const start = yield* dialog.waitFor("StasisStart").pipe(within(5_000, `StasisStart of ${dialog.dialogId}`))
+    const channelId = start.ari.channel.id as string
+    const answer = yield* dialog.request("POST", `/channels/${channelId}/answer`).pipe(within(5_000, "answer"))
+    const hangup = yield* dialog.request("DELETE", `/channels/${channelId}`).pipe(within(5_000, "hangup"))
+    yield* Deferred.await(dialog.ended).pipe(within(5_000, `DialogEnded of ${dialog.dialogId}`))
+    return {
+      dialogId: dialog.dialogId,
+      serverId: dialog.serverId,
+      channelId,
+      answerStatus: answer.status_code,
+      hangupStatus: hangup.status_code
+    }
+  })
+
+/**
+ * An application instance that handles every dialog it is given, concurrently; what it did goes
+ * into `handled`, what went wrong into `failures`.
+ */
+const serveCalls = (
+  bus: BusShape,
+  application: string,
+  queue: string | undefined
+): Effect.Effect<{ handled: Array<Handled>; failures: Array<string> }, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const handled: Array<Handled> = []
+    const failures: Array<string> = []
+    const dialogs = yield* startApp(bus, application, queue === undefined ? {} : { queue })
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const dialog = yield* Queue.take(dialogs)
+      yield* Effect.forkScoped(handleCall(dialog).pipe(
+        Effect.match({
+          onSuccess: (result) => void handled.push(result),
+          onFailure: (error) => void failures.push(error.message)
+        })
+      ))
+    })))
+    return { handled, failures }
+  })
+
+/** `count` application instances in one queue group, each on its own connection. */
+const startInstances = (world: BusWorld, application: string, count: number) =>
+  Effect.forEach(Array.from({ length: count }), () =>
+    Effect.gen(function*() {
+      const bus = yield* world.connect
+      yield* untilConnected(bus)
+      return yield* serveCalls(bus, application, "apps")
+    }))
+
+/** ARI requests that answered `channelId`, as the simulator recorded them. */
+const answersOf = (sim: SimulatorHandle, channelId: string) =>
+  sim.requests().filter((r) => r.method === "POST" && r.path === `/ari/channels/${channelId}/answer`).length
+
+/** Waits for the proxy to forget every dialog (ended, linger over, subscription closed). */
+const untilNoDialogs = (proxy: ProxyShape) =>
+  waitUntil(() => `the proxy releases its dialogs (${proxy.dialogs().length} left)`, () =>
+    proxy.dialogs().length === 0, 10_000)
+
+const wholeCall: BusCase = {
+  name: "proxy: a whole call through simulator, proxy, bus and application (events in order, commands, end)",
+  timeoutMs: 20_000,
+  run: (target) =>
+    Effect.gen(function*() {
+      const world = yield* target.world
+      const application = newApplication()
+      const sim = yield* startSim()
+      yield* proxyOn(world, sim, application, "ast-whole")
+      const appBus = yield* world.connect
+      const dialogs = yield* startApp(appBus, application)
+      const channelId = sim.placeCall({ app: application, caller: { name: "Alice", number: "1001" } })
+      const dialog = yield* Queue.take(dialogs).pipe(within(5_000, "AppStart"))
+      rememberDialog(dialog.dialogId)
+      yield* expectEqual(dialog.serverId, "ast-whole", "AppStart server_id")
+      yield* dialog.waitFor("StasisStart").pipe(within(5_000, "StasisStart"))
+
+      const answered = yield* dialog.request("POST", `/channels/${channelId}/answer`).pipe(within(5_000, "answer"))
+      yield* expectEqual(answered.status_code, 204, "answer status")
+      const played = yield* dialog.request("POST", `/channels/${channelId}/play?media=sound:hello-world`).pipe(
+        within(5_000, "play")
+      )
+      yield* expectEqual(played.status_code, 201, "play status")
+      const playbackId = JSON.parse(played.response_body).id as string
+      yield* dialog.waitFor("PlaybackFinished", (e) => e.ari.playback.id === playbackId).pipe(
+        within(5_000, "PlaybackFinished")
+      )
+      const hungUp = yield* dialog.request("DELETE", `/channels/${channelId}`).pipe(within(5_000, "hangup"))
+      yield* expectEqual(hungUp.status_code, 204, "hangup status")
+      const ended = yield* Deferred.await(dialog.ended).pipe(within(5_000, "DialogEnded"))
+
+      // Every event ARI sent the application (this one call), exactly as sent and in ARI's order.
+      const sent = sim.events(application).map((e) => JSON.stringify(e))
+      const published = dialog.events.slice(0, -1).map((e) => e.ari_body)
+      const firstDifference = published.findIndex((body, i) => body !== sent[i])
+      yield* expectEqual(
+        [published.length, firstDifference],
+        [sent.length, -1],
+        `events on events_<dialog> (count, first difference): published ${dialog.events.map((e) => e.type)}`
+      )
+      const types = dialog.events.map((e) => e.type)
+      yield* expectEqual(types[0], "StasisStart", "first event")
+      yield* expectEqual(types.slice(-2), ["StasisEnd", "DialogEnded"], "last events")
+      yield* expectTrue(
+        types.indexOf("PlaybackStarted") >= 0 && types.indexOf("PlaybackStarted") < types.indexOf("PlaybackFinished"),
+        `playback events in order: ${types.join(",")}`
+      )
+      yield* expectTrue(dialog.events.every((e) => e.server_id === "ast-whole"), "server_id on every event")
+      yield* expectEqual(ended.ari.reason, "channels_left", "DialogEnded reason")
+      yield* expectEqual(dialog.responses.map((r) => r.status_code), [200, 204, 201, 204], "responses (attach first)")
+    })
+}
+
+const queueGroupDistribution: BusCase = {
+  name: "proxy: N application instances share the AppStarts, each delivered to exactly one, every call handled",
+  timeoutMs: 30_000,
+  run: (target) =>
+    Effect.gen(function*() {
+      const world = yield* target.world
+      const application = newApplication()
+      const sim = yield* startSim()
+      yield* proxyOn(world, sim, application, "ast-group")
+      const instances = yield* startInstances(world, application, 3)
+      // 30 calls: with 3 members picked at random (NATS), one left without any is a 1-in-60,000 event.
+      const calls = 30
+      const channels = Array.from({ length: calls }, () => sim.placeCall({ app: application }))
+      const total = () => instances.reduce((sum, instance) => sum + instance.handled.length, 0)
+      const failures = () => instances.flatMap((instance) => instance.failures)
+      yield* waitUntil(
+        () => `every call handled (${total()} of ${calls}; failures: ${failures().join("; ")})`,
+        () => total() + failures().length >= calls,
+        15_000
+      )
+      yield* Effect.sleep("300 millis") // a duplicate AppStart would arrive now
+      yield* expectEqual(failures(), [], "failures")
+      const handled = instances.flatMap((instance) => instance.handled)
+      yield* expectEqual(new Set(handled.map((h) => h.dialogId)).size, calls, "distinct dialogs")
+      yield* expectEqual(handled.map((h) => h.channelId).sort(), [...channels].sort(), "each call handled once")
+      for (const [i, instance] of instances.entries()) {
+        yield* expectTrue(instance.handled.length > 0, `instance ${i} took no AppStart`)
+      }
+      yield* expectTrue(handled.every((h) => h.answerStatus === 204 && h.hangupStatus === 204), "commands answered")
+      for (const channelId of channels) yield* expectEqual(answersOf(sim, channelId), 1, `answers of ${channelId}`)
+    })
+}
+
+const twoProxies: BusCase = {
+  name: "proxy: two proxies (two Asterisks) and three instances: each call handled once, commands to its own proxy",
+  timeoutMs: 30_000,
+  run: (target) =>
+    Effect.gen(function*() {
+      const world = yield* target.world
+      const application = newApplication()
+      const asterisks = [
+        { serverId: "ast-a", prefix: "a", sim: yield* startSim() },
+        { serverId: "ast-b", prefix: "b", sim: yield* startSim() }
+      ] as const
+      for (const asterisk of asterisks) yield* proxyOn(world, asterisk.sim, application, asterisk.serverId)
+      const instances = yield* startInstances(world, application, 3)
+      const perAsterisk = 10
+      // Channel ids tell the Asterisks apart (two simulators would otherwise number alike).
+      for (let i = 0; i < perAsterisk; i++) {
+        for (const { sim, prefix } of asterisks) sim.placeCall({ app: application, channelId: `${prefix}-${i}` })
+      }
+      const calls = perAsterisk * asterisks.length
+      const total = () => instances.reduce((sum, instance) => sum + instance.handled.length, 0)
+      const failures = () => instances.flatMap((instance) => instance.failures)
+      yield* waitUntil(
+        () => `every call handled (${total()} of ${calls}; failures: ${failures().join("; ")})`,
+        () => total() + failures().length >= calls,
+        15_000
+      )
+      yield* Effect.sleep("300 millis") // a duplicate AppStart would arrive now
+      yield* expectEqual(failures(), [], "failures")
+      const handled = instances.flatMap((instance) => instance.handled)
+      yield* expectEqual(handled.length, calls, "calls handled")
+      yield* expectEqual(new Set(handled.map((h) => h.dialogId)).size, calls, "distinct dialogs")
+      for (const { sim, serverId, prefix } of asterisks) {
+        const mine = handled.filter((h) => h.channelId.startsWith(`${prefix}-`))
+        yield* expectEqual(mine.length, perAsterisk, `calls of ${serverId} handled`)
+        yield* expectTrue(mine.every((h) => h.serverId === serverId), `AppStart server_id of ${serverId}'s calls`)
+        yield* expectTrue(mine.every((h) => h.answerStatus === 204 && h.hangupStatus === 204), "commands answered")
+        // Each command reached the simulator that owns the channel, once, and never the other one.
+        const channelRequests = sim.requests().filter((r) => r.path.startsWith("/ari/channels/"))
+        const strangers = channelRequests.filter((r) => !r.path.startsWith(`/ari/channels/${prefix}-`))
+        yield* expectEqual(strangers.map((r) => `${r.method} ${r.path}`), [], `requests ${serverId} should not get`)
+        for (let i = 0; i < perAsterisk; i++) {
+          yield* expectEqual(answersOf(sim, `${prefix}-${i}`), 1, `answers of ${prefix}-${i} at ${serverId}`)
+        }
+      }
+    })
+}
+
+const responseCorrelation: BusCase = {
+  name: "proxy: concurrent commands on two dialogs each get their own response (unique_id, dialog)",
+  timeoutMs: 20_000,
+  run: (target) =>
+    Effect.gen(function*() {
+      const world = yield* target.world
+      const application = newApplication()
+      const sim = yield* startSim()
+      yield* proxyOn(world, sim, application, "ast-corr")
+      const appBus = yield* world.connect
+      const dialogs = yield* startApp(appBus, application)
+      const channels = [sim.placeCall({ app: application }), sim.placeCall({ app: application })]
+      const joined = [
+        yield* Queue.take(dialogs).pipe(within(5_000, "first AppStart")),
+        yield* Queue.take(dialogs).pipe(within(5_000, "second AppStart"))
+      ]
+      const perDialog = 25
+      const exercise = (dialog: TestDialog) =>
+        Effect.gen(function*() {
+          rememberDialog(dialog.dialogId)
+          const start = yield* dialog.waitFor("StasisStart").pipe(within(5_000, "StasisStart"))
+          const channelId = start.ari.channel.id as string
+          const value = (i: number) => `${dialog.dialogId.slice(0, 8)}-${i}`
+          // All at once: the responses must still find their requests.
+          const sets = yield* Effect.forEach(
+            Array.from({ length: perDialog }, (_, i) => i),
+            (i) => dialog.request("POST", `/channels/${channelId}/variable`, { variable: `V${i}`, value: value(i) }),
+            { concurrency: "unbounded" }
+          )
+          yield* expectTrue(sets.every((r) => r.status_code === 204), "every variable set")
+          const gets = yield* Effect.forEach(
+            Array.from({ length: perDialog }, (_, i) => i),
+            (i) => dialog.request("GET", `/channels/${channelId}/variable?variable=V${i}`),
+            { concurrency: "unbounded" }
+          )
+          const values = gets.map((r) => r.status_code === 200 ? JSON.parse(r.response_body).value : r.status_code)
+          yield* expectEqual(values, gets.map((_, i) => value(i)), `values read back on ${channelId}`)
+          const ids = dialog.responses.map((r) => r.unique_id)
+          yield* expectEqual(new Set(ids).size, ids.length, "one response per unique_id")
+          yield* expectEqual(ids.length, 1 + 2 * perDialog, "responses on the dialog's topic")
+          return channelId
+        })
+      const used = yield* Effect.all(joined.map(exercise), { concurrency: "unbounded" }).pipe(
+        within(10_000, "concurrent commands")
+      )
+      yield* expectEqual([...used].sort(), [...channels].sort(), "each dialog commanded its own channel")
+    })
+}
+
+const teardown: BusCase = {
+  name: "proxy: nothing left behind once dialogs have ended, lingered and been retired",
+  timeoutMs: 20_000,
+  run: (target) =>
+    Effect.gen(function*() {
+      const world = yield* target.world
+      const application = newApplication()
+      const sim = yield* startSim()
+      const { bus: proxyBus, proxy } = yield* proxyOn(world, sim, application, "ast-teardown")
+      // What the proxy itself keeps for its whole life (dialogs_<app> subscriptions): not a leak.
+      const baseline = yield* target.leftBehind(proxyBus, [])
+      const calls = 5
+      const dialogIds = yield* Effect.scoped(Effect.gen(function*() {
+        const appBus = yield* world.connect
+        const instance = yield* serveCalls(appBus, application, undefined)
+        for (let i = 0; i < calls; i++) sim.placeCall({ app: application })
+        yield* waitUntil(
+          () => `every call handled (${instance.handled.length}; failures: ${instance.failures.join("; ")})`,
+          () => instance.handled.length + instance.failures.length >= calls
+        )
+        yield* expectEqual(instance.failures, [], "failures")
+        return instance.handled.map((h) => h.dialogId)
+      })) // the application is gone too: on the in-memory bus its subscriptions would count
+      yield* untilNoDialogs(proxy)
+      const stats = yield* proxy.stats
+      yield* expectEqual([stats.activeDialogs, stats.boundEntities], [0, 0], "dialogs and bound entities")
+      const left = yield* target.leftBehind(proxyBus, dialogIds.flatMap(dialogTopics))
+      yield* expectEqual(left, baseline, `left behind (proxy bus ${describeStats(proxyBus)})`)
+    })
+}
+
+const seedClient: BusCase = {
+  name: "proxy: a seed-style client (DUMMY first, no unique_id, next response) gets the right answers",
+  timeoutMs: 20_000,
+  run: (target) =>
+    Effect.gen(function*() {
+      const world = yield* target.world
+      const application = newApplication()
+      const sim = yield* startSim()
+      const { proxy } = yield* proxyOn(world, sim, application, "ast-seed")
+      const transport = target.seedTransport === undefined ? yield* world.connect : yield* target.seedTransport
+      const dialogs = yield* startSeedApp(transport, application)
+      sim.clearRequests()
+      const channelId = sim.placeCall({ app: application })
+      const dialog = yield* Queue.take(dialogs).pipe(within(5_000, "AppStart"))
+      rememberDialog(dialog.dialogId)
+      const first = yield* Queue.take(dialog.events).pipe(within(5_000, "first event"))
+      yield* expectEqual(first.type, "StasisStart", "first event")
+      const answer = (response: Option.Option<{ status_code: number; response_body: string }>, what: string) =>
+        Option.match(response, {
+          onNone: () => fail(`${what}: no response within 5 s`),
+          onSome: Effect.succeed
+        })
+      // Parameters in the JSON body, as the Go helpers send them.
+      const setVar = yield* answer(
+        yield* dialog.command("POST", `/channels/${channelId}/variable`, { variable: "FOO", value: "bar" }),
+        "set variable"
+      )
+      yield* expectEqual(setVar.status_code, 204, "set variable status (not the answer to DUMMY)")
+      const getVar = yield* answer(
+        yield* dialog.command("GET", `/channels/${channelId}/variable`, { variable: "FOO" }),
+        "get variable"
+      )
+      yield* expectEqual(JSON.parse(getVar.response_body), { value: "bar" }, "variable read back")
+      const played = yield* answer(
+        yield* dialog.command("POST", `/channels/${channelId}/play`, { media: "sound:hello-world" }),
+        "play"
+      )
+      // The answer to this command, not the previous one: no off-by-one.
+      yield* expectEqual(JSON.parse(played.response_body).media_uri, "sound:hello-world", "play answer")
+      const hangup = yield* answer(yield* dialog.command("DELETE", `/channels/${channelId}`), "hangup")
+      yield* expectEqual(hangup.status_code, 204, "hangup status")
+      // DUMMY reached the proxy (the seed answered it, shifting every answer) and became nothing.
+      yield* waitUntil("DUMMY counted", () => Effect.runSync(proxy.stats).dialogs.nonJsonCommands >= 1, 5_000)
+      const toAri = sim.requests().filter((r) => r.path === "/ari" || r.path === "/ari/")
+      yield* expectEqual(toAri.length, 0, "ARI requests made of DUMMY")
+      yield* expectEqual(sim.requests().length, 4, "ARI requests (one per command)")
+    })
+}
+
+export const proxyCases: ReadonlyArray<BusCase> = [
+  wholeCall,
+  queueGroupDistribution,
+  twoProxies,
+  responseCorrelation,
+  teardown,
+  seedClient
+]
