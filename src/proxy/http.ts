@@ -5,39 +5,58 @@
  *   draining; otherwise 503. The JSON body says which;
  * - `GET /metrics`: Prometheus text (docs/operations.md lists every metric).
  *
- * At shutdown this layer starts the proxy's drain BEFORE its server closes, so that `/readyz`
- * answers 503 for the whole drain instead of refusing connections.
+ * The server starts BEFORE the bus and the proxy (so `/healthz` answers while the proxy waits for
+ * a broker) and stops after them; at shutdown the proxy's drain starts while it still answers, so
+ * `/readyz` says 503 for the whole drain instead of refusing connections.
  */
 import { HttpRouter, HttpServer, HttpServerResponse } from "@effect/platform"
+import type { ServeError } from "@effect/platform/HttpServerError"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import type { AriConnectionState } from "../ari/socket.js"
 import { Bus, type BusConnectionState, type BusShape } from "../bus/Bus.js"
 import { ProxyConfigService } from "../config/ProxyConfigService.js"
+import { makeDialogCounters } from "../dialog/actor.js"
 import { commandMethods, proxyMetrics, statusClasses, type LabeledCounter } from "./metrics.js"
 import { contentType, PrometheusText, type Sample } from "./prometheus.js"
-import { Proxy, type ProxyShape } from "./Proxy.js"
+import { Proxy, type ProxyShape, type ProxyStats } from "./Proxy.js"
+import { makeRouterCounters } from "./router.js"
 
 export interface OpsHttpOptions {
   readonly port: number
   readonly host: string
 }
 
+/** What the endpoint reports on, once the proxy runs. */
+export interface Observed {
+  readonly proxy: ProxyShape
+  readonly bus: BusShape
+}
+
 export interface Readiness {
   readonly ready: boolean
-  readonly ari: AriConnectionState["_tag"]
-  readonly bus: BusConnectionState
+  readonly ari: AriConnectionState["_tag"] | "unknown"
+  readonly bus: BusConnectionState | "unknown"
   readonly draining: boolean
   /** Why the proxy is not ready, one phrase per cause; empty when ready. */
   readonly reasons: ReadonlyArray<string>
 }
 
-export const readiness = (proxy: ProxyShape, bus: BusShape): Effect.Effect<Readiness> =>
+const starting: Readiness = {
+  ready: false,
+  ari: "unknown",
+  bus: "unknown",
+  draining: false,
+  reasons: ["starting (the proxy is not running yet)"]
+}
+
+export const readiness = (observed: Observed | undefined): Effect.Effect<Readiness> =>
   Effect.gen(function*() {
-    const ari = yield* proxy.ariState
-    const busState = yield* bus.state
-    const draining = yield* proxy.draining
+    if (observed === undefined) return starting
+    const ari = yield* observed.proxy.ariState
+    const busState = yield* observed.bus.state
+    const draining = yield* observed.proxy.draining
     const reasons: Array<string> = []
     if (ari._tag !== "Connected") {
       reasons.push(ari._tag === "Disconnected" ? `ARI websocket disconnected: ${ari.reason}` : `ARI websocket ${ari._tag}`)
@@ -54,20 +73,29 @@ interface BusStats {
 }
 
 /** The drivers that buffer (NATS, RabbitMQ) count what they buffer and drop; memory has nothing to say. */
-const busStatsOf = (bus: BusShape): BusStats => {
-  const withStats = bus as BusShape & { readonly stats?: () => BusStats }
-  return typeof withStats.stats === "function" ? withStats.stats() : { buffered: 0, dropped: 0, reconnects: 0 }
+const busStatsOf = (bus: BusShape | undefined): BusStats => {
+  const withStats = bus as (BusShape & { readonly stats?: () => BusStats }) | undefined
+  return typeof withStats?.stats === "function" ? withStats.stats() : { buffered: 0, dropped: 0, reconnects: 0 }
+}
+
+const noStats: ProxyStats = {
+  router: makeRouterCounters(),
+  dialogs: makeDialogCounters(),
+  activeDialogs: 0,
+  boundEntities: 0,
+  deepestMailbox: 0,
+  ariReconnects: 0
 }
 
 const byLabel = (counter: LabeledCounter, label: string): Array<Sample> =>
   [...counter.values].map(([value, count]) => ({ labels: { [label]: value }, value: count }))
 
-export const renderMetrics = (proxy: ProxyShape, bus: BusShape): Effect.Effect<string> =>
+export const renderMetrics = (observed: Observed | undefined): Effect.Effect<string> =>
   Effect.gen(function*() {
-    const stats = yield* proxy.stats
-    const state = yield* readiness(proxy, bus)
-    const busStats = busStatsOf(bus)
-    const live = proxy.dialogs().filter((dialog) => !dialog.state.ended).length
+    const stats = observed === undefined ? noStats : yield* observed.proxy.stats
+    const state = yield* readiness(observed)
+    const busStats = busStatsOf(observed?.bus)
+    const live = observed === undefined ? 0 : observed.proxy.dialogs().filter((dialog) => !dialog.state.ended).length
     const commands: Array<Sample> = []
     for (const method of commandMethods) {
       const counts = proxyMetrics.commands.get(method)!
@@ -119,39 +147,63 @@ export const renderMetrics = (proxy: ProxyShape, bus: BusShape): Effect.Effect<s
 
 const noStore = { "cache-control": "no-store" }
 
-export const opsRouter = (proxy: ProxyShape, bus: BusShape) =>
+export const opsRouter = (observed: () => Observed | undefined) =>
   HttpRouter.empty.pipe(
     HttpRouter.get("/healthz", Effect.succeed(HttpServerResponse.text("ok\n", { headers: noStore }))),
     HttpRouter.get(
       "/readyz",
-      Effect.map(readiness(proxy, bus), (state) =>
-        HttpServerResponse.unsafeJson(state, { status: state.ready ? 200 : 503, headers: noStore }))
+      Effect.suspend(() => readiness(observed())).pipe(Effect.map((state) =>
+        HttpServerResponse.unsafeJson(state, { status: state.ready ? 200 : 503, headers: noStore })
+      ))
     ),
     HttpRouter.get(
       "/metrics",
-      Effect.map(renderMetrics(proxy, bus), (body) =>
-        HttpServerResponse.text(body, { contentType, headers: noStore }))
+      Effect.suspend(() => renderMetrics(observed())).pipe(Effect.map((body) =>
+        HttpServerResponse.text(body, { contentType, headers: noStore })
+      ))
     )
   )
 
-/** Serves the endpoints for the proxy and bus in context, on an HttpServer in context. */
-export const serveOps = Effect.gen(function*() {
-  const proxy = yield* Proxy
-  const bus = yield* Bus
-  yield* HttpServer.serveEffect(opsRouter(proxy, bus))
+/** The endpoint: it answers from the start, and reports on the proxy once `observe` was called. */
+export class OpsEndpoint extends Context.Tag("ari-proxy/OpsEndpoint")<OpsEndpoint, {
+  readonly observe: (observed: Observed) => void
+}>() {}
+
+const makeOpsEndpoint = Effect.gen(function*() {
+  let observed: Observed | undefined
+  yield* HttpServer.serveEffect(opsRouter(() => observed))
   const address = yield* HttpServer.addressFormattedWith((address) => Effect.succeed(address))
   yield* Effect.logInfo(`health and metrics on ${address} (/healthz, /readyz, /metrics)`)
-  // Registered after the server: finalizers run in reverse, so the drain starts while /readyz still answers.
-  yield* Effect.addFinalizer(() => proxy.drain)
+  return {
+    observe: (next: Observed) => {
+      observed = next
+    }
+  }
 })
 
-export const layerOpsHttp = (options: OpsHttpOptions) =>
-  Layer.scopedDiscard(serveOps).pipe(
+export const layerOpsHttp = (options: OpsHttpOptions): Layer.Layer<OpsEndpoint, ServeError> =>
+  Layer.scoped(OpsEndpoint, makeOpsEndpoint).pipe(
     Layer.provide(NodeHttpServer.layer(createServer, { port: options.port, host: options.host }))
   )
 
-/** The endpoint as configured: `http_port` 0 means none. */
-export const layerOpsHttpFromConfig = Layer.unwrapEffect(
+/** The endpoint as configured: `http_port` 0 means none (observing then does nothing). */
+export const layerOpsHttpFromConfig: Layer.Layer<OpsEndpoint, ServeError, ProxyConfigService> = Layer.unwrapEffect(
   Effect.map(ProxyConfigService, (config) =>
-    config.httpPort === 0 ? Layer.empty : layerOpsHttp({ port: config.httpPort, host: config.httpHost }))
+    config.httpPort === 0
+      ? Layer.succeed(OpsEndpoint, { observe: () => {} })
+      : layerOpsHttp({ port: config.httpPort, host: config.httpHost }))
+)
+
+/**
+ * Points the endpoint at the running proxy. At shutdown its finalizer, the first to run, starts
+ * the drain while the endpoint still answers (503 on /readyz).
+ */
+export const layerObserveProxy: Layer.Layer<never, never, OpsEndpoint | Proxy | Bus> = Layer.scopedDiscard(
+  Effect.gen(function*() {
+    const endpoint = yield* OpsEndpoint
+    const proxy = yield* Proxy
+    const bus = yield* Bus
+    endpoint.observe({ proxy, bus })
+    yield* Effect.addFinalizer(() => proxy.drain)
+  })
 )

@@ -3,10 +3,11 @@
  * in-memory bus, proxy, HTTP server on http_port).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Logger, LogLevel, Queue } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Queue, Scope } from "effect"
+import { proxyApplication } from "../../src/proxy/application.js"
 import { startApp } from "../support/apps.js"
 import { eventually, startSim } from "../support/harness.js"
-import { httpGet, parsePrometheus, pollUntil, proxyConfigFor, startOpsProxy, valueOf } from "./support.js"
+import { freePort, httpGet, parsePrometheus, pollUntil, proxyConfigFor, startOpsProxy, valueOf } from "./support.js"
 
 const readyBody = (body: string) =>
   JSON.parse(body) as { ready: boolean; ari: string; bus: string; draining: boolean; reasons: Array<string> }
@@ -54,6 +55,27 @@ describe("/healthz and /readyz", () => {
       yield* Fiber.join(drain)
       expect((yield* Deferred.await(dialog.ended)).ari.reason).toBe("shutdown")
       expect((yield* httpGet(`${base}/readyz`)).status).toBe(503)
+    }))
+
+  it.scopedLive("answer while the proxy still waits for its bus at startup: alive, not ready", () =>
+    Effect.gen(function*() {
+      const sim = yield* startSim()
+      const brokerPort = yield* Effect.promise(() => freePort()) // nobody listens there
+      const config = yield* Effect.promise(() =>
+        proxyConfigFor(sim, { messageBus: "NATS", bus: { url: `nats://127.0.0.1:${brokerPort}` } })
+      )
+      const scope = yield* Scope.make()
+      const starting = yield* Effect.fork(
+        Layer.buildWithScope(proxyApplication(config), scope).pipe(Logger.withMinimumLogLevel(LogLevel.None))
+      )
+      const base = `http://127.0.0.1:${config.httpPort}`
+      yield* pollUntil(`${base}/healthz`, (answer) => answer.status === 200)
+      const notReady = yield* httpGet(`${base}/readyz`)
+      expect(notReady.status).toBe(503)
+      expect(readyBody(notReady.body).ready).toBe(false)
+      expect(parsePrometheus((yield* httpGet(`${base}/metrics`)).body).get("ari_proxy_ready")?.samples[0]?.value).toBe(0)
+      yield* Fiber.interrupt(starting)
+      yield* Scope.close(scope, Exit.void).pipe(Logger.withMinimumLogLevel(LogLevel.None))
     }))
 
   it.scopedLive("unknown paths are 404", () =>
