@@ -1,0 +1,398 @@
+/**
+ * `npm run bench`: the proxy next to the raw pipe (bench/rawPipe.ts), on the in-memory bus, NATS
+ * and RabbitMQ (publisher confirms on), in one run. For each driver and each system under test:
+ *
+ * - floods of 20,000 events on one dialog: events/s from the first frame sent to the last event
+ *   received, the system's CPU per event, events lost and out of order (by `x_seq`); a warm-up
+ *   round, then repetitions alternating raw pipe and proxy (median reported);
+ * - 1,000 sequential commands (`POST /channels/<id>/answer`): round trip p50 and p99;
+ * - a burst of new calls: new dialogs per second (first call placed → last AppStart received);
+ * - heap per idle dialog with the burst's dialogs open (after a full GC), and after they ended;
+ * - floods again with those dialogs open (routing must stay O(1)).
+ *
+ * Broker-backed systems run in a child process, so their CPU and heap are their own; the in-memory
+ * ones share this process with the simulator and the subscriber (their CPU includes both; no heap).
+ * Options (environment): BENCH_REPS (default 5), BENCH_PROFILE=proxy|raw (a --cpu-prof of the
+ * broker-backed workers, in dist-bench/profiles), BENCH_DRIVERS=memory,nats,rabbitmq.
+ */
+import { fork, type ChildProcess } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import { execFileSync } from "node:child_process"
+import { mkdirSync, writeFileSync } from "node:fs"
+import { cpus, totalmem } from "node:os"
+import { dirname, join } from "node:path"
+import { fileURLToPath } from "node:url"
+import amqp from "amqplib"
+import { Effect, Exit, Scope } from "effect"
+import type { BusShape } from "../src/bus/Bus.js"
+import { makeAmqpBus } from "../src/bus/amqp.js"
+import { makeNatsBus } from "../src/bus/nats.js"
+import { type SimulatorHandle, startSimulator } from "../src/simulator/index.js"
+import { type BenchClient, startBenchClient } from "./client.js"
+import { AMQP_URL, type Driver, NATS_URL, startSut, type SutKind, type SutTarget } from "./suts.js"
+import type { WorkerRequest, WorkerSpec } from "./worker.js"
+
+const FLOOD = 20_000
+const COMMANDS = 1_000
+const REPS = Number(process.env.BENCH_REPS ?? 5)
+const BURST: Record<Driver, number> = { memory: 10_000, nats: 10_000, rabbitmq: 2_000 }
+const KINDS: ReadonlyArray<SutKind> = ["raw", "proxy"]
+const here = dirname(fileURLToPath(import.meta.url))
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const median = (values: ReadonlyArray<number>) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+const percentile = (values: ReadonlyArray<number>, p: number) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!
+}
+
+/** Waits until `done()`; gives up when `progress()` has not moved for `stallMs`. */
+const waitWithProgress = async (done: () => boolean, progress: () => number, stallMs: number) => {
+  let last = progress()
+  let lastMoved = performance.now()
+  while (!done()) {
+    await sleep(2)
+    const now = progress()
+    if (now !== last) {
+      last = now
+      lastMoved = performance.now()
+    } else if (performance.now() - lastMoved > stallMs) {
+      return false
+    }
+  }
+  return true
+}
+
+/** The system under test, wherever it runs. */
+interface SutControl {
+  readonly cpuMicros: () => Promise<number>
+  /** Heap after a full GC, or undefined when it shares this process. */
+  readonly heap: () => Promise<number | undefined>
+  readonly dialogs: () => Promise<number>
+  readonly bus: BusShape | undefined
+  readonly close: () => Promise<void>
+}
+
+const inProcess = async (kind: SutKind, driver: Driver, target: SutTarget): Promise<SutControl> => {
+  const sut = await startSut(kind, driver, target)
+  return {
+    cpuMicros: async () => {
+      const usage = process.cpuUsage()
+      return usage.user + usage.system
+    },
+    heap: async () => undefined,
+    dialogs: async () => sut.dialogs(),
+    bus: sut.bus,
+    close: sut.close
+  }
+}
+
+const inWorker = async (spec: WorkerSpec): Promise<SutControl> => {
+  const profile = process.env.BENCH_PROFILE === spec.kind
+  const profileDir = join(here, "..", "profiles")
+  if (profile) mkdirSync(profileDir, { recursive: true })
+  const child: ChildProcess = fork(join(here, "worker.js"), [JSON.stringify(spec)], {
+    execArgv: ["--expose-gc", ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [])],
+    stdio: ["ignore", "inherit", "inherit", "ipc"]
+  })
+  const replies = new Map<number, (value: number) => void>()
+  let nextId = 0
+  await new Promise<void>((resolve, reject) => {
+    child.once("error", reject)
+    child.once("exit", (code) => reject(new Error(`worker exited (${code}) before it was ready`)))
+    child.on("message", (message: { ready?: boolean; id?: number; value?: number }) => {
+      if (message.ready === true) resolve()
+      else if (message.id !== undefined) replies.get(message.id)?.(message.value ?? 0)
+    })
+  })
+  child.removeAllListeners("exit")
+  const ask = (op: WorkerRequest["op"]) =>
+    new Promise<number>((resolve) => {
+      const id = ++nextId
+      replies.set(id, resolve)
+      child.send({ id, op } satisfies WorkerRequest)
+    })
+  return {
+    cpuMicros: () => ask("cpu"),
+    heap: () => ask("heap"),
+    dialogs: () => ask("dialogs"),
+    bus: undefined,
+    close: async () => {
+      const exited = new Promise((resolve) => child.once("exit", resolve))
+      await ask("close")
+      await exited
+    }
+  }
+}
+
+/** One system under test with its own simulator, application name, client and flood dialog. */
+interface Lane {
+  readonly kind: SutKind
+  readonly sim: SimulatorHandle
+  readonly application: string
+  readonly serverId: string
+  readonly sut: SutControl
+  readonly client: BenchClient
+  readonly clientScope: Scope.CloseableScope
+  readonly floodChannel: string
+  readonly floodDialog: string
+}
+
+const clientBus = async (driver: Driver, sut: SutControl, scope: Scope.Scope): Promise<BusShape> => {
+  if (driver === "memory") return sut.bus!
+  const make: Effect.Effect<BusShape, unknown, Scope.Scope> = driver === "nats" ?
+    makeNatsBus({ servers: NATS_URL, name: "bench-client" }) :
+    makeAmqpBus({ url: AMQP_URL, name: "bench-client" })
+  const bus = await Effect.runPromise(Scope.extend(make, scope))
+  while (Effect.runSync(bus.state) !== "connected") await sleep(5)
+  return bus
+}
+
+const openLane = async (driver: Driver, kind: SutKind): Promise<Lane> => {
+  const sim = await startSimulator({ timings: { answerDelayMs: 0 }, recordLogs: false })
+  const suffix = randomBytes(4).toString("hex")
+  const application = `bench_${driver}_${kind}_${suffix}`
+  const serverId = `bench-${kind}`
+  const target: SutTarget = {
+    wsUrl: sim.wsUrl,
+    stasisUrl: sim.url,
+    username: sim.credentials.username,
+    password: sim.credentials.password,
+    application,
+    serverId
+  }
+  const sut = driver === "memory" ? await inProcess(kind, driver, target) : await inWorker({ kind, driver, target })
+  const clientScope = Effect.runSync(Scope.make())
+  const client = await startBenchClient(await clientBus(driver, sut, clientScope), application)
+  const next = client.nextDialog()
+  const floodChannel = sim.placeCall({ app: application })
+  const floodDialog = await next
+  await client.join(floodDialog)
+  // A first command: it answers the call, and tells the proxy the application listens (attach).
+  const answered = await client.request(floodDialog, "POST", `/channels/${floodChannel}/answer`)
+  if (answered.status !== 204) throw new Error(`${kind}: answer gave ${answered.status} ${answered.body}`)
+  return { kind, sim, application, serverId, sut, client, clientScope, floodChannel, floodDialog }
+}
+
+interface FloodFigure {
+  readonly eventsPerSecond: number
+  readonly cpuMicrosPerEvent: number
+  readonly lost: number
+  readonly outOfOrder: number
+}
+
+const floodOnce = async (lane: Lane): Promise<FloodFigure> => {
+  const { client } = lane
+  client.resetFlood()
+  const cpuBefore = await lane.sut.cpuMicros()
+  const started = performance.now()
+  const sent = lane.sim.flood(lane.application, FLOOD, { channelId: lane.floodChannel })
+  await waitWithProgress(() => client.flood.received >= FLOOD, () => client.flood.received, 5_000)
+  await sent
+  const cpuAfter = await lane.sut.cpuMicros()
+  const elapsed = (client.flood.lastAt - started) / 1000
+  return {
+    eventsPerSecond: client.flood.received / elapsed,
+    cpuMicrosPerEvent: (cpuAfter - cpuBefore) / FLOOD,
+    lost: FLOOD - client.flood.received,
+    outOfOrder: client.flood.outOfOrder
+  }
+}
+
+const commandRoundTrips = async (lane: Lane, count: number) => {
+  const rtts: Array<number> = []
+  for (let i = 0; i < count; i++) {
+    const started = performance.now()
+    const response = await lane.client.request(lane.floodDialog, "POST", `/channels/${lane.floodChannel}/answer`)
+    rtts.push(performance.now() - started)
+    if (response.status !== 204) throw new Error(`${lane.kind}: answer gave ${response.status}`)
+  }
+  return { p50: percentile(rtts, 50), p99: percentile(rtts, 99) }
+}
+
+interface BurstFigure {
+  readonly dialogsPerSecond: number
+  readonly received: number
+  readonly heapPerDialog: number | undefined
+  readonly channels: ReadonlyArray<string>
+  readonly heapBefore: number | undefined
+}
+
+const burst = async (lane: Lane, count: number): Promise<BurstFigure> => {
+  const heapBefore = await lane.sut.heap()
+  const before = lane.client.appStarts().count
+  const channels: Array<string> = []
+  const started = performance.now()
+  for (let i = 0; i < count; i++) channels.push(lane.sim.placeCall({ app: lane.application }))
+  await waitWithProgress(() => lane.client.appStarts().count - before >= count, () => lane.client.appStarts().count, 10_000)
+  const received = lane.client.appStarts().count - before
+  const dialogsPerSecond = received / ((lane.client.appStarts().lastAt - started) / 1000)
+  await sleep(1_500) // the attach grace passes: held events are published, mailboxes are empty
+  const heapOpen = await lane.sut.heap()
+  return {
+    dialogsPerSecond,
+    received,
+    heapPerDialog: heapOpen === undefined || heapBefore === undefined ? undefined : (heapOpen - heapBefore) / count,
+    channels,
+    heapBefore
+  }
+}
+
+const hangUpAll = async (lane: Lane, channels: ReadonlyArray<string>) => {
+  for (const channel of channels) lane.sim.hangup(channel)
+  const deadline = Date.now() + 60_000
+  while ((await lane.sut.dialogs()) > 1 && Date.now() < deadline) await sleep(50)
+  await sleep(500)
+  return { left: (await lane.sut.dialogs()) - 1, heapAfter: await lane.sut.heap() }
+}
+
+/** Queues a RabbitMQ run leaves (the raw pipe never deletes; the proxy's grace may not have passed). */
+const deleteBenchQueues = async (lanes: ReadonlyArray<Lane>, dialogIds: ReadonlyArray<string>) => {
+  const connection = await amqp.connect(AMQP_URL)
+  connection.on("error", () => undefined)
+  let channel = await connection.createChannel()
+  const names = lanes.flatMap((lane) => [
+    lane.application,
+    `unrouted_${lane.application}`,
+    `dialogs_${lane.application}`,
+    `dialogs_${lane.application}@${lane.serverId}`
+  ])
+  for (const id of dialogIds) names.push(`events_${id}`, `commands_${id}`, `responses_${id}`)
+  for (const name of names) {
+    try {
+      await channel.deleteQueue(name)
+    } catch {
+      channel = await connection.createChannel()
+    }
+  }
+  await connection.close()
+}
+
+interface DriverResult {
+  readonly driver: Driver
+  readonly burstSize: number
+  readonly rows: Record<SutKind, {
+    floods: Array<FloodFigure>
+    floodsOpen: Array<FloodFigure>
+    commands: { p50: number; p99: number }
+    burst: Omit<BurstFigure, "channels" | "heapBefore">
+    heapBackDelta: number | undefined
+    dialogsLeft: number
+  }>
+}
+
+const runDriver = async (driver: Driver): Promise<DriverResult> => {
+  const lanes: Array<Lane> = []
+  for (const kind of KINDS) lanes.push(await openLane(driver, kind))
+  const log = (what: string) => process.stderr.write(`[bench ${driver}] ${what}\n`)
+  const floods: Record<SutKind, Array<FloodFigure>> = { raw: [], proxy: [] }
+  log("warm-up")
+  for (const lane of lanes) {
+    await floodOnce(lane)
+    await commandRoundTrips(lane, 200)
+  }
+  for (let rep = 0; rep < REPS; rep++) {
+    for (const lane of lanes) floods[lane.kind].push(await floodOnce(lane))
+  }
+  log("commands")
+  const commands = {} as Record<SutKind, { p50: number; p99: number }>
+  for (const lane of lanes) commands[lane.kind] = await commandRoundTrips(lane, COMMANDS)
+  log(`burst of ${BURST[driver]} calls`)
+  const bursts = {} as Record<SutKind, BurstFigure>
+  for (const lane of lanes) bursts[lane.kind] = await burst(lane, BURST[driver])
+  log("floods with the burst's dialogs open")
+  const floodsOpen: Record<SutKind, Array<FloodFigure>> = { raw: [], proxy: [] }
+  for (let rep = 0; rep < Math.min(3, REPS); rep++) {
+    for (const lane of lanes) floodsOpen[lane.kind].push(await floodOnce(lane))
+  }
+  log("hang-up")
+  const after = {} as Record<SutKind, { left: number; heapAfter: number | undefined }>
+  for (const lane of lanes) after[lane.kind] = await hangUpAll(lane, bursts[lane.kind].channels)
+  const rows = {} as DriverResult["rows"]
+  for (const lane of lanes) {
+    const { channels: _channels, heapBefore, ...figure } = bursts[lane.kind]
+    const heapAfter = after[lane.kind].heapAfter
+    rows[lane.kind] = {
+      floods: floods[lane.kind],
+      floodsOpen: floodsOpen[lane.kind],
+      commands: commands[lane.kind],
+      burst: figure,
+      heapBackDelta: heapAfter === undefined || heapBefore === undefined ? undefined : heapAfter - heapBefore,
+      dialogsLeft: after[lane.kind].left
+    }
+  }
+  for (const lane of lanes) {
+    await lane.client.close()
+    await Effect.runPromise(Scope.close(lane.clientScope, Exit.void))
+    await lane.sut.close()
+    await lane.sim.close()
+  }
+  if (driver === "rabbitmq") await deleteBenchQueues(lanes, lanes.flatMap((lane) => lane.client.dialogIds()))
+  return { driver, burstSize: BURST[driver], rows }
+}
+
+const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
+const kb = (bytes: number | undefined) => bytes === undefined ? "n/a" : `${fmt(bytes / 1024, 2)} KB`
+
+const tableOf = (results: ReadonlyArray<DriverResult>) => {
+  const lines = [
+    "| bus | system | events/s (median) | % of raw | CPU µs/event | lost | out of order | cmd RTT p50 / p99 ms | new dialogs/s (burst) | heap per idle dialog | heap after hang-up vs before | events/s with burst open |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+  ]
+  for (const result of results) {
+    const raw = median(result.rows.raw.floods.map((f) => f.eventsPerSecond))
+    for (const kind of KINDS) {
+      const row = result.rows[kind]
+      const rate = median(row.floods.map((f) => f.eventsPerSecond))
+      const cpu = median(row.floods.map((f) => f.cpuMicrosPerEvent))
+      const lost = row.floods.concat(row.floodsOpen).reduce((sum, f) => sum + f.lost, 0)
+      const outOfOrder = row.floods.concat(row.floodsOpen).reduce((sum, f) => sum + f.outOfOrder, 0)
+      const open = median(row.floodsOpen.map((f) => f.eventsPerSecond))
+      lines.push(
+        `| ${result.driver} | ${kind} | ${fmt(rate)} | ${fmt((100 * rate) / raw)} % | ${fmt(cpu, 1)} | ${lost} | ` +
+          `${outOfOrder} | ${fmt(row.commands.p50, 3)} / ${fmt(row.commands.p99, 3)} | ` +
+          `${fmt(row.burst.dialogsPerSecond)} (${fmt(row.burst.received)}/${fmt(result.burstSize)}) | ` +
+          `${kb(row.burst.heapPerDialog)} | ${kb(row.heapBackDelta)}${row.dialogsLeft > 0 ? ` (${row.dialogsLeft} left)` : ""} | ` +
+          `${fmt(open)} |`
+      )
+    }
+  }
+  return lines.join("\n")
+}
+
+const version = (command: string, args: ReadonlyArray<string>) => {
+  try {
+    return execFileSync(command, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 20_000 }).trim()
+  } catch {
+    return "unknown"
+  }
+}
+
+const main = async () => {
+  const drivers = (process.env.BENCH_DRIVERS ?? "memory,nats,rabbitmq").split(",") as Array<Driver>
+  const results: Array<DriverResult> = []
+  for (const driver of drivers) results.push(await runDriver(driver))
+  const machine = {
+    date: new Date().toISOString(),
+    cpus: `${cpus().length} × ${cpus()[0]?.model ?? "?"}`,
+    memory: `${fmt(totalmem() / 2 ** 30, 1)} GiB`,
+    node: process.version,
+    nats: version("nats-server", ["--version"]),
+    rabbitmq: version("rabbitmqctl", ["version"]),
+    reps: REPS
+  }
+  const table = tableOf(results)
+  process.stdout.write(`\n${JSON.stringify(machine)}\n\n${table}\n`)
+  mkdirSync(join(here, ".."), { recursive: true })
+  writeFileSync(join(here, "..", "results.json"), JSON.stringify({ machine, results }, null, 2))
+  process.exit(0)
+}
+
+main().catch((error) => {
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.stack : String(error)}\n`)
+  process.exit(1)
+})
