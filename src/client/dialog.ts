@@ -96,7 +96,10 @@ export interface BridgeHandle {
   readonly destroy: () => Effect.Effect<void, AriRequestError>
 }
 
-/** Originate parameters; `app` defaults to the client's application, `channelId` to a fresh UUID. */
+/**
+ * Originate parameters; `app` defaults to the client's application (unless a dialplan location is
+ * given), `channelId` to a fresh UUID.
+ */
 export type OriginateOptions = Omit<ChannelsOriginateParams, "app"> & { readonly app?: string }
 
 export interface AriDialog {
@@ -376,7 +379,11 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
         originate: (originateOptions) =>
           Effect.gen(function*() {
             const channelId = originateOptions.channelId ?? randomUUID()
-            yield* ari.channels.originate({ ...originateOptions, app: originateOptions.app ?? application, channelId })
+            // ARI takes either an application or a dialplan location (they are mutually exclusive).
+            const toDialplan = originateOptions.extension !== undefined || originateOptions.context !== undefined ||
+              originateOptions.priority !== undefined || originateOptions.label !== undefined
+            const app = originateOptions.app ?? (toDialplan ? undefined : application)
+            yield* ari.channels.originate({ ...originateOptions, ...(app !== undefined ? { app } : {}), channelId })
             return channel(channelId)
           })
       },
