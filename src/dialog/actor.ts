@@ -65,12 +65,11 @@ export type DialogOrigin =
 
 export const stasisOrigin: DialogOrigin = { _tag: "Stasis" }
 
-/** What every dialog shares: the bus, ARI, the registry, timers, and a way to fork fibers. */
+/** What every dialog shares: the bus, ARI, timers, and a way to fork fibers. */
 export interface DialogContext {
   readonly serverId: string
   readonly topics: Topics
   readonly bus: BusShape
-  readonly registry: Registry<Dialog>
   readonly timers: TimerQueue
   readonly machine: MachineOptions
   readonly attachGraceMs: number
@@ -104,6 +103,8 @@ export class Dialog implements Owner {
 
   constructor(
     private readonly context: DialogContext,
+    /** The entity index of this dialog's application. */
+    private readonly registry: Registry<Dialog>,
     readonly id: string,
     readonly application: string,
     /** The channel whose StasisStart opened the dialog. */
@@ -133,9 +134,9 @@ export class Dialog implements Owner {
     this.state = next
     for (const effect of effects) {
       if (effect._tag === "Bind") {
-        for (const key of effect.keys) this.context.registry.claim(key, this)
+        for (const key of effect.keys) this.registry.claim(key, this)
       } else if (effect._tag === "Unbind") {
-        for (const key of effect.keys) this.context.registry.release(key, this)
+        for (const key of effect.keys) this.registry.release(key, this)
       } else {
         this.mailbox.push(effect)
       }

@@ -14,7 +14,6 @@ import { ProxyConfigService } from "../config/ProxyConfigService.js"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { describeConfig } from "../config/redact.js"
 import { type Dialog, type DialogCounters, makeDialogCounters } from "../dialog/actor.js"
-import { Registry } from "../dialog/registry.js"
 import { TimerQueue } from "../dialog/timers.js"
 import { encodeWireEvent, goJsonString } from "../protocol/codec.js"
 import { makeTopics, type Topics } from "../protocol/topics.js"
@@ -83,7 +82,6 @@ export const makeProxy = Effect.gen(function*() {
   const timers = new TimerQueue()
   yield* Effect.addFinalizer(() => Effect.sync(() => timers.close()))
 
-  const registry = new Registry<Dialog>()
   const dialogCounters = makeDialogCounters()
   const routerCounters = makeRouterCounters()
   const router = new Router(
@@ -91,7 +89,6 @@ export const makeProxy = Effect.gen(function*() {
       serverId: config.serverId,
       topics,
       bus,
-      registry,
       timers,
       machine: { holdEvents: !bus.retainsUnconsumed, maxHeldEvents: config.maxHeldEvents },
       attachGraceMs: config.attachGraceMs,
@@ -238,7 +235,7 @@ export const makeProxy = Effect.gen(function*() {
       router: { ...routerCounters },
       dialogs: { ...dialogCounters },
       activeDialogs: router.dialogs.size,
-      boundEntities: registry.size,
+      boundEntities: router.boundEntities,
       deepestMailbox: deepest,
       ariReconnects
     }

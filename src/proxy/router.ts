@@ -17,6 +17,7 @@ import {
   recordingKey,
   bridgeKey
 } from "../dialog/entities.js"
+import { Registry } from "../dialog/registry.js"
 import { Dialog, type DialogContext, type DialogOrigin, stasisOrigin } from "../dialog/actor.js"
 import { proxyMetrics } from "./metrics.js"
 
@@ -85,13 +86,14 @@ const primaryKeys = (event: Json): Array<EntityKey> => {
 
 export class Router {
   readonly dialogs = new Map<string, Dialog>()
+  private readonly registries = new Map<string, Registry<Dialog>>()
   /** While draining, no dialog is opened (see docs/architecture.md, "Shutdown"). */
   accepting = true
 
   private readonly dialogContext: DialogContext
 
   constructor(
-    private readonly context: Omit<DialogContext, "onReleased">,
+    context: Omit<DialogContext, "onReleased">,
     readonly counters: RouterCounters,
     /** The application of frames that lack one (never seen from Asterisk; defensive). */
     private readonly defaultApplication: string
@@ -125,7 +127,7 @@ export class Router {
     const channelId = isObject(event.channel) && typeof event.channel.id === "string" ? event.channel.id : undefined
 
     if (type === "StasisStart" && channelId !== undefined) {
-      const home = this.homeOfNewChannel(event, channelId)
+      const home = this.homeOfNewChannel(this.registryOf(application), event, channelId)
       if (home !== undefined) {
         home.input({ _tag: "Event", type, raw: frame, channelId, adopt: primaryKeys(event) })
         return { _tag: "Routed", targets: [home] }
@@ -139,9 +141,10 @@ export class Router {
     }
 
     const keys = eventEntityKeys(event)
+    const registry = this.registryOf(application)
     const targets: Array<Dialog> = []
     for (const key of keys) {
-      const owner = this.context.registry.ownerOf(key)
+      const owner = registry.ownerOf(key)
       if (owner !== undefined && !owner.state.ended && !targets.includes(owner)) targets.push(owner)
     }
     if (targets.length === 0) {
@@ -161,8 +164,7 @@ export class Router {
    * The live dialog a channel entering Stasis joins: its own (originated by the dialog), the one
    * of the channel it replaces, or the one of its Local pair.
    */
-  private homeOfNewChannel(event: Json, channelId: string): Dialog | undefined {
-    const { registry } = this.context
+  private homeOfNewChannel(registry: Registry<Dialog>, event: Json, channelId: string): Dialog | undefined {
     const candidates: Array<EntityKey> = [channelKey(channelId)]
     if (isObject(event.replace_channel) && typeof event.replace_channel.id === "string") {
       candidates.push(channelKey(event.replace_channel.id))
@@ -176,11 +178,33 @@ export class Router {
     return undefined
   }
 
+  /**
+   * The entity index of one application. ARI delivers an event once per application subscribed
+   * to its entities (on a shared websocket, once per app), so each application's dialogs own
+   * entities independently: an event reaches the dialogs of the application it was sent for.
+   */
+  registryOf(application: string): Registry<Dialog> {
+    let registry = this.registries.get(application)
+    if (registry === undefined) {
+      registry = new Registry<Dialog>()
+      this.registries.set(application, registry)
+    }
+    return registry
+  }
+
+  /** Entities bound to dialogs, over every application. */
+  get boundEntities(): number {
+    let count = 0
+    for (const registry of this.registries.values()) count += registry.size
+    return count
+  }
+
   /** Opens a dialog (its StasisStart, or an application's request, follows). */
   open(application: string, channelId: string | undefined, origin: DialogOrigin = stasisOrigin): Dialog {
-    const dialog = new Dialog(this.dialogContext, randomUUID(), application, channelId, origin)
+    const registry = this.registryOf(application)
+    const dialog = new Dialog(this.dialogContext, registry, randomUUID(), application, channelId, origin)
     this.dialogs.set(dialog.id, dialog)
-    if (channelId !== undefined) this.context.registry.claim(channelKey(channelId), dialog)
+    if (channelId !== undefined) registry.claim(channelKey(channelId), dialog)
     this.counters.dialogsStarted++
     return dialog
   }

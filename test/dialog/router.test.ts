@@ -1,8 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc } from "effect"
 import { makeMemoryBus } from "../../src/bus/memory.js"
-import { type Dialog, makeDialogCounters } from "../../src/dialog/actor.js"
-import { Registry } from "../../src/dialog/registry.js"
+import { makeDialogCounters } from "../../src/dialog/actor.js"
 import { TimerQueue } from "../../src/dialog/timers.js"
 import { makeTopics } from "../../src/protocol/topics.js"
 import { makeRouterCounters, Router } from "../../src/proxy/router.js"
@@ -15,13 +14,11 @@ const frame = (type: string, fields: Record<string, unknown>) =>
 const makeRouter = (reply: (method: string, url: string) => { status: number; body: string } = () => ({ status: 204, body: "" })) =>
   Effect.gen(function*() {
     const bus = yield* makeMemoryBus
-    const registry = new Registry<Dialog>()
     const router = new Router(
       {
         serverId: "s",
         topics: makeTopics(),
         bus,
-        registry,
         timers: new TimerQueue(),
         machine: { holdEvents: false, maxHeldEvents: 100 },
         attachGraceMs: 1000,
@@ -36,7 +33,7 @@ const makeRouter = (reply: (method: string, url: string) => { status: number; bo
       makeRouterCounters(),
       "app"
     )
-    return { router, registry }
+    return { router, registry: router.registryOf("app") }
   })
 
 const targetsOf = (outcome: ReturnType<Router["route"]>) => (outcome._tag === "Routed" ? outcome.targets.map((d) => d.id) : [])
@@ -181,4 +178,21 @@ describe("router", () => {
       }),
     { fastCheck: { numRuns: 200 } }
   )
+})
+
+describe("several applications on one websocket", () => {
+  it.effect("an event is routed to the dialogs of the application it was sent for, once", () =>
+    Effect.gen(function*() {
+      const { router } = yield* makeRouter()
+      const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
+      // ARI sends an event once per subscribed application: the copy for another app is not a duplicate here
+      const forOther = JSON.stringify({ type: "ChannelDtmfReceived", digit: "1", channel: channel("A"), application: "other" })
+      expect(router.route(forOther)._tag).toBe("Unrouted")
+      expect(targetsOf(router.route(frame("ChannelDtmfReceived", { digit: "1", channel: channel("A") })))).toEqual([a])
+      // a channel entering another application's Stasis opens a dialog of that application
+      const startOther = JSON.stringify({ type: "StasisStart", args: [], channel: channel("A"), application: "other" })
+      const b = targetsOf(router.route(startOther))[0]!
+      expect(b).not.toBe(a)
+      expect(router.dialogs.get(b)!.application).toBe("other")
+    }))
 })

@@ -23,7 +23,7 @@ const requestDialog = (bus: BusShape, topic: string) =>
 describe("app-initiated dialogs", () => {
   it.scopedLive("an application gets a dialog, originates into it, and no AppStart is broadcast", () =>
     Effect.gen(function*() {
-      const { sim, bus } = yield* makeRig()
+      const { bus } = yield* makeRig()
       const appStarts: Array<string> = []
       yield* Effect.orDie(bus.subscribe("app", (payload) => Effect.sync(() => appStarts.push(payload))))
       const grant = yield* requestDialog(bus, "dialogs_app")
