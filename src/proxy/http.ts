@@ -59,7 +59,9 @@ export const readiness = (observed: Observed | undefined): Effect.Effect<Readine
     const draining = yield* observed.proxy.draining
     const reasons: Array<string> = []
     if (ari._tag !== "Connected") {
-      reasons.push(ari._tag === "Disconnected" ? `ARI websocket disconnected: ${ari.reason}` : `ARI websocket ${ari._tag}`)
+      reasons.push(
+        ari._tag === "Disconnected" ? `ARI websocket disconnected: ${ari.reason}` : `ARI websocket ${ari._tag}`
+      )
     }
     if (busState !== "connected") reasons.push(`bus ${busState}`)
     if (draining) reasons.push("draining (shutting down)")
@@ -111,7 +113,8 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
         byLabel(proxyMetrics.eventsPublished, "type"))
       .counter("ari_proxy_events_unrouted_total", "ARI events no dialog owned, by type.",
         byLabel(proxyMetrics.eventsUnrouted, "type"))
-      .counter("ari_proxy_malformed_frames_total", "ARI frames that were not an ARI event.", stats.router.malformedFrames)
+      .counter("ari_proxy_malformed_frames_total", "ARI frames that were not an ARI event.",
+        stats.router.malformedFrames)
       .counter("ari_proxy_events_dropped_total", "Events of overloaded dialogs dropped unpublished.",
         stats.dialogs.eventsDropped)
       .counter("ari_proxy_dialogs_started_total", "Dialogs opened.", stats.router.dialogsStarted)
@@ -127,7 +130,8 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
         proxyMetrics.ariRestLatency)
       .counter("ari_proxy_calls_continued_total", "Calls that arrived while draining, sent back to the dialplan.",
         proxyMetrics.callsContinuedWhileDraining)
-      .gauge("ari_proxy_ari_connected", "1 while ARI's event websocket is connected.", state.ari === "Connected" ? 1 : 0)
+      .gauge("ari_proxy_ari_connected", "1 while ARI's event websocket is connected.",
+        state.ari === "Connected" ? 1 : 0)
       .counter("ari_proxy_ari_reconnects_total", "ARI websocket reconnections.", stats.ariReconnects)
       .gauge("ari_proxy_bus_connected", "1 while the bus is connected.", state.bus === "connected" ? 1 : 0)
       .counter("ari_proxy_bus_reconnects_total", "Bus reconnections.", busStats.reconnects)

@@ -29,7 +29,13 @@ describe("/healthz and /readyz", () => {
 
       sim.setWebsocketMode("accept")
       const up = yield* pollUntil(`${base}/readyz`, (answer) => answer.status === 200)
-      expect(readyBody(up.body)).toEqual({ ready: true, ari: "Connected", bus: "connected", draining: false, reasons: [] })
+      expect(readyBody(up.body)).toEqual({
+        ready: true,
+        ari: "Connected",
+        bus: "connected",
+        draining: false,
+        reasons: []
+      })
 
       // ARI goes away
       sim.setWebsocketMode("refuse")
@@ -73,7 +79,8 @@ describe("/healthz and /readyz", () => {
       const notReady = yield* httpGet(`${base}/readyz`)
       expect(notReady.status).toBe(503)
       expect(readyBody(notReady.body).ready).toBe(false)
-      expect(parsePrometheus((yield* httpGet(`${base}/metrics`)).body).get("ari_proxy_ready")?.samples[0]?.value).toBe(0)
+      const metrics = parsePrometheus((yield* httpGet(`${base}/metrics`)).body)
+      expect(valueOf(metrics, "ari_proxy_ready")).toBe(0)
       yield* Fiber.interrupt(starting)
       yield* Scope.close(scope, Exit.void).pipe(Logger.withMinimumLogLevel(LogLevel.None))
     }))

@@ -4,7 +4,21 @@
  * and nothing is logged per event at info level.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Deferred, Effect, Exit, Fiber, FiberRef, HashSet, Layer, Logger, LogLevel, Queue, Redacted, Scope } from "effect"
+import {
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  Fiber,
+  FiberRef,
+  HashSet,
+  Layer,
+  Logger,
+  LogLevel,
+  Queue,
+  Redacted,
+  Scope
+} from "effect"
 import { Bus } from "../../src/bus/Bus.js"
 import { makeNatsBus, type NatsBus } from "../../src/bus/nats.js"
 import type { ProxyConfig } from "../../src/config/ProxyConfig.js"
@@ -87,7 +101,7 @@ const allSecrets = [
 const messages = (entries: ReadonlyArray<Entry>) => entries.map(text)
 
 describe("logs", () => {
-  it.scopedLive("never contain the ARI password or bus credentials: memory bus, debug level, call, reconnect, failures", () =>
+  it.scopedLive("never contain the ARI password or bus credentials: memory bus, debug, call, reconnect, failures", () =>
     Effect.gen(function*() {
       const capture = makeCapture()
       const sim = yield* startSim({ credentials: { username: ariUser, password: ariPassword } })
@@ -191,8 +205,12 @@ describe("logs", () => {
       const refusedPort = yield* Effect.promise(() => freePort())
       const refusedConfig = { ...config, httpPort: 0, bus: { ...config.bus, url: Redacted.make(busUrl(refusedPort)) } }
       const scope = yield* Scope.make()
-      const building = yield* Effect.fork(capture.capturing(Layer.buildWithScope(proxyApplication(refusedConfig), scope)))
-      yield* eventually(() => capture.lines.some((line) => line.includes(`NATS connect failed`) && line.includes(`:${refusedPort}`)))
+      const building = yield* Effect.fork(
+        capture.capturing(Layer.buildWithScope(proxyApplication(refusedConfig), scope))
+      )
+      yield* eventually(() =>
+        capture.lines.some((line) => line.includes("NATS connect failed") && line.includes(`:${refusedPort}`))
+      )
       yield* Fiber.interrupt(building)
       yield* capture.capturing(Scope.close(scope, Exit.void))
 

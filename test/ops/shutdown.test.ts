@@ -31,10 +31,8 @@ let workDir = ""
 beforeAll(() => {
   if (!fs.existsSync(mainJs) || fs.statSync(mainJs).mtimeMs < newestSource(path.join(root, "src"))) {
     try {
-      execFileSync(process.execPath, [path.join(root, "node_modules/typescript/bin/tsc"), "-p", "tsconfig.build.json"], {
-        cwd: root,
-        stdio: "ignore"
-      })
+      const tsc = path.join(root, "node_modules/typescript/bin/tsc")
+      execFileSync(process.execPath, [tsc, "-p", "tsconfig.build.json"], { cwd: root, stdio: "ignore" })
     } catch {
       // type errors elsewhere still emit JavaScript; what matters is that dist/main.js exists
     }
@@ -91,7 +89,9 @@ const spawnProxy = (sim: SimulatorHandle, prefix: string, extra: Record<string, 
         const child = spawn(process.execPath, [mainJs, "-config", configPath], { stdio: ["ignore", "pipe", "pipe"] })
         child.stdout.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk))
         child.stderr.setEncoding("utf8").on("data", (chunk: string) => output.push(chunk))
-        child.on("exit", (code, signal) => Deferred.unsafeDone(exited, Effect.succeed({ code, signal, at: Date.now() })))
+        child.on("exit", (code, signal) =>
+          Deferred.unsafeDone(exited, Effect.succeed({ code, signal, at: Date.now() }))
+        )
         return child
       }),
       (child) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
@@ -125,7 +125,10 @@ describe("shutdown of the process", () => {
       const proxy = yield* spawnProxy(sim, prefix, { shutdown_timeout_ms: 5_000 })
       const appBus = yield* makeNatsBus({ servers: "nats://127.0.0.1:4222", name: "ops-shutdown-app" }).pipe(quiet)
       const unrouted: Array<{ type: string; ari_body: string }> = []
-      yield* appBus.subscribe(topics.unrouted("app"), (payload) => Effect.sync(() => unrouted.push(JSON.parse(payload))))
+      yield* appBus.subscribe(topics.unrouted("app"), (payload) =>
+        Effect.sync(() => {
+          unrouted.push(JSON.parse(payload))
+        }))
       const dialogs = yield* startApp(appBus, "app", { topics })
 
       const first = sim.placeCall({ app: "app" })

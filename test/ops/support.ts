@@ -73,7 +73,8 @@ export interface HttpAnswer {
 export const httpGet = (url: string): Effect.Effect<HttpAnswer> =>
   Effect.promise(async () => {
     const response = await fetch(url)
-    return { status: response.status, contentType: response.headers.get("content-type") ?? "", body: await response.text() }
+    const contentType = response.headers.get("content-type") ?? ""
+    return { status: response.status, contentType, body: await response.text() }
   })
 
 /** Polls `url` until `accept` holds (or the test times out). */
@@ -187,7 +188,9 @@ const checkHistogram = (family: PromFamily) => {
   let previousCount = 0
   for (const bucket of buckets) {
     const bound = parseValue(bucket.labels.le ?? "", `${family.name} le`)
-    if (bound <= previousBound || bucket.value < previousCount) throw new Error(`${family.name}: buckets not cumulative`)
+    if (bound <= previousBound || bucket.value < previousCount) {
+      throw new Error(`${family.name}: buckets not cumulative`)
+    }
     previousBound = bound
     previousCount = bucket.value
   }
