@@ -40,11 +40,11 @@ import amqp from "amqplib"
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from "amqplib"
 import { readFileSync } from "node:fs"
 import type { Writable } from "node:stream"
-import { Duration, Effect, Layer, Queue, Runtime, Schedule, SubscriptionRef } from "effect"
+import { Duration, Effect, Layer, Runtime, Schedule, SubscriptionRef } from "effect"
 import type { Scope } from "effect"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { Bus, type BusConnectionState, type BusError, type BusShape, type SubscribeOptions } from "./Bus.js"
-import { busError, Fifo, reconnectSchedule, redactUrl, reveal, type Secret } from "./internal.js"
+import { busError, Fifo, makeInbox, reconnectSchedule, redactUrl, reveal, type Secret } from "./internal.js"
 
 export interface AmqpTlsOptions {
   /** Paths of PEM files. */
@@ -152,7 +152,8 @@ interface Delivery {
 
 interface AmqpSubscription {
   readonly topic: string
-  readonly inbox: Queue.Queue<Delivery>
+  /** Hands a delivery to the subscription's handler (one at a time, in order). */
+  readonly offer: (delivery: Delivery) => void
   /** Generation of the link the consumer was (or is being) started on. */
   consuming: number
   started: Promise<void> | undefined
@@ -436,7 +437,7 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
         ))
         return
       }
-      subscription.inbox.unsafeOffer({ payload: message.content.toString("utf8"), message, link: current })
+      subscription.offer({ payload: message.content.toString("utf8"), message, link: current })
     }
 
     const startConsuming = (subscription: AmqpSubscription, current: Link): Promise<void> => {
@@ -638,10 +639,24 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
     ): Effect.Effect<void, BusError, Scope.Scope> =>
       Effect.gen(function*() {
         cancelRetire(topic)
-        const inbox = yield* Queue.unbounded<Delivery>()
+        // One message at a time, acknowledged after its handler; no fiber while idle (see makeInbox).
+        const offer = yield* makeInbox((delivery: Delivery) =>
+          Effect.gen(function*() {
+            // From a dead channel: the broker requeued it and delivers it again.
+            if (delivery.link !== link) return
+            yield* handler(delivery.payload)
+            if (delivery.link === link) {
+              try {
+                delivery.link.consumer.ack(delivery.message)
+              } catch {
+                // channel closed meanwhile: the message is redelivered
+              }
+            }
+          })
+        )
         const subscription: AmqpSubscription = {
           topic,
-          inbox,
+          offer,
           consuming: -1,
           started: undefined,
           consumerTag: undefined,
@@ -665,23 +680,8 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
                 Effect.ignore
               )
             }
-            yield* Queue.shutdown(inbox)
           })
         )
-        // One fiber per subscription: one message at a time, acknowledged after its handler.
-        yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
-          const delivery = yield* Queue.take(inbox)
-          // From a dead channel: the broker requeued it and delivers it again.
-          if (delivery.link !== link) return
-          yield* handler(delivery.payload)
-          if (delivery.link === link) {
-            try {
-              delivery.link.consumer.ack(delivery.message)
-            } catch {
-              // channel closed meanwhile: the message is redelivered
-            }
-          }
-        })))
         // Live once the broker has answered consume-ok; a connection lost meanwhile: wait and retry.
         yield* Effect.gen(function*() {
           const current = yield* awaitLink

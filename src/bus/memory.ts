@@ -3,11 +3,12 @@
  * message to one member, round robin); a message published to a topic nobody listens to is gone,
  * like NATS. It is the default for the demo, for embedding and for tests.
  */
-import { Effect, Layer, Queue } from "effect"
+import { Effect, Layer } from "effect"
 import { Bus, type BusShape, type SubscribeOptions } from "./Bus.js"
+import { makeInbox } from "./internal.js"
 
 interface Subscriber {
-  readonly inbox: Queue.Queue<string>
+  readonly offer: (payload: string) => void
 }
 
 interface TopicState {
@@ -41,18 +42,18 @@ export const makeMemoryBus: Effect.Effect<MemoryBus> = Effect.sync(() => {
   const deliver = (topic: string, payload: string) => {
     const state = topics.get(topic)
     if (state === undefined) return
-    for (const subscriber of state.plain) subscriber.inbox.unsafeOffer(payload)
+    for (const subscriber of state.plain) subscriber.offer(payload)
     for (const group of state.groups.values()) {
       const member = group.members[group.next % group.members.length]!
       group.next = (group.next + 1) % group.members.length
-      member.inbox.unsafeOffer(payload)
+      member.offer(payload)
     }
   }
 
   const subscribe = (topic: string, handler: (payload: string) => Effect.Effect<void>, options?: SubscribeOptions) =>
     Effect.gen(function*() {
-      const inbox = yield* Queue.unbounded<string>()
-      const subscriber: Subscriber = { inbox }
+      // One message at a time, in order; no fiber while idle (see makeInbox).
+      const subscriber: Subscriber = { offer: yield* makeInbox(handler) }
       const state = topicState(topic)
       const queue = options?.queue
       if (queue === undefined || queue === "") {
@@ -63,7 +64,7 @@ export const makeMemoryBus: Effect.Effect<MemoryBus> = Effect.sync(() => {
         state.groups.set(queue, group)
       }
       yield* Effect.addFinalizer(() =>
-        Effect.gen(function*() {
+        Effect.sync(() => {
           if (queue === undefined || queue === "") {
             state.plain.delete(subscriber)
           } else {
@@ -74,11 +75,8 @@ export const makeMemoryBus: Effect.Effect<MemoryBus> = Effect.sync(() => {
             }
           }
           forget(topic, state)
-          yield* Queue.shutdown(inbox)
         })
       )
-      // One fiber per subscription drains its inbox in order; it ends with the scope.
-      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(inbox), handler)))
     })
 
   const bus: MemoryBus = {

@@ -21,11 +21,11 @@ import {
   type Status
 } from "@nats-io/transport-node"
 import { readFileSync } from "node:fs"
-import { Deferred, Duration, Effect, Layer, Queue, Redacted, Schedule, Stream, SubscriptionRef } from "effect"
+import { Deferred, Duration, Effect, Layer, Redacted, Schedule, Stream, SubscriptionRef } from "effect"
 import type { Scope } from "effect"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { Bus, type BusConnectionState, type BusError, type BusShape, type SubscribeOptions } from "./Bus.js"
-import { busError, Fifo, reconnectSchedule, redactUrl, reveal, type Secret } from "./internal.js"
+import { busError, Fifo, makeInbox, reconnectSchedule, redactUrl, reveal, type Secret } from "./internal.js"
 
 export interface NatsTlsOptions {
   /** Paths of PEM files. */
@@ -346,14 +346,15 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     ): Effect.Effect<void, BusError, Scope.Scope> =>
       Effect.gen(function*() {
         const connection = yield* Deferred.await(firstConnection)
-        const inbox = yield* Queue.unbounded<string>()
+        // One message at a time, in order; no fiber while idle (see makeInbox).
+        const offer = yield* makeInbox(handler)
         const queue = subscribeOptions?.queue
         const subscription = yield* Effect.try({
           try: () =>
             connection.subscribe(topic, {
               ...(queue !== undefined && queue !== "" ? { queue } : {}),
               callback: (error, msg) => {
-                if (error === null) inbox.unsafeOffer(msg.string())
+                if (error === null) offer(msg.string())
               }
             }),
           catch: (error) => busError(DRIVER, "subscribe", error)
@@ -365,11 +366,8 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
             if (!subscription.isClosed()) {
               yield* Effect.try(() => subscription.unsubscribe()).pipe(Effect.ignore)
             }
-            yield* Queue.shutdown(inbox)
           })
         )
-        // One fiber per subscription: its handler sees one message at a time, in order.
-        yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(inbox), handler)))
         yield* awaitLive(connection)
       })
 
