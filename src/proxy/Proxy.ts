@@ -6,7 +6,7 @@
  * Frames are routed synchronously in the socket's callback (no hop through a queue): routing is a
  * few map lookups, and each dialog's mailbox is the queue that decouples ARI from the bus.
  */
-import { Context, Effect, FiberSet, Layer, Option, Runtime, Stream } from "effect"
+import { Context, Effect, FiberSet, Layer, Option, Runtime, Schedule, Stream } from "effect"
 import { AriRest } from "../ari/rest.js"
 import { AriConnectionState, AriSocketOptions, makeAriSocket } from "../ari/socket.js"
 import { Bus } from "../bus/Bus.js"
@@ -190,6 +190,9 @@ export const makeProxy = Effect.gen(function*() {
     Effect.catchAll((error) => Effect.logWarning("could not reconcile dialogs after ARI reconnect", error.message))
   )
   let ariConnected = false
+  // In the background: with the broker down at startup, subscribing waits for it, and the proxy
+  // must come up meanwhile (it is not ready until then).
+  let servingRequests = false
   yield* serveDialogRequests({
     bus,
     topics,
@@ -197,7 +200,15 @@ export const makeProxy = Effect.gen(function*() {
     applications: config.applications,
     serverId: config.serverId,
     ariConnected: () => ariConnected
-  })
+  }).pipe(
+    Effect.tapError((error) => Effect.logWarning("could not subscribe to dialog requests, retrying", error.message)),
+    Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("10 seconds")))),
+    Effect.orDie,
+    Effect.zipRight(Effect.sync(() => {
+      servingRequests = true
+    })),
+    Effect.forkScoped
+  )
   let ariReconnects = 0
   yield* socket.changes.pipe(
     Stream.runForEach((state) => {
@@ -245,7 +256,7 @@ export const makeProxy = Effect.gen(function*() {
     if (draining) return false
     const ari = yield* socket.state
     const busState = yield* bus.state
-    return ari._tag === "Connected" && busState === "connected"
+    return ari._tag === "Connected" && busState === "connected" && servingRequests
   })
 
   return {

@@ -65,6 +65,8 @@ export const readiness = (observed: Observed | undefined): Effect.Effect<Readine
     }
     if (busState !== "connected") reasons.push(`bus ${busState}`)
     if (draining) reasons.push("draining (shutting down)")
+    // The proxy's own verdict also waits for its subscriptions (dialog requests) to be live.
+    if (reasons.length === 0 && !(yield* observed.proxy.ready)) reasons.push("subscribing to the bus")
     return { ready: reasons.length === 0, ari: ari._tag, bus: busState, draining, reasons }
   })
 
