@@ -1,141 +1,222 @@
 /**
  * `ari-proxy demo`: the whole product in one process, with no Asterisk and no broker. The ARI
- * simulator stands in for Asterisk, the proxy runs on the in-memory bus, and a small application
- * answers each call, plays a prompt, reads one DTMF digit and hangs up. Everything that crosses
- * the bus is printed; then a summary, and exit 0.
+ * simulator stands in for Asterisk, the proxy runs on the in-memory bus (or on the broker of the
+ * `-config` file, if it names NATS or RabbitMQ), and the IVR example (src/examples/ivr.ts) takes
+ * the calls through the client library. A few callers ring in one after another and press their
+ * keys; every message that crosses the bus is printed on one line; then a summary, and exit 0.
  */
-import { Context, Deferred, Effect, Layer, Logger, LogLevel, Queue, Ref } from "effect"
+import { FileSystem } from "@effect/platform"
+import { Context, Effect, Either, Layer, Logger, LogLevel, Queue } from "effect"
 import { Bus, type BusShape } from "./bus/Bus.js"
+import { layerFromConfig } from "./bus/index.js"
 import { makeMemoryBus } from "./bus/memory.js"
-import { makeProxyConfig, ProxyConfigService } from "./config/ProxyConfigService.js"
-import { encodeCommand } from "./protocol/codec.js"
-import { makeTopics } from "./protocol/topics.js"
+import { makeAriClient } from "./client/AriClient.js"
+import { parseArgs } from "./config/args.js"
+import { loadConfigFile, makeProxyConfig, ProxyConfigService } from "./config/ProxyConfigService.js"
+import { ivr, type IvrOutcome } from "./examples/ivr.js"
 import { layerWithAri, Proxy } from "./proxy/Proxy.js"
+import type { SimEventRecord } from "./simulator/index.js"
 import { makeSimulator } from "./simulator/effect.js"
 
 const application = "demo"
-const topics = makeTopics()
+const agentEndpoint = "PJSIP/bob"
 
 const say = (line: string) => Effect.sync(() => process.stdout.write(line + "\n"))
-const short = (id: string) => id.slice(0, 8)
 
-interface Tally {
-  readonly calls: number
-  readonly events: number
-  readonly commands: number
-  readonly ended: number
+/** Ids are UUIDs: their first 8 characters tell the dialogs and channels of a demo apart. */
+const uuid = /(?<![0-9a-f])([0-9a-f]{8})-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f])/g
+const shorten = (text: string) => text.replace(uuid, "$1")
+
+const clip = (text: string) => text.length > 24 ? text.slice(0, 24) + "…" : text
+
+const parse = (text: string): Record<string, any> => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return {}
+  }
 }
 
-/** One call, handled the way an application would: over the bus only. */
-const handleDialog = (bus: BusShape, dialogId: string, tally: Ref.Ref<Tally>) =>
-  Effect.gen(function*() {
-    const tag = `[${short(dialogId)}]`
-    const events = yield* Queue.unbounded<{ type: string; ari: any }>()
-    const unread: Array<{ type: string; ari: any }> = []
-    const responses = yield* Queue.unbounded<{ unique_id: string; status_code: number; response_body: string }>()
-    const ended = yield* Deferred.make<string>()
-    yield* bus.subscribe(topics.events(dialogId), (payload) =>
-      Effect.gen(function*() {
-        const wire = JSON.parse(payload)
-        const ari = JSON.parse(wire.ari_body)
-        yield* Ref.update(tally, (t) => ({ ...t, events: t.events + 1 }))
-        const detail = wire.type === "ChannelDtmfReceived" ? ` digit=${ari.digit}` :
-          wire.type === "ChannelStateChange" ? ` state=${ari.channel.state}` :
-          wire.type.startsWith("Playback") ? ` ${ari.playback.media_uri} ${ari.playback.state}` :
-          wire.type === "DialogEnded" ? ` reason=${ari.reason}` : ""
-        yield* say(`${tag}   event     ${wire.type}${detail}`)
-        if (wire.type === "DialogEnded") yield* Deferred.succeed(ended, ari.reason)
-        else yield* Queue.offer(events, { type: wire.type, ari })
-      }))
-    yield* bus.subscribe(topics.responses(dialogId), (payload) => Queue.offer(responses, JSON.parse(payload)))
-    let sequence = 0
-    const request = (method: string, url: string) =>
-      Effect.gen(function*() {
-        const uniqueId = `${short(dialogId)}-${++sequence}`
-        yield* bus.publish(topics.commands(dialogId), encodeCommand({ unique_id: uniqueId, url, method, body: "" }))
-        const response = yield* Queue.take(responses)
-        yield* Ref.update(tally, (t) => ({ ...t, commands: t.commands + 1 }))
-        yield* say(`${tag}   command   ${[method, url].filter((part) => part !== "").join(" ")} → ${response.status_code}`)
-        return response
-      })
-    // The next event of a type, keeping the others for later (a key may be pressed during the prompt).
-    const next = (type: string) =>
-      Effect.gen(function*() {
-        const index = unread.findIndex((event) => event.type === type)
-        if (index >= 0) return unread.splice(index, 1)[0]!
-        while (true) {
-          const event = yield* Queue.take(events)
-          if (event.type === type) return event
-          unread.push(event)
-        }
-      })
+/** What is worth a glance in an event, after its type. */
+const eventDetail = (type: string, ari: Record<string, any>): string => {
+  switch (type) {
+    case "StasisStart":
+      return `${ari.channel.id} (${ari.channel.name}, ${ari.channel.caller.name} <${ari.channel.caller.number}>)`
+    case "ChannelStateChange":
+      return `${ari.channel.id} ${ari.channel.state}`
+    case "ChannelDtmfReceived":
+      return `${ari.channel.id} digit ${ari.digit}`
+    case "PlaybackStarted":
+    case "PlaybackFinished":
+      return `${ari.playback.media_uri} ${ari.playback.state}`
+    case "Dial":
+      return `${ari.peer.id} ${ari.dialstatus === "" ? "dialling" : ari.dialstatus}`
+    case "ChannelEnteredBridge":
+    case "ChannelLeftBridge":
+      return `${ari.channel.id} bridge ${ari.bridge.id}`
+    case "ChannelVarset":
+      return `${ari.channel?.id ?? "global"} ${ari.variable}=${clip(String(ari.value))}`
+    case "ChannelDestroyed":
+      return `${ari.channel.id} ${ari.cause_txt}`
+    case "DialogEnded":
+      return `reason ${ari.reason}`
+    default:
+      return ari.channel?.id ?? ari.bridge?.id ?? ""
+  }
+}
 
-    yield* request("ATTACH", "") // we listen: the proxy may publish the events it held
-    const start = yield* next("StasisStart")
-    const channel = start.ari.channel.id as string
-    yield* request("POST", `/channels/${channel}/answer`)
-    yield* request("POST", `/channels/${channel}/play?media=sound:hello-world`)
-    yield* next("PlaybackFinished")
-    const dtmf = yield* next("ChannelDtmfReceived")
-    yield* request("POST", `/channels/${channel}/play?media=${encodeURIComponent(`digits:${dtmf.ari.digit}`)}`)
-    yield* next("PlaybackFinished")
-    yield* request("DELETE", `/channels/${channel}`)
-    yield* Deferred.await(ended)
-    yield* Ref.update(tally, (t) => ({ ...t, ended: t.ended + 1 }))
-  }).pipe(Effect.scoped)
+interface Traffic {
+  appStarts: number
+  events: number
+  commands: number
+  responses: number
+  ended: number
+}
+
+/**
+ * The bus, with every publish printed: proxy and application share it, so each message that
+ * crosses it appears once, as `[dialog] kind  detail`.
+ */
+const printing = (bus: BusShape, traffic: Traffic, ended: Queue.Queue<string>): BusShape => {
+  const commands = new Map<string, string>()
+  const describe = (topic: string, payload: string): string | undefined => {
+    const message = parse(payload)
+    const [, kind, dialog] = /^(events|commands|responses)_(.*)$/.exec(topic) ?? []
+    if (kind === undefined) {
+      if (topic !== application) return undefined
+      traffic.appStarts++
+      return `[${message.dialog_id}] AppStart     new call for "${message.application}" from ${message.server_id}`
+    }
+    const tag = `[${dialog}]`
+    switch (kind) {
+      case "events": {
+        traffic.events++
+        if (message.type === "DialogEnded") traffic.ended++
+        const label = message.type === "DialogEnded" ? "DialogEnded " : "event       "
+        const detail = message.type === "DialogEnded" ? "" : message.type + " "
+        return `${tag} ${label} ${detail}${eventDetail(message.type, parse(message.ari_body))}`
+      }
+      case "commands": {
+        traffic.commands++
+        const attach = message.method === "ATTACH"
+        const request = attach ? "ATTACH (subscribed: send what you held)" : `${message.method} ${message.url}`
+        // answered later: the request, without its query string, tells which one an answer is for
+        commands.set(message.unique_id, attach ? "ATTACH" : `${message.method} ${message.url.split("?")[0]}`)
+        return `${tag} command      ${request}${message.body === "" ? "" : " " + message.body}`
+      }
+      default: {
+        traffic.responses++
+        const request = commands.get(message.unique_id) ?? "?"
+        commands.delete(message.unique_id)
+        const body = parse(message.response_body)
+        const note = message.status_code >= 400 ? ` (${body.message})` :
+          request === "ATTACH" ? ` (held events: ${body.held_events})` : ""
+        return `${tag} response     ${message.status_code}${note} ← ${request}`
+      }
+    }
+  }
+  return {
+    ...bus,
+    publish: (topic, payload) =>
+      Effect.gen(function*() {
+        const line = describe(topic, payload)
+        if (line !== undefined) yield* say(shorten(line))
+        if (topic.startsWith("events_") && parse(payload).type === "DialogEnded") {
+          yield* Queue.offer(ended, topic.slice("events_".length))
+        }
+        return yield* bus.publish(topic, payload)
+      })
+  }
+}
+
+/** The bus of the `-config` file when it names a broker; otherwise the in-memory bus. */
+const chooseBus = Effect.gen(function*() {
+  const args = parseArgs(process.argv.slice(2))
+  const path = Either.isRight(args) ? args.right.configPath : undefined
+  const fs = yield* FileSystem.FileSystem
+  if (path === undefined || !(yield* Effect.orElseSucceed(fs.exists(path), () => false))) {
+    return { bus: yield* makeMemoryBus, where: "the in-memory bus" }
+  }
+  const loaded = yield* Effect.either(loadConfigFile(path))
+  if (Either.isLeft(loaded) || loaded.right.config.messageBus === "MEMORY") {
+    return { bus: yield* makeMemoryBus, where: `the in-memory bus (${path} names no broker)` }
+  }
+  const config = loaded.right.config
+  const context = yield* Layer.build(layerFromConfig(config))
+  return { bus: Context.get(context, Bus), where: `${config.messageBus} from ${path}` }
+})
+
+interface DemoCall {
+  readonly caller: { readonly name: string; readonly number: string }
+  /** The key the caller presses while the menu plays; none: the IVR's key timeout. */
+  readonly key?: string
+  readonly story: string
+}
+
+const calls: ReadonlyArray<DemoCall> = [
+  { caller: { name: "Alice", number: "1001" }, key: "1", story: "presses 1: bridged to an agent, who hangs up" },
+  { caller: { name: "Bob", number: "1002" }, key: "2", story: "presses 2: goodbye" },
+  { caller: { name: "Carol", number: "1003" }, story: "presses nothing: goodbye after the key timeout" }
+]
 
 export const runDemo = Effect.gen(function*() {
   const started = Date.now()
-  const sim = yield* makeSimulator({ timings: { playbackDurationMs: 150 } })
-  const bus = yield* makeMemoryBus
+  const traffic: Traffic = { appStarts: 0, events: 0, commands: 0, responses: 0, ended: 0 }
+  const ended = yield* Queue.unbounded<string>()
+  const sim = yield* makeSimulator({ timings: { playbackDurationMs: 300 } })
+  const chosen = yield* chooseBus
+  const bus = printing(chosen.bus, traffic, ended)
   const config = makeProxyConfig({
     applications: [application],
     stasisUrl: sim.url,
     websocketUrl: sim.wsUrl,
     wsUser: sim.credentials.username,
     wsPassword: sim.credentials.password,
-    serverId: "demo-asterisk"
+    serverId: "demo-asterisk",
+    // ended dialogs answer late commands with 410 this long; the demo has none, and exits sooner
+    endedLingerMs: 200
   })
-  yield* say(`ARI simulator on ${sim.url}; proxy on the in-memory bus; application "${application}"\n`)
   const context = yield* Layer.build(
     layerWithAri.pipe(Layer.provide(Layer.succeed(Bus, bus)), Layer.provide(ProxyConfigService.layerFrom(config)))
   ).pipe(Logger.withMinimumLogLevel(LogLevel.Warning))
   const proxy = Context.get(context, Proxy)
   while (!(yield* proxy.ready)) yield* Effect.sleep(10)
 
-  const tally = yield* Ref.make<Tally>({ calls: 0, events: 0, commands: 0, ended: 0 })
-  const done = yield* Queue.unbounded<void>()
-  // The application: one instance in queue group "demo-apps" takes each AppStart.
-  yield* bus.subscribe(topics.app(application), (payload) =>
-    Effect.gen(function*() {
-      const start = JSON.parse(payload) as { dialog_id: string; server_id: string }
-      yield* Ref.update(tally, (t) => ({ ...t, calls: t.calls + 1 }))
-      yield* say(`[${short(start.dialog_id)}] AppStart  dialog ${start.dialog_id} from ${start.server_id}`)
-      yield* handleDialog(bus, start.dialog_id, tally).pipe(
-        Effect.ensuring(Queue.offer(done, undefined)),
-        Effect.forkDaemon
-      )
-    }), { queue: "demo-apps" })
+  // The application: the IVR example, served by the client library over the same bus.
+  const outcomes = yield* Queue.unbounded<IvrOutcome>()
+  const client = makeAriClient(bus, { application })
+  yield* client.serve((dialog) =>
+    ivr(dialog, { agentEndpoint, keyTimeoutMs: 1_000 }).pipe(
+      Effect.flatMap((outcome) => Queue.offer(outcomes, outcome))
+    )
+  ).pipe(Effect.forkScoped)
+  yield* say(`ARI simulator on ${sim.url}; proxy "demo-asterisk" on ${chosen.where}; IVR application "${application}"`)
+  yield* say(`(dialog and channel ids are shortened to 8 characters)`)
 
-  const calls = [
-    { caller: { name: "Alice", number: "1001" }, digit: "1" },
-    { caller: { name: "Bob", number: "1002" }, digit: "2" },
-    { caller: { name: "Carol", number: "1003" }, digit: "3" }
-  ]
-  for (const call of calls) {
+  const waitFor = (matches: (event: SimEventRecord) => boolean) =>
+    Effect.promise(() => sim.waitForEvent(matches, { timeoutMs: 10_000 }))
+  const tally: Record<IvrOutcome, number> = { connected: 0, goodbye: 0 }
+  for (const [index, call] of calls.entries()) {
+    yield* say(`\n--- call ${index + 1}: ${call.caller.name} <${call.caller.number}> ${call.story}`)
     const channelId = sim.placeCall({ app: application, caller: call.caller, exten: "100" })
-    yield* say(`         call      ${call.caller.name} <${call.caller.number}> → channel ${channelId}`)
-    // the caller presses a key while the prompt plays
-    yield* Effect.sleep(100).pipe(Effect.zipRight(Effect.sync(() => sim.sendDtmf(channelId, call.digit, 80))), Effect.fork)
-    yield* Effect.sleep(30)
+    yield* waitFor((e) => e.type === "PlaybackStarted" && (e.playback as any)?.target_uri === `channel:${channelId}`)
+    if (call.key !== undefined) sim.sendDtmf(channelId, call.key, 80)
+    if (call.key === "1") {
+      const joined = yield* waitFor((e) => e.type === "ChannelEnteredBridge" && (e.channel as any)?.id !== channelId)
+      yield* Effect.sleep(200) // they talk
+      sim.hangup((joined.channel as { id: string }).id)
+    }
+    tally[yield* Queue.take(outcomes)]++
+    yield* Queue.take(ended)
   }
-  for (let i = 0; i < calls.length; i++) yield* Queue.take(done)
-  const totals = yield* Ref.get(tally)
+
   const stats = yield* proxy.stats
   yield* say(
-    `\nSummary: ${totals.calls} calls, ${totals.ended} dialogs ended, ${totals.events} events and ` +
-      `${totals.commands} command responses received by the application; proxy: ` +
+    `\nSummary: ${calls.length} calls (${tally.connected} bridged to an agent, ${tally.goodbye} goodbyes), ` +
+      `${traffic.ended} dialogs ended; on the bus ${traffic.appStarts} AppStarts, ${traffic.events} events, ` +
+      `${traffic.commands} commands, ${traffic.responses} responses; proxy: ` +
       `${stats.router.eventsReceived} ARI events in, ${stats.router.eventsUnrouted} unrouted, ` +
-      `${stats.dialogs.commandsAnswered} commands answered; ${Date.now() - started} ms.`
+      `${stats.dialogs.commandsAnswered} commands answered; ` +
+      `${Date.now() - started} ms.`
   )
 }).pipe(Effect.scoped)

@@ -126,7 +126,8 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
         yield* bus.subscribe(replyTo, (payload) =>
           Effect.suspend(() => {
             const parsed = parseGrant(payload)
-            return parsed !== undefined && parsed.request_id === requestId ? Deferred.succeed(answer, parsed) : Effect.void
+            const ours = parsed !== undefined && parsed.request_id === requestId
+            return ours ? Deferred.succeed(answer, parsed) : Effect.void
           }))
         yield* bus.publish(topic, JSON.stringify(new DialogRequest({ request_id: requestId, reply_to: replyTo })))
         return yield* Deferred.await(answer).pipe(

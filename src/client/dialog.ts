@@ -207,23 +207,36 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
     const gone = (method: string, url: string, message: string) =>
       new Gone({ dialogId, method, url, status: 410, message, body: "", ...(end ? { reason: end.reason } : {}) })
 
-    /** Marks the end once: readers complete, requests still waiting fail with Gone. */
-    const finish = (info: DialogEnd) =>
+    /** Marks the end once: readers complete, new requests fail with Gone at once. */
+    const markEnded = (info: DialogEnd) =>
       Effect.suspend(() => {
         if (end !== undefined) return Effect.void
         end = info
         log.close()
-        const waiting = [...pending.values()]
-        pending.clear()
-        return Effect.zipRight(
-          Deferred.succeed(endSignal, info),
-          Effect.forEach(waiting, (request) =>
-            Deferred.fail(request.answer, gone(request.method, request.url, `dialog ${dialogId} has ended`)),
-            { discard: true })
-        )
+        return Deferred.succeed(endSignal, info)
       })
 
+    /** Requests in flight when the dialog ended: their responses may still be on their way. */
+    const drained = yield* Deferred.make<void>()
+    const forget = (uniqueId: string) => {
+      pending.delete(uniqueId)
+      if (end !== undefined && pending.size === 0) Deferred.unsafeDone(drained, Exit.void)
+    }
+
     const close = Scope.close(scope, Exit.void)
+
+    /** When the scope closes: the end (if not seen yet), and requests still waiting fail with Gone. */
+    const release = Effect.suspend(() => {
+      const waiting = [...pending.values()]
+      pending.clear()
+      return Effect.zipRight(
+        markEnded({ dialogId, reason: "closed" }),
+        Effect.forEach(waiting, (request) =>
+          Deferred.fail(request.answer, gone(request.method, request.url, `dialog ${dialogId} was closed`)), {
+          discard: true
+        })
+      )
+    })
 
     const onEvent = (payload: string) =>
       Effect.suspend(() => {
@@ -231,9 +244,15 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
         if (wire === undefined || typeof wire.type !== "string" || typeof wire.ari_body !== "string") return Effect.void
         if (wire.type === DIALOG_ENDED_TYPE) {
           const reason = parseJson(wire.ari_body)?.reason
-          const info: DialogEnd = { dialogId, reason: (typeof reason === "string" ? reason : "channels_left") as DialogEndReason }
-          // Closing our own scope from its subscription's fiber would wait for itself: close from another fiber.
-          return Effect.zipRight(finish(info), Effect.forkDaemon(close))
+          const info: DialogEnd = {
+            dialogId,
+            reason: (typeof reason === "string" ? reason : "channels_left") as DialogEndReason
+          }
+          // The proxy answered every command before DialogEnded, but on another topic: let those answers
+          // arrive (each request times out anyway), then close. From another fiber, as closing our own
+          // scope from its subscription's fiber would wait for itself.
+          const settled = Effect.suspend(() => pending.size === 0 ? Effect.void : Deferred.await(drained))
+          return Effect.zipRight(markEnded(info), Effect.forkDaemon(Effect.zipRight(settled, close)))
         }
         log.append(decodeAriEventJson(wire.ari_body))
         return Effect.void
@@ -245,7 +264,7 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
         if (wire === undefined || typeof wire.unique_id !== "string") return Effect.void
         const request = pending.get(wire.unique_id)
         if (request === undefined) return Effect.void // another client's, or one that timed out
-        pending.delete(wire.unique_id)
+        forget(wire.unique_id)
         const status = typeof wire.status_code === "number" ? wire.status_code : 0
         const body = typeof wire.response_body === "string" ? wire.response_body : ""
         return Deferred.succeed(request.answer, { status, body })
@@ -258,22 +277,22 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
         const answer = yield* Deferred.make<DialogResponse, Gone>()
         pending.set(uniqueId, { answer, method, url })
         const timeoutMs = requestOptions.timeoutMs ?? options.requestTimeoutMs
-        const response = yield* bus.publish(topics.commands(dialogId), encodeCommand({ unique_id: uniqueId, url, method, body }))
-          .pipe(
-            Effect.zipRight(Deferred.await(answer)),
-            Effect.timeoutFail({
-              duration: Duration.millis(timeoutMs),
-              onTimeout: () =>
-                new RequestTimeout({
-                  dialogId,
-                  method,
-                  url,
-                  timeoutMs,
-                  message: `no response to ${method} ${url} within ${timeoutMs} ms`
-                })
-            }),
-            Effect.ensuring(Effect.sync(() => pending.delete(uniqueId)))
-          )
+        const command = encodeCommand({ unique_id: uniqueId, url, method, body })
+        const response = yield* bus.publish(topics.commands(dialogId), command).pipe(
+          Effect.zipRight(Deferred.await(answer)),
+          Effect.timeoutFail({
+            duration: Duration.millis(timeoutMs),
+            onTimeout: () =>
+              new RequestTimeout({
+                dialogId,
+                method,
+                url,
+                timeoutMs,
+                message: `no response to ${method} ${url} within ${timeoutMs} ms`
+              })
+          }),
+          Effect.ensuring(Effect.sync(() => forget(uniqueId)))
+        )
         if (response.status >= 200 && response.status < 300) return response
         return yield* errorFromResponse({ dialogId, method, url, status: response.status, body: response.body })
       })
@@ -285,7 +304,10 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
       })
     const ari = makeAriApiEffect<AriRequestError>(send)
 
-    const waitFor = <T extends AriEvent["type"]>(type: T, matches: (event: AriEventOfType<T>) => boolean = () => true) =>
+    const waitFor = <T extends AriEvent["type"]>(
+      type: T,
+      matches: (event: AriEventOfType<T>) => boolean = () => true
+    ) =>
       Effect.flatMap(
         log.find(0, (event) => isEventOf(type)(event) && matches(event)),
         Option.match({
@@ -355,7 +377,8 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
 
     const bridge = (id: string): BridgeHandle => ({
       id,
-      addChannel: (channels, addOptions = {}) => ari.bridges.addChannel({ ...addOptions, bridgeId: id, channel: idsOf(channels) }),
+      addChannel: (channels, addOptions = {}) =>
+        ari.bridges.addChannel({ ...addOptions, bridgeId: id, channel: idsOf(channels) }),
       removeChannel: (channels) => ari.bridges.removeChannel({ bridgeId: id, channel: idsOf(channels) }),
       play: (playOptions) =>
         Effect.gen(function*() {
@@ -406,7 +429,7 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
     yield* Scope.addFinalizer(
       scope,
       Effect.zipRight(
-        finish({ dialogId, reason: "closed" }),
+        release,
         Effect.forEach([topics.events(dialogId), topics.responses(dialogId)], bus.retire, { discard: true })
       )
     )

@@ -92,9 +92,8 @@ export type CreateDialogError = DialogRequestRefused | DialogRequestTimeout | Ar
 const messageOf = (status: number, body: string): string => {
   try {
     const parsed: unknown = JSON.parse(body)
-    if (typeof parsed === "object" && parsed !== null && typeof (parsed as { message?: unknown }).message === "string") {
-      return (parsed as { message: string }).message
-    }
+    const fields = typeof parsed === "object" && parsed !== null ? (parsed as Record<string, unknown>) : {}
+    if (typeof fields.message === "string") return fields.message
   } catch {
     // not JSON: the body itself says what went wrong
   }

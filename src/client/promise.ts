@@ -48,7 +48,7 @@ export type BusChoice =
 
 export interface ConnectOptions extends AriClientOptions {
   readonly bus: BusChoice
-  /** Broker URL for "nats" (default nats://127.0.0.1:4222) or "rabbitmq" (default amqp://guest:guest@127.0.0.1:5672). */
+  /** Broker URL for "nats" (default nats://127.0.0.1:4222) or "rabbitmq" (default amqp://guest:guest@127.0.0.1). */
   readonly url?: string
 }
 
@@ -100,8 +100,16 @@ export interface AriDialogPromise {
   readonly channels: { originate(options: OriginateOptions): Promise<ChannelPromise> }
   readonly bridges: { create(options?: BridgesCreateParams): Promise<BridgePromise>; get(id: string): BridgePromise }
   playback(id: string): PlaybackPromise
-  waitFor<T extends AriEvent["type"]>(type: T, matches?: (event: AriEventOfType<T>) => boolean): Promise<AriEventOfType<T>>
-  request(method: string, url: string, body?: string, options?: { readonly timeoutMs?: number }): Promise<DialogResponse>
+  waitFor<T extends AriEvent["type"]>(
+    type: T,
+    matches?: (event: AriEventOfType<T>) => boolean
+  ): Promise<AriEventOfType<T>>
+  request(
+    method: string,
+    url: string,
+    body?: string,
+    options?: { readonly timeoutMs?: number }
+  ): Promise<DialogResponse>
   close(): Promise<void>
 }
 
@@ -135,7 +143,10 @@ export const connectAriClient = async (options: ConnectOptions): Promise<AriClie
   // Everything the client opens (bus connection, dialogs, serving fibers) lives in this scope.
   const scope = Effect.runSync(Scope.make())
   const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> =>
-    Effect.runPromiseExit(effect).then((exit) => Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause)))
+    // Rejects with the error itself (a NotFound, a Gone, ...), not a wrapper.
+    Effect.runPromiseExit(effect).then((exit) =>
+      Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
+    )
   const bus = await run(Scope.extend(acquireBus(options), scope))
   const client: AriClientShape = makeAriClient(bus, options)
   const iterate = <A>(stream: Stream.Stream<A>): AsyncIterable<A> => Stream.toAsyncIterable(stream)

@@ -25,7 +25,10 @@ export const dial = async (client: AriClientPromise, options: DialerOptions): Pr
   try {
     const callee = await dialog.channels.originate({ endpoint: options.endpoint, callerId: "Dialer <200>" })
     // Gone: the callee's channel was destroyed before it answered (busy, no answer, ...).
-    const answered = await callee.started.then(() => true, (error) => error instanceof Gone ? false : Promise.reject(error))
+    const answered = await callee.started.then(
+      () => true,
+      (error) => error instanceof Gone ? false : Promise.reject(error)
+    )
     if (answered) {
       const message = await callee.play({ media: options.message ?? "sound:tt-monkeys" })
       await message.finished

@@ -211,7 +211,8 @@ describe("client: handles and lifetime", () => {
   it.scopedLive("releases a dialog's subscriptions on DialogEnded, on close, and when the scope closes", () =>
     Effect.gen(function*() {
       // dialogs nobody puts a channel in end (unused) soon, so the proxy lets their topics go too
-      const { bus, idle, sim, client } = yield* clientRig({ config: { requestedDialogIdleMs: 200, endedLingerMs: 100 } })
+      const rig = yield* clientRig({ config: { requestedDialogIdleMs: 200, endedLingerMs: 100 } })
+      const { bus, idle, sim, client } = rig
       const withProxy = bus.activeTopics() // the proxy's own subscriptions
       const { dialog, channelId } = yield* Effect.scoped(Effect.gen(function*() {
         const rig = yield* Stream.toPull(client.dialogs)
