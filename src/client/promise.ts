@@ -147,7 +147,10 @@ export const connectAriClient = async (options: ConnectOptions): Promise<AriClie
     Effect.runPromiseExit(effect).then((exit) =>
       Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
     )
-  const bus = await run(Scope.extend(acquireBus(options), scope))
+  const bus = await run(Scope.extend(acquireBus(options), scope)).catch(async (error: unknown) => {
+    await run(Scope.close(scope, Exit.void))
+    throw error
+  })
   const client: AriClientShape = makeAriClient(bus, options)
   const iterate = <A>(stream: Stream.Stream<A>): AsyncIterable<A> => Stream.toAsyncIterable(stream)
 
