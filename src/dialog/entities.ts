@@ -107,9 +107,15 @@ export interface CommandEntities {
   readonly keys: ReadonlyArray<EntityKey>
   /** Channels the command creates: they keep the dialog alive until they leave or fail. */
   readonly newChannels: ReadonlyArray<string>
+  /**
+   * Whether the channels it creates are subscribed to the application, so that their end will be
+   * seen. An originate into the dialplan (no `app`) is not: its channel is bound for routing
+   * only, or the dialog would wait for a ChannelDestroyed that never comes.
+   */
+  readonly watched: boolean
 }
 
-const noEntities: CommandEntities = { keys: [], newChannels: [] }
+const noEntities: CommandEntities = { keys: [], newChannels: [], watched: true }
 
 /** Splits a command url into decoded path segments and query parameters. */
 const parseUrl = (url: string): { segments: Array<string>; query: URLSearchParams } => {
@@ -153,12 +159,15 @@ export const commandEntities = (method: string, url: string, body: string): Comm
   }
   const keys: Array<EntityKey> = []
   const newChannels: Array<string> = []
-  const addChannel = (id: string | undefined, keepsDialogAlive: boolean) => {
-    if (id === undefined) return
-    keys.push(channelKey(id))
-    if (keepsDialogAlive) newChannels.push(id)
-  }
   const [resource, id, action, subId] = segments
+  const originate = resource === "channels" && (id === undefined || (id !== "create" && id !== "externalMedia" &&
+    action === undefined))
+  const watched = !originate || param("app") !== undefined
+  const addChannel = (channelId: string | undefined, keepsDialogAlive: boolean) => {
+    if (channelId === undefined) return
+    keys.push(channelKey(channelId))
+    if (keepsDialogAlive && watched) newChannels.push(channelId)
+  }
   // Media started on a channel or a bridge: a playback (id in the path or query) or a recording.
   const addMedia = () => {
     if (action === "play") {
@@ -194,7 +203,7 @@ export const commandEntities = (method: string, url: string, body: string): Comm
       addMedia()
     }
   }
-  return { keys, newChannels }
+  return { keys, newChannels, watched }
 }
 
 /**
@@ -206,12 +215,16 @@ export const responseEntities = (method: string, status: number, body: string): 
   if ((verb !== "POST" && verb !== "PUT") || status < 200 || status >= 300 || body === "") return noEntities
   const parsed = parseBody(body)
   if (typeof parsed.id === "string") {
-    if ("dialplan" in parsed || "caller" in parsed) return { keys: [channelKey(parsed.id)], newChannels: [parsed.id] }
-    if ("bridge_type" in parsed || "technology" in parsed) return { keys: [bridgeKey(parsed.id)], newChannels: [] }
-    if ("media_uri" in parsed) return { keys: [playbackKey(parsed.id)], newChannels: [] }
+    if ("dialplan" in parsed || "caller" in parsed) {
+      return { keys: [channelKey(parsed.id)], newChannels: [parsed.id], watched: true }
+    }
+    if ("bridge_type" in parsed || "technology" in parsed) {
+      return { keys: [bridgeKey(parsed.id)], newChannels: [], watched: true }
+    }
+    if ("media_uri" in parsed) return { keys: [playbackKey(parsed.id)], newChannels: [], watched: true }
   }
   if (typeof parsed.name === "string" && "target_uri" in parsed) {
-    return { keys: [recordingKey(parsed.name)], newChannels: [] }
+    return { keys: [recordingKey(parsed.name)], newChannels: [], watched: true }
   }
   return noEntities
 }

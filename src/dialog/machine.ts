@@ -38,6 +38,8 @@ export interface InFlight {
   /** What this command bound that was not bound before: undone if it fails. */
   readonly newKeys: ReadonlyArray<EntityKey>
   readonly newChannels: ReadonlyArray<string>
+  /** Whether channels it creates will be seen to end (see CommandEntities.watched). */
+  readonly watched: boolean
 }
 
 export interface DialogState {
@@ -199,7 +201,7 @@ class Step {
       const entities = commandEntities(command.method, command.url, command.body)
       const newKeys = this.bind(entities.keys)
       const newChannels = this.addMembers(entities.newChannels)
-      this.set({ inFlight: { command, newKeys, newChannels } })
+      this.set({ inFlight: { command, newKeys, newChannels, watched: entities.watched } })
       this.emit({ _tag: "Send", command })
     }
   }
@@ -306,7 +308,7 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       if (isSuccess(input.status)) {
         const created = responseEntities(inFlight.command.method, input.status, input.body)
         step.bind(created.keys)
-        if (!state.ended && step.state.ending === undefined) step.addMembers(created.newChannels)
+        if (inFlight.watched && step.state.ending === undefined) step.addMembers(created.newChannels)
       } else {
         // What a failed command would have created does not exist: let go of it.
         step.unbind(inFlight.newKeys)

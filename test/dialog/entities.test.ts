@@ -39,9 +39,16 @@ describe("what events name", () => {
 
 describe("what commands create", () => {
   it.each([
-    ["originate, id in the query", "POST", "/channels?endpoint=PJSIP/b&channelId=X&otherChannelId=Y", "", ["c:X", "c:Y"], ["X"]],
-    ["originate, ids in the JSON body", "POST", "/channels", "{\"channelId\":\"X\",\"otherChannelId\":\"Y\"}", ["c:X", "c:Y"], ["X"]],
-    ["originate with id in the path", "POST", "/channels/X", "", ["c:X"], ["X"]],
+    ["originate, id in the query", "POST", "/channels?endpoint=PJSIP/b&app=a&channelId=X&otherChannelId=Y", "", [
+      "c:X",
+      "c:Y"
+    ], ["X"]],
+    ["originate, ids in the JSON body", "POST", "/channels", "{\"app\":\"a\",\"channelId\":\"X\",\"otherChannelId\":\"Y\"}", [
+      "c:X",
+      "c:Y"
+    ], ["X"]],
+    ["originate with id in the path", "POST", "/channels/X?app=a", "", ["c:X"], ["X"]],
+    ["originate into the dialplan: bound, but not awaited", "POST", "/channels/X?extension=100&context=c", "", ["c:X"], []],
     ["create without id binds nothing (not `create`)", "POST", "/channels/create?endpoint=PJSIP/b", "", [], []],
     ["externalMedia with id", "POST", "/channels/externalMedia?channelId=E", "", ["c:E"], ["E"]],
     ["snoop with id in the path", "POST", "/channels/A/snoop/S", "", ["c:S"], ["S"]],
@@ -54,24 +61,24 @@ describe("what commands create", () => {
     ["addChannel of two", "POST", "/bridges/B/addChannel?channel=A,C", "", ["c:A", "c:C"], []],
     ["a GET binds nothing", "GET", "/channels/X", "", [], []],
     ["a DELETE binds nothing", "DELETE", "/channels/X", "", [], []],
-    ["an escaped id is decoded", "POST", "/channels/a%3Bb", "", ["c:a;b"], ["a;b"]]
+    ["an escaped id is decoded", "POST", "/channels/a%3Bb?app=a", "", ["c:a;b"], ["a;b"]]
   ])("%s", (_, method, url, body, keys, newChannels) => {
-    expect(commandEntities(method, url, body)).toEqual({ keys, newChannels })
+    expect(commandEntities(method, url, body)).toMatchObject({ keys, newChannels })
   })
 })
 
 describe("what successful responses create", () => {
   it("reads the created entity from the response's shape, for POST only and 2xx only", () => {
     const channel = JSON.stringify({ id: "X", name: "PJSIP/b-1", state: "Down", caller: {}, dialplan: {} })
-    expect(responseEntities("POST", 200, channel)).toEqual({ keys: ["c:X"], newChannels: ["X"] })
+    expect(responseEntities("POST", 200, channel)).toMatchObject({ keys: ["c:X"], newChannels: ["X"] })
     expect(responseEntities("POST", 200, JSON.stringify({ id: "B", technology: "simple_bridge", bridge_type: "mixing" })))
-      .toEqual({ keys: ["b:B"], newChannels: [] })
+      .toMatchObject({ keys: ["b:B"], newChannels: [] })
     expect(responseEntities("POST", 201, JSON.stringify({ id: "P", media_uri: "sound:x", target_uri: "channel:A" })))
-      .toEqual({ keys: ["p:P"], newChannels: [] })
+      .toMatchObject({ keys: ["p:P"], newChannels: [] })
     expect(responseEntities("POST", 201, JSON.stringify({ name: "rec", format: "wav", target_uri: "channel:A" })))
-      .toEqual({ keys: ["r:rec"], newChannels: [] })
-    expect(responseEntities("GET", 200, channel)).toEqual({ keys: [], newChannels: [] })
-    expect(responseEntities("POST", 404, "{\"message\":\"Channel not found\"}")).toEqual({ keys: [], newChannels: [] })
-    expect(responseEntities("POST", 200, "[]")).toEqual({ keys: [], newChannels: [] })
+      .toMatchObject({ keys: ["r:rec"], newChannels: [] })
+    expect(responseEntities("GET", 200, channel)).toMatchObject({ keys: [], newChannels: [] })
+    expect(responseEntities("POST", 404, "{\"message\":\"Channel not found\"}")).toMatchObject({ keys: [], newChannels: [] })
+    expect(responseEntities("POST", 200, "[]")).toMatchObject({ keys: [], newChannels: [] })
   })
 })

@@ -242,6 +242,21 @@ describe("dialog state machine", () => {
       .toEqual(["PublishEvent", "Unbind", "PublishEnded", "StartLingerTimer"])
   })
 
+  it("does not wait for a channel originated into the dialplan (its end would never be seen)", () => {
+    let state = initialState("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A")
+    const feed = (input: DialogInput) => {
+      const [next, out] = transition(state, input)
+      state = next
+      return out.map((e) => e._tag)
+    }
+    feed({ _tag: "SubscriptionReady" })
+    feed({ _tag: "Command", command: { unique_id: "o", method: "POST", url: "/channels/D?endpoint=PJSIP/bob&extension=100", body: "" } })
+    feed({ _tag: "CommandDone", status: 200, body: JSON.stringify({ id: "D", name: "PJSIP/bob-1", dialplan: {} }) })
+    expect(state.bound.has("c:D")).toBe(true) // its events still reach the dialog while it lives
+    expect([...state.members]).toEqual(["A"])
+    expect(feed({ _tag: "Event", type: "StasisEnd", raw: "end-A", channelId: "A" })).toContain("PublishEnded")
+  })
+
   it("forgets a channel whose originate failed", () => {
     let state = initialState("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A")
     const feed = (input: DialogInput) => {
@@ -250,8 +265,9 @@ describe("dialog state machine", () => {
       return out
     }
     feed({ _tag: "SubscriptionReady" })
-    feed({ _tag: "Command", command: { unique_id: "o", method: "POST", url: "/channels/B", body: "{\"endpoint\":\"PJSIP/nope\"}" } })
+    feed({ _tag: "Command", command: { unique_id: "o", method: "POST", url: "/channels/B", body: "{\"endpoint\":\"PJSIP/nope\",\"app\":\"x\"}" } })
     expect(state.bound.has("c:B")).toBe(true)
+    expect(state.members.has("B")).toBe(true)
     expect(feed({ _tag: "CommandDone", status: 500, body: "{\"error\":\"Allocation failed\"}" }))
       .toContainEqual({ _tag: "Unbind", keys: ["c:B"] })
     expect([...state.members]).toEqual(["A"])
