@@ -13,11 +13,11 @@
  * Broker-backed systems run in a child process, so their CPU and heap are their own; the in-memory
  * ones share this process with the simulator and the subscriber (their CPU includes both; no heap).
  * Options (environment): BENCH_REPS (default 5), BENCH_PROFILE=proxy|raw (a --cpu-prof of the
- * broker-backed workers, in dist-bench/profiles), BENCH_DRIVERS=memory,nats,rabbitmq.
+ * broker-backed workers, in dist-bench/profiles), BENCH_DRIVERS=memory,nats,rabbitmq, BENCH_BURST (calls
+ * in the burst; default 10,000, RabbitMQ 2,000).
  */
-import { fork, type ChildProcess } from "node:child_process"
+import { type ChildProcess, execFileSync, type ExecFileSyncOptionsWithStringEncoding, fork } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { execFileSync } from "node:child_process"
 import { mkdirSync, writeFileSync } from "node:fs"
 import { cpus, totalmem } from "node:os"
 import { dirname, join } from "node:path"
@@ -216,6 +216,7 @@ const commandRoundTrips = async (lane: Lane, count: number) => {
 
 interface BurstFigure {
   readonly dialogsPerSecond: number
+  readonly placedPerSecond: number
   readonly received: number
   readonly heapPerDialog: number | undefined
   readonly channels: ReadonlyArray<string>
@@ -228,13 +229,17 @@ const burst = async (lane: Lane, count: number): Promise<BurstFigure> => {
   const channels: Array<string> = []
   const started = performance.now()
   for (let i = 0; i < count; i++) channels.push(lane.sim.placeCall({ app: lane.application }))
-  await waitWithProgress(() => lane.client.appStarts().count - before >= count, () => lane.client.appStarts().count, 10_000)
+  // The simulator's own pace (it shares this process with the client): the ceiling of the figure.
+  const placedPerSecond = count / ((performance.now() - started) / 1000)
+  const appStarts = () => lane.client.appStarts().count
+  await waitWithProgress(() => appStarts() - before >= count, appStarts, 10_000)
   const received = lane.client.appStarts().count - before
   const dialogsPerSecond = received / ((lane.client.appStarts().lastAt - started) / 1000)
   await sleep(1_500) // the attach grace passes: held events are published, mailboxes are empty
   const heapOpen = await lane.sut.heap()
   return {
     dialogsPerSecond,
+    placedPerSecond,
     received,
     heapPerDialog: heapOpen === undefined || heapBefore === undefined ? undefined : (heapOpen - heapBefore) / count,
     channels,
@@ -286,6 +291,7 @@ interface DriverResult {
 }
 
 const runDriver = async (driver: Driver): Promise<DriverResult> => {
+  const burstSize = Number(process.env.BENCH_BURST ?? BURST[driver])
   const lanes: Array<Lane> = []
   for (const kind of KINDS) lanes.push(await openLane(driver, kind))
   const log = (what: string) => process.stderr.write(`[bench ${driver}] ${what}\n`)
@@ -301,9 +307,9 @@ const runDriver = async (driver: Driver): Promise<DriverResult> => {
   log("commands")
   const commands = {} as Record<SutKind, { p50: number; p99: number }>
   for (const lane of lanes) commands[lane.kind] = await commandRoundTrips(lane, COMMANDS)
-  log(`burst of ${BURST[driver]} calls`)
+  log(`burst of ${burstSize} calls`)
   const bursts = {} as Record<SutKind, BurstFigure>
-  for (const lane of lanes) bursts[lane.kind] = await burst(lane, BURST[driver])
+  for (const lane of lanes) bursts[lane.kind] = await burst(lane, burstSize)
   log("floods with the burst's dialogs open")
   const floodsOpen: Record<SutKind, Array<FloodFigure>> = { raw: [], proxy: [] }
   for (let rep = 0; rep < Math.min(3, REPS); rep++) {
@@ -332,33 +338,55 @@ const runDriver = async (driver: Driver): Promise<DriverResult> => {
     await lane.sim.close()
   }
   if (driver === "rabbitmq") await deleteBenchQueues(lanes, lanes.flatMap((lane) => lane.client.dialogIds()))
-  return { driver, burstSize: BURST[driver], rows }
+  return { driver, burstSize, rows }
 }
 
-const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
 const kb = (bytes: number | undefined) => bytes === undefined ? "n/a" : `${fmt(bytes / 1024, 2)} KB`
 
+const HEADER = [
+  "bus",
+  "system",
+  "events/s (median)",
+  "% of raw",
+  "CPU µs/event",
+  "lost",
+  "out of order",
+  "cmd RTT p50 / p99 ms",
+  "new dialogs/s (calls placed/s)",
+  "heap per idle dialog",
+  "heap after hang-up − before, per dialog",
+  "events/s with the burst open"
+]
+
 const tableOf = (results: ReadonlyArray<DriverResult>) => {
-  const lines = [
-    "| bus | system | events/s (median) | % of raw | CPU µs/event | lost | out of order | cmd RTT p50 / p99 ms | new dialogs/s (burst) | heap per idle dialog | heap after hang-up vs before | events/s with burst open |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
-  ]
+  const lines = [`| ${HEADER.join(" | ")} |`, `|${HEADER.map(() => "---").join("|")}|`]
   for (const result of results) {
     const raw = median(result.rows.raw.floods.map((f) => f.eventsPerSecond))
     for (const kind of KINDS) {
       const row = result.rows[kind]
       const rate = median(row.floods.map((f) => f.eventsPerSecond))
-      const cpu = median(row.floods.map((f) => f.cpuMicrosPerEvent))
-      const lost = row.floods.concat(row.floodsOpen).reduce((sum, f) => sum + f.lost, 0)
-      const outOfOrder = row.floods.concat(row.floodsOpen).reduce((sum, f) => sum + f.outOfOrder, 0)
-      const open = median(row.floodsOpen.map((f) => f.eventsPerSecond))
-      lines.push(
-        `| ${result.driver} | ${kind} | ${fmt(rate)} | ${fmt((100 * rate) / raw)} % | ${fmt(cpu, 1)} | ${lost} | ` +
-          `${outOfOrder} | ${fmt(row.commands.p50, 3)} / ${fmt(row.commands.p99, 3)} | ` +
-          `${fmt(row.burst.dialogsPerSecond)} (${fmt(row.burst.received)}/${fmt(result.burstSize)}) | ` +
-          `${kb(row.burst.heapPerDialog)} | ${kb(row.heapBackDelta)}${row.dialogsLeft > 0 ? ` (${row.dialogsLeft} left)` : ""} | ` +
-          `${fmt(open)} |`
-      )
+      const all = row.floods.concat(row.floodsOpen)
+      const burstOf = `${fmt(row.burst.dialogsPerSecond)} (${fmt(row.burst.placedPerSecond)})` +
+        (row.burst.received < result.burstSize ? ` ${fmt(row.burst.received)} of ${fmt(result.burstSize)}!` : "")
+      const back = row.heapBackDelta === undefined ? "n/a" : `${fmt(row.heapBackDelta / result.burstSize)} B` +
+        (row.dialogsLeft > 0 ? ` (${row.dialogsLeft} dialogs left)` : "")
+      const cells = [
+        result.driver,
+        kind,
+        fmt(rate),
+        `${fmt((100 * rate) / raw)} %`,
+        fmt(median(row.floods.map((f) => f.cpuMicrosPerEvent)), 1),
+        String(all.reduce((sum, f) => sum + f.lost, 0)),
+        String(all.reduce((sum, f) => sum + f.outOfOrder, 0)),
+        `${fmt(row.commands.p50, 3)} / ${fmt(row.commands.p99, 3)}`,
+        burstOf,
+        kb(row.burst.heapPerDialog),
+        back,
+        fmt(median(row.floodsOpen.map((f) => f.eventsPerSecond)))
+      ]
+      lines.push(`| ${cells.join(" | ")} |`)
     }
   }
   return lines.join("\n")
@@ -366,7 +394,8 @@ const tableOf = (results: ReadonlyArray<DriverResult>) => {
 
 const version = (command: string, args: ReadonlyArray<string>) => {
   try {
-    return execFileSync(command, args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"], timeout: 20_000 }).trim()
+    const options: ExecFileSyncOptionsWithStringEncoding = { encoding: "utf8", stdio: "pipe", timeout: 20_000 }
+    return execFileSync(command, args, options).trim()
   } catch {
     return "unknown"
   }
