@@ -14,7 +14,7 @@
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { Pool } from "undici"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
-import { proxyMetrics, secondsSince } from "../proxy/metrics.js"
+import { proxyMetrics, secondsSince } from "../observability/metrics.js"
 
 export interface AriRequest {
   readonly method: string

@@ -15,7 +15,7 @@ import { DialogGrant } from "../protocol/messages.js"
 import type { DecodedCommand } from "../protocol/codec.js"
 import { DIALOG_ENDED_TYPE, type DialogEndReason } from "../protocol/messages.js"
 import type { Topics } from "../protocol/topics.js"
-import { CommandClock, methodLabel, proxyMetrics } from "../proxy/metrics.js"
+import { CommandClock, methodLabel, proxyMetrics } from "../observability/metrics.js"
 import {
   type DialogEffect,
   type DialogInput,

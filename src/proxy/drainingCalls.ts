@@ -6,7 +6,7 @@
  */
 import { Effect } from "effect"
 import type { AriRestShape } from "../ari/rest.js"
-import { proxyMetrics } from "./metrics.js"
+import { proxyMetrics } from "../observability/metrics.js"
 
 const channelIdOf = (frame: string): string | undefined => {
   try {

@@ -19,7 +19,7 @@ import {
 } from "../dialog/entities.js"
 import { Registry } from "../dialog/registry.js"
 import { Dialog, type DialogContext, type DialogOrigin, stasisOrigin } from "../dialog/actor.js"
-import { proxyMetrics } from "./metrics.js"
+import { proxyMetrics } from "../observability/metrics.js"
 
 type Json = Record<string, unknown>
 

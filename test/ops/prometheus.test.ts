@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
-import { CommandClock, Histogram, LabeledCounter, methodLabel, proxyMetrics } from "../../src/proxy/metrics.js"
-import { PrometheusText } from "../../src/proxy/prometheus.js"
+import { CommandClock, Histogram, LabeledCounter, methodLabel, proxyMetrics } from "../../src/observability/metrics.js"
+import { PrometheusText } from "../../src/observability/prometheus.js"
 import { parsePrometheus, valueOf } from "./support.js"
 
 describe("the Prometheus renderer", () => {
