@@ -44,6 +44,13 @@ export interface BusShape {
    * a long outage cannot stall the reading of ARI.
    */
   readonly publish: (topic: string, payload: string) => Effect.Effect<void, BusError>
+  /**
+   * Publishes one message now if the driver can do so without waiting (connected, nothing queued
+   * before it, no backpressure), and says whether it did. The hot path of the proxy: no Effect
+   * runs per message. On `false` nothing was published; use `publish`. A caller must not mix the
+   * two on one topic while a `publish` of it is still pending, or order is lost.
+   */
+  readonly tryPublish: (topic: string, payload: string) => boolean
   /** Subscribes for the lifetime of the scope; closing the scope unsubscribes. */
   readonly subscribe: (
     topic: string,

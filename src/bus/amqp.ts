@@ -405,6 +405,20 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
     const publish = (topic: string, payload: string): Effect.Effect<void, BusError> =>
       Effect.suspend(() => publishNow(topic, payload))
 
+    const tryPublish = (topic: string, payload: string): boolean => {
+      const current = link
+      if (closing || current === undefined || pending.length > 0 || inflight >= confirmWindow || !declared.has(topic)) {
+        return false
+      }
+      try {
+        cancelRetire(topic)
+        write(new Outgoing(topic, payload), current)
+        return true
+      } catch {
+        return false
+      }
+    }
+
     /** The connection is gone: unconfirmed messages go back in front of the buffer, in order. */
     const onLinkLost = (lost: Link) => {
       if (link !== lost) return
@@ -703,6 +717,7 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
       driver: "rabbitmq",
       retainsUnconsumed: true,
       publish,
+      tryPublish,
       subscribe,
       retire,
       state: SubscriptionRef.get(state),

@@ -84,6 +84,10 @@ export const makeMemoryBus: Effect.Effect<MemoryBus> = Effect.sync(() => {
     activeTopics: () => topics.size,
     retainsUnconsumed: false,
     publish: (topic, payload) => Effect.sync(() => deliver(topic, payload)),
+    tryPublish: (topic, payload) => {
+      deliver(topic, payload)
+      return true
+    },
     subscribe,
     retire: () => Effect.void,
     state: Effect.succeed("connected")

@@ -216,6 +216,17 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     const publish = (topic: string, payload: string): Effect.Effect<void, BusError> =>
       Effect.suspend(() => publishNow(topic, payload))
 
+    const tryPublish = (topic: string, payload: string): boolean => {
+      if (!linkUp || nc === undefined || !socketConnected(nc)) return false
+      try {
+        nc.publish(topic, payload)
+        published++
+        return true
+      } catch {
+        return false // `publish` reports the error
+      }
+    }
+
     /** Sends what was buffered during the outage, in order, then lets publishes through again. */
     const flushBuffer = (connection: NatsConnection) =>
       Effect.gen(function*() {
@@ -375,6 +386,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       driver: "nats",
       retainsUnconsumed: false,
       publish,
+      tryPublish,
       subscribe,
       retire: () => Effect.void,
       state: SubscriptionRef.get(state),

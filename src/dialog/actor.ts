@@ -128,7 +128,12 @@ export class Dialog implements Owner {
     return phaseOf(this.state)
   }
 
-  /** Feeds one input to the state machine and queues what it decided. */
+  /**
+   * Feeds one input to the state machine and carries out what it decided. While the mailbox is
+   * empty, publishes the bus accepts at once, forks of ARI requests and timers happen right here
+   * (the hot path: no fiber per event); anything else, or anything after a publish the bus could
+   * not take at once, goes through the mailbox, in order.
+   */
   input(input: DialogInput): void {
     const [next, effects] = transition(this.state, input)
     this.state = next
@@ -137,13 +142,58 @@ export class Dialog implements Owner {
         for (const key of effect.keys) this.registry.claim(key, this)
       } else if (effect._tag === "Unbind") {
         for (const key of effect.keys) this.registry.release(key, this)
-      } else {
+      } else if (this.working || this.depth > 0 || !this.performNow(effect)) {
         this.mailbox.push(effect)
       }
     }
     if (!this.working && this.depth > 0) {
       this.working = true
       this.context.fork(this.work())
+    }
+  }
+
+  /** Carries out an effect synchronously if it can be; says whether it was. */
+  private performNow(effect: DialogEffect): boolean {
+    const { bus, topics } = this.context
+    switch (effect._tag) {
+      case "PublishEvent": {
+        if (!bus.tryPublish(topics.events(this.id), encodeWireEvent(this.serverIdJson, effect.type, effect.raw))) {
+          return false
+        }
+        this.context.counters.eventsPublished++
+        proxyMetrics.eventsPublished.inc(effect.type)
+        return true
+      }
+      case "Respond": {
+        const payload = encodeCommandResponse({
+          unique_id: effect.uniqueId,
+          status_code: effect.status,
+          response_body: effect.body
+        })
+        if (!bus.tryPublish(topics.responses(this.id), payload)) return false
+        this.context.counters.commandsAnswered++
+        this.commandClock.answered(effect.uniqueId, effect.status)
+        return true
+      }
+      case "Send":
+      case "StartGraceTimer":
+      case "StartLingerTimer":
+        this.startNow(effect)
+        return true
+      default:
+        return false
+    }
+  }
+
+  /** Effects that only fork a fiber or arm a timer. */
+  private startNow(effect: Extract<DialogEffect, { _tag: "Send" | "StartGraceTimer" | "StartLingerTimer" }>): void {
+    switch (effect._tag) {
+      case "Send":
+        return this.context.fork(this.send(effect.command))
+      case "StartGraceTimer":
+        return this.context.timers.schedule(this.context.attachGraceMs, () => this.input({ _tag: "GraceExpired" }))
+      case "StartLingerTimer":
+        return this.context.timers.schedule(this.context.endedLingerMs, () => this.input({ _tag: "LingerOver" }))
     }
   }
 
@@ -240,13 +290,12 @@ export class Dialog implements Owner {
           encodeCommandResponse({ unique_id: effect.uniqueId, status_code: effect.status, response_body: effect.body })
         )
       case "Send":
-        this.context.fork(this.send(effect.command))
+      case "StartGraceTimer":
+      case "StartLingerTimer":
+        this.startNow(effect)
         return Effect.void
       case "Announce":
         return this.origin._tag === "Stasis" ? this.announce() : this.grant(this.origin)
-      case "StartGraceTimer":
-        this.context.timers.schedule(this.context.attachGraceMs, () => this.input({ _tag: "GraceExpired" }))
-        return Effect.void
       case "PublishEnded": {
         proxyMetrics.eventsPublished.inc(DIALOG_ENDED_TYPE)
         proxyMetrics.dialogsEnded.inc(effect.reason)
@@ -262,9 +311,6 @@ export class Dialog implements Owner {
           Effect.logInfo("dialog ended").pipe(Effect.annotateLogs("reason", effect.reason))
         )
       }
-      case "StartLingerTimer":
-        this.context.timers.schedule(this.context.endedLingerMs, () => this.input({ _tag: "LingerOver" }))
-        return Effect.void
       case "Release":
         return this.release()
       case "Bind":

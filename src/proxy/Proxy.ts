@@ -9,7 +9,7 @@
 import { Context, Effect, FiberSet, Layer, Option, Runtime, Schedule, Stream } from "effect"
 import { AriRest } from "../ari/rest.js"
 import { AriConnectionState, AriSocketOptions, makeAriSocket } from "../ari/socket.js"
-import { Bus } from "../bus/Bus.js"
+import { Bus, type BusShape } from "../bus/Bus.js"
 import { ProxyConfigService } from "../config/ProxyConfigService.js"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { describeConfig } from "../config/redact.js"
@@ -46,18 +46,19 @@ export interface ProxyShape {
 
 export class Proxy extends Context.Tag("ari-proxy/Proxy")<Proxy, ProxyShape>() {}
 
-/** Serialises publishes of unrouted events, in order, off the socket callback. */
-const makeSerialPublisher = (fork: (effect: Effect.Effect<void>) => void, publish: (topic: string, payload: string) => Effect.Effect<void>) => {
+/** Publishes unrouted events in order, off the socket callback when the bus cannot take them at once. */
+const makeSerialPublisher = (fork: (effect: Effect.Effect<void>) => void, bus: BusShape) => {
   const queue: Array<readonly [string, string]> = []
   let working = false
   const work = Effect.gen(function*() {
     while (queue.length > 0) {
       const [topic, payload] = queue.shift()!
-      yield* publish(topic, payload)
+      yield* Effect.catchAll(bus.publish(topic, payload), (error) => Effect.logWarning("unrouted publish failed", error.message))
     }
     working = false
   })
   return (topic: string, payload: string) => {
+    if (!working && bus.tryPublish(topic, payload)) return
     queue.push([topic, payload])
     if (!working) {
       working = true
@@ -104,8 +105,7 @@ export const makeProxy = Effect.gen(function*() {
 
   const serverIdJson = goJsonString(config.serverId)
   const drainingCalls = makeDrainingCalls(rest, fork)
-  const publishUnrouted = makeSerialPublisher(fork, (topic, payload) =>
-    Effect.catchAll(bus.publish(topic, payload), (error) => Effect.logWarning("unrouted publish failed", error.message)))
+  const publishUnrouted = makeSerialPublisher(fork, bus)
 
   // Backpressure: a dialog whose mailbox passes dialog_mailbox_size pauses ARI reading until it
   // drains to half; if it stays full for mailbox_stall_ms it is aborted ("overloaded") so that

@@ -30,6 +30,10 @@ const usedQueues = new Set<string>()
 const recording = (bus: BusShape): BusShape => ({
   ...bus,
   publish: (topic, payload) => Effect.zipRight(Effect.sync(() => usedQueues.add(topic)), bus.publish(topic, payload)),
+  tryPublish: (topic, payload) => {
+    usedQueues.add(topic)
+    return bus.tryPublish(topic, payload)
+  },
   subscribe: (topic, handler, options) =>
     Effect.zipRight(Effect.sync(() => usedQueues.add(topic)), bus.subscribe(topic, handler, options))
 })

@@ -14,7 +14,8 @@ const makeSlowBus = (slow: Set<string>) =>
   Effect.map(makeMemoryBus, (bus): BusShape => ({
     ...bus,
     publish: (topic, payload) =>
-      slow.has(topic) ? Effect.zipRight(Effect.sleep(20), bus.publish(topic, payload)) : bus.publish(topic, payload)
+      slow.has(topic) ? Effect.zipRight(Effect.sleep(20), bus.publish(topic, payload)) : bus.publish(topic, payload),
+    tryPublish: (topic, payload) => !slow.has(topic) && bus.tryPublish(topic, payload)
   }))
 
 describe("overload", () => {
