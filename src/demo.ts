@@ -117,6 +117,8 @@ const printing = (bus: BusShape, traffic: Traffic, ended: Queue.Queue<string>): 
   }
   return {
     ...bus,
+    // Everything goes through `publish`, so that every message is printed.
+    tryPublish: () => false,
     publish: (topic, payload) =>
       Effect.gen(function*() {
         const line = describe(topic, payload)
