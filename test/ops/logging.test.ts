@@ -196,7 +196,13 @@ describe("logs", () => {
 
       relay.cut()
       yield* eventually(() => (bus as NatsBus).stats().reconnects >= 1, 20)
-      expect((yield* dialog.request("GET", `/channels/${channelId}`)).status_code).toBe(200)
+      // NATS core is at most once: a command sent before the proxy's subscription is back is lost,
+      // so ask again until it is answered (a loaded machine can take a moment to resubscribe).
+      const again = dialog.request("GET", `/channels/${channelId}`).pipe(
+        Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => "no answer yet" }),
+        Effect.retry({ times: 10 })
+      )
+      expect((yield* again).status_code).toBe(200)
       sim.hangup(channelId)
       yield* Deferred.await(dialog.ended)
       yield* close
