@@ -337,10 +337,26 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       }).pipe(Effect.annotateLogs({ driver: DRIVER }))
     )
 
-    /** Completes once the server has processed everything sent so far (our SUB included). */
+    /**
+     * Completes once the server has processed everything sent so far (our SUB included). The
+     * subscriptions made in one tick share one round trip: the flush is sent on a microtask,
+     * after all their SUBs (a burst of new dialogs would otherwise cost a PING/PONG each).
+     */
+    let nextFlush: Promise<void> | undefined
+    const flushSoon = (connection: NatsConnection): Promise<void> => {
+      if (nextFlush === undefined) {
+        nextFlush = new Promise<void>((resolve, reject) =>
+          queueMicrotask(() => {
+            nextFlush = undefined
+            connection.flush().then(resolve, reject)
+          })
+        )
+      }
+      return nextFlush
+    }
     const awaitLive = (connection: NatsConnection): Effect.Effect<void, BusError> =>
       Effect.tryPromise({
-        try: () => connection.flush(),
+        try: () => flushSoon(connection),
         catch: (error) => busError(DRIVER, "subscribe", error)
       }).pipe(
         // A flush lost to a disconnect: the client re-sends the SUB on reconnect, so wait and ask again.
