@@ -30,7 +30,7 @@ import {
   type PlaybackFinished,
   type StasisStart,
   type UnknownAriEvent
-} from "./generated/index.js"
+} from "./ari.js"
 
 /** An event of a dialog: typed when this build knows its type, otherwise passed through as received. */
 export type DialogEvent = AriEvent | UnknownAriEvent

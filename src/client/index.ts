@@ -16,7 +16,7 @@ export type {
   PlaybackHandle
 } from "./dialog.js"
 export * from "./errors.js"
-export * from "./generated/index.js"
+export * from "./ari.js"
 export * from "./promise.js"
 export { Bus, BusError, type BusShape } from "../bus/Bus.js"
 export { layerAmqp, makeAmqpBus, type AmqpOptions } from "../bus/amqp.js"

@@ -35,7 +35,7 @@ import {
   type OperationDescriptor,
   type PlaybackFinished,
   type StasisStart
-} from "./generated/index.js"
+} from "./ari.js"
 
 /** Which bus: a driver with its default local URL, a driver's options, or a bus you already have. */
 export type BusChoice =

@@ -4,19 +4,19 @@ import { existsSync, readFileSync } from "node:fs"
 import path from "node:path"
 import { expectTypeOf } from "vitest"
 import { apiDocsDir, generate, outputDir } from "../../scripts/generate-ari.mjs"
-import { makeAriApiEffect, makeAriApiPromise } from "../../src/client/generated/api.js"
-import * as Models from "../../src/client/generated/models.js"
 import {
-  ariEventSchemas,
-  ariEventTypes,
-  ariModelNames,
-  AriEventSchema,
+  buildRequest,
   decodeAriEvent,
   decodeAriEventJson,
-  isUnknownAriEvent
-} from "../../src/client/generated/models.js"
+  isUnknownAriEvent,
+  makeAriApiEffect,
+  makeAriApiPromise,
+  UnknownAriEventTypeId
+} from "../../src/client/ari.js"
+import * as Models from "../../src/client/generated/models.js"
+import { ariEventSchemas, ariEventTypes, ariModelNames, AriEventSchema } from "../../src/client/generated/models.js"
 import type { AriEvent, Channel, Playback } from "../../src/client/generated/models.js"
-import { allOperations, buildRequest, operations } from "../../src/client/generated/operations.js"
+import { allOperations, operations } from "../../src/client/generated/operations.js"
 import type { OperationDescriptor } from "../../src/client/generated/operations.js"
 
 const docsDir = apiDocsDir()
@@ -410,7 +410,7 @@ describe("decodeAriEvent", () => {
     if (!isUnknownAriEvent(event)) return
     expect(event.type).toBe("FutureEvent")
     expect(event["x"]).toBe(1)
-    expect(event[Models.UnknownAriEventTypeId]).toEqual({ reason: "unknown-type" })
+    expect(event[UnknownAriEventTypeId]).toEqual({ reason: "unknown-type" })
     expect(JSON.stringify(event)).toBe("{\"type\":\"FutureEvent\",\"x\":1}")
   })
 
@@ -418,14 +418,14 @@ describe("decodeAriEvent", () => {
     const missingChannel = decodeAriEvent({ type: "StasisStart", application: "a", timestamp: "t", args: [] })
     expect(isUnknownAriEvent(missingChannel)).toBe(true)
     if (isUnknownAriEvent(missingChannel)) {
-      expect(missingChannel[Models.UnknownAriEventTypeId].reason).toBe("invalid")
-      expect(missingChannel[Models.UnknownAriEventTypeId].detail).toMatch(/channel/)
+      expect(missingChannel[UnknownAriEventTypeId].reason).toBe("invalid")
+      expect(missingChannel[UnknownAriEventTypeId].detail).toMatch(/channel/)
     }
     for (const input of [42, null, "StasisStart", [1], { noType: true }]) {
       expect(isUnknownAriEvent(decodeAriEvent(input))).toBe(true)
     }
     const broken = decodeAriEventJson("{\"type\":")
-    expect(isUnknownAriEvent(broken) && broken[Models.UnknownAriEventTypeId].reason).toBe("not-json")
+    expect(isUnknownAriEvent(broken) && broken[UnknownAriEventTypeId].reason).toBe("not-json")
   })
 
   it("AriEventSchema decodes any concrete event and rejects an unknown type", () => {

@@ -4,8 +4,6 @@
 import type { Effect } from "effect"
 import type * as Models from "./models.js"
 import type * as Ops from "./operations.js"
-import { operations } from "./operations.js"
-import type { OperationDescriptor } from "./operations.js"
 
 // One method per operation, named by its Swagger nickname (the event websocket is not one of them).
 // Methods whose parameters are all optional may be called without arguments.
@@ -319,28 +317,3 @@ export interface AriApiPromise {
   readonly events: EventsApiPromise
   readonly applications: ApplicationsApiPromise
 }
-
-/** How a client executes one operation; `params` are the caller's (see buildRequest). */
-export type AriSend<Result> = (operation: OperationDescriptor, params: object) => Result
-
-// One runtime object serves both surfaces: each method forwards its descriptor and params to send.
-const makeAriApi = (send: AriSend<unknown>): Record<string, Record<string, (params?: object) => unknown>> => {
-  const api: Record<string, Record<string, (params?: object) => unknown>> = {}
-  for (const [resource, byNickname] of Object.entries(operations)) {
-    const methods: Record<string, (params?: object) => unknown> = {}
-    for (const [nickname, operation] of Object.entries(byNickname as Readonly<Record<string, OperationDescriptor>>)) {
-      if (operation.upgrade !== undefined) continue
-      methods[nickname] = (params: object = {}) => send(operation, params)
-    }
-    api[resource] = methods
-  }
-  return api
-}
-
-/** The typed ARI surface over an Effect `send`; results are typed as the api-docs declare, not checked. */
-export const makeAriApiEffect = <E>(send: AriSend<Effect.Effect<unknown, E>>): AriApiEffect<E> =>
-  makeAriApi(send) as unknown as AriApiEffect<E>
-
-/** The typed ARI surface over a Promise `send`; results are typed as the api-docs declare, not checked. */
-export const makeAriApiPromise = (send: AriSend<Promise<unknown>>): AriApiPromise =>
-  makeAriApi(send) as unknown as AriApiPromise
