@@ -111,7 +111,7 @@ export class Dialog implements Owner {
     readonly channelId: string | undefined,
     readonly origin: DialogOrigin = stasisOrigin
   ) {
-    this.state = initialState(id, context.machine, channelId)
+    this.state = initialState(id, context.machine, channelId, application)
     this.serverIdJson = goJsonString(context.serverId)
   }
 
@@ -271,8 +271,23 @@ export class Dialog implements Owner {
         }
         yield* this.perform(effect)
       }
-      this.working = false
-    }).pipe((effect) => this.annotate(effect))
+    }).pipe(
+      // Whatever ends the worker, the dialog must not stay marked as working (its effects would
+      // pile up forever); a failure is logged and the rest of the mailbox gets a new worker.
+      Effect.catchAllCause((cause) =>
+        Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.logError("a dialog effect failed", cause)
+      ),
+      Effect.onExit((exit) =>
+        Effect.sync(() => {
+          this.working = false
+          if (Exit.isSuccess(exit) && this.depth > 0) {
+            this.working = true
+            this.context.fork(this.work())
+          }
+        })
+      ),
+      (effect) => this.annotate(effect)
+    )
   }
 
   private perform(effect: DialogEffect): Effect.Effect<void> {
@@ -326,12 +341,17 @@ export class Dialog implements Owner {
 
   /** Answers the application that asked for this dialog, and ends it if it stays without a channel. */
   private grant(origin: Extract<DialogOrigin, { _tag: "Requested" }>): Effect.Effect<void> {
-    this.context.timers.schedule(this.context.requestedDialogIdleMs, () => {
+    const checkUse = () => {
       const s = this.state
-      if (s.members.size === 0 && s.ending === undefined && s.inFlight === undefined && s.queue.length === 0) {
+      if (s.members.size > 0 || s.ending !== undefined || s.ended) return
+      // A command at work may still bring a channel: look again later.
+      if (s.inFlight !== undefined || s.queue.length > 0) {
+        this.context.timers.schedule(this.context.requestedDialogIdleMs, checkUse)
+      } else {
         this.input({ _tag: "Abort", reason: "unused" })
       }
-    })
+    }
+    this.context.timers.schedule(this.context.requestedDialogIdleMs, checkUse)
     const reply = new DialogGrant({
       request_id: origin.requestId,
       status_code: 201,

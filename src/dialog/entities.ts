@@ -108,9 +108,9 @@ export interface CommandEntities {
   /** Channels the command creates: they keep the dialog alive until they leave or fail. */
   readonly newChannels: ReadonlyArray<string>
   /**
-   * Whether the channels it creates are subscribed to the application, so that their end will be
-   * seen. An originate into the dialplan (no `app`) is not: its channel is bound for routing
-   * only, or the dialog would wait for a ChannelDestroyed that never comes.
+   * Whether the channels it creates are subscribed to the dialog's application, so that their end
+   * will be seen. An originate into the dialplan (no `app`), or into another application, is not:
+   * its channel is bound for routing only, or the dialog would wait for an end it never sees.
    */
   readonly watched: boolean
 }
@@ -146,7 +146,13 @@ const parseBody = (body: string): Json => {
  * Entities named by a command's path, query string and JSON body. Only creating methods (POST,
  * PUT) bind: a GET or DELETE never moves an entity into a dialog.
  */
-export const commandEntities = (method: string, url: string, body: string): CommandEntities => {
+export const commandEntities = (
+  method: string,
+  url: string,
+  body: string,
+  /** The dialog's application; undefined accepts any. */
+  application?: string
+): CommandEntities => {
   const verb = method.toUpperCase()
   if (verb !== "POST" && verb !== "PUT") return noEntities
   const { segments, query } = parseUrl(url)
@@ -160,9 +166,11 @@ export const commandEntities = (method: string, url: string, body: string): Comm
   const keys: Array<EntityKey> = []
   const newChannels: Array<string> = []
   const [resource, id, action, subId] = segments
-  const originate = resource === "channels" && (id === undefined || (id !== "create" && id !== "externalMedia" &&
-    action === undefined))
-  const watched = !originate || param("app") !== undefined
+  // Originate, create, externalMedia and snoop make channels; they are this dialog's to wait for
+  // only if they go into its own application.
+  const createsChannels = resource === "channels" && (action === undefined || action === "snoop")
+  const app = param("app")
+  const watched = !createsChannels || (app !== undefined && (application === undefined || app === application))
   const addChannel = (channelId: string | undefined, keepsDialogAlive: boolean) => {
     if (channelId === undefined) return
     keys.push(channelKey(channelId))

@@ -28,6 +28,26 @@ export interface HeldEvent {
   readonly raw: string
 }
 
+/** Held events, newest first: appending is O(1) without copying (a dialog may hold many). */
+export interface HeldEvents {
+  readonly event: HeldEvent
+  readonly previous: HeldEvents | undefined
+  readonly count: number
+}
+
+const holdOne = (held: HeldEvents | undefined, event: HeldEvent): HeldEvents => ({
+  event,
+  previous: held,
+  count: (held?.count ?? 0) + 1
+})
+
+/** The held events, oldest first. */
+export const heldInOrder = (held: HeldEvents | undefined): Array<HeldEvent> => {
+  const events: Array<HeldEvent> = []
+  for (let node = held; node !== undefined; node = node.previous) events.push(node.event)
+  return events.reverse()
+}
+
 /** A command waiting for its turn: a request for ARI, or a rejection answered in its turn. */
 export type QueuedCommand =
   | { readonly _tag: "Request"; readonly command: DecodedCommand }
@@ -44,11 +64,13 @@ export interface InFlight {
 
 export interface DialogState {
   readonly dialogId: string
+  /** The dialog's application (undefined: any, for tests of the machine alone). */
+  readonly application: string | undefined
   readonly options: MachineOptions
   /** AppStart has been published (the commands subscription is live). */
   readonly announced: boolean
   readonly holding: boolean
-  readonly held: ReadonlyArray<HeldEvent>
+  readonly held: HeldEvents | undefined
   readonly queue: ReadonlyArray<QueuedCommand>
   readonly inFlight: InFlight | undefined
   /** Channels that keep the dialog alive: in Stasis, or created by its commands and not yet gone. */
@@ -105,12 +127,18 @@ export type DialogEffect =
 export type Transition = readonly [DialogState, ReadonlyArray<DialogEffect>]
 
 /** A new dialog, opened by the StasisStart of `channelId` (or by an application, with no channel). */
-export const initialState = (dialogId: string, options: MachineOptions, channelId?: string): DialogState => ({
+export const initialState = (
+  dialogId: string,
+  options: MachineOptions,
+  channelId?: string,
+  application?: string
+): DialogState => ({
   dialogId,
+  application,
   options,
   announced: false,
   holding: true,
-  held: [],
+  held: undefined,
   queue: [],
   inFlight: undefined,
   members: channelId === undefined ? new Set() : new Set([channelId]),
@@ -184,8 +212,8 @@ class Step {
   /** Lets the held events go, in order; never before AppStart is out. */
   release() {
     if (!this.state.holding || !this.state.announced) return
-    for (const event of this.state.held) this.emit({ _tag: "PublishEvent", type: event.type, raw: event.raw })
-    this.set({ holding: false, held: [] })
+    for (const event of heldInOrder(this.state.held)) this.emit({ _tag: "PublishEvent", type: event.type, raw: event.raw })
+    this.set({ holding: false, held: undefined })
   }
 
   /** Starts queued commands while none is in flight; rejections are answered in their turn. */
@@ -198,7 +226,7 @@ class Step {
         continue
       }
       const command = next!.command
-      const entities = commandEntities(command.method, command.url, command.body)
+      const entities = commandEntities(command.method, command.url, command.body, this.state.application)
       const newKeys = this.bind(entities.keys)
       const newChannels = this.addMembers(entities.newChannels)
       this.set({ inFlight: { command, newKeys, newChannels, watched: entities.watched } })
@@ -245,9 +273,9 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
         }
       }
       if (step.state.holding) {
-        const held = [...step.state.held, { type: input.type, raw: input.raw }]
+        const held = holdOne(step.state.held, { type: input.type, raw: input.raw })
         step.set({ held })
-        if (held.length >= state.options.maxHeldEvents) step.release()
+        if (held.count >= state.options.maxHeldEvents) step.release()
       } else {
         step.emit({ _tag: "PublishEvent", type: input.type, raw: input.raw })
       }
@@ -260,8 +288,9 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       const step = new Step(state)
       step.set({ announced: true })
       step.emit({ _tag: "Announce" })
-      const keepHolding = state.options.holdEvents && state.ending === undefined &&
-        state.held.length < state.options.maxHeldEvents
+      // Also when the call is already over: its events and DialogEnded wait for the application,
+      // which has only now been told the dialog exists.
+      const keepHolding = state.options.holdEvents && (state.held?.count ?? 0) < state.options.maxHeldEvents
       if (keepHolding) step.emit({ _tag: "StartGraceTimer" })
       else step.release()
       step.settle()
@@ -273,7 +302,7 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       }
       const step = new Step(state)
       if (input.command.method.toUpperCase() === ATTACH_METHOD) {
-        const heldEvents = state.held.length
+        const heldEvents = state.held?.count ?? 0
         step.release()
         step.emit({
           _tag: "Respond",

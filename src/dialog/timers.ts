@@ -15,7 +15,8 @@ export class TimerQueue {
   private armedFor = Infinity
   private closed = false
 
-  constructor(private readonly now: () => number = Date.now) {}
+  // A monotonic clock: a wall clock stepped back (NTP, a resumed VM) would delay every timer.
+  constructor(private readonly now: () => number = () => performance.now()) {}
 
   schedule(delayMs: number, callback: () => void): void {
     if (this.closed) return
@@ -62,7 +63,14 @@ export class TimerQueue {
       if (lane.length === 0) this.lanes.delete(delay)
     }
     // Callbacks may schedule again; they arm the timer themselves when they come first.
-    for (const entry of due) entry.callback()
+    for (const entry of due) {
+      try {
+        entry.callback()
+      } catch (error) {
+        // one failing callback must not take the others (or the process) with it
+        process.emitWarning(`ari-proxy timer callback failed: ${String(error)}`)
+      }
+    }
     if (this.closed) return
     let next = Infinity
     for (const lane of this.lanes.values()) next = Math.min(next, lane[0]!.deadline)

@@ -50,9 +50,9 @@ describe("what commands create", () => {
     ["originate with id in the path", "POST", "/channels/X?app=a", "", ["c:X"], ["X"]],
     ["originate into the dialplan: bound, but not awaited", "POST", "/channels/X?extension=100&context=c", "", ["c:X"], []],
     ["create without id binds nothing (not `create`)", "POST", "/channels/create?endpoint=PJSIP/b", "", [], []],
-    ["externalMedia with id", "POST", "/channels/externalMedia?channelId=E", "", ["c:E"], ["E"]],
-    ["snoop with id in the path", "POST", "/channels/A/snoop/S", "", ["c:S"], ["S"]],
-    ["snoop with snoopId", "POST", "/channels/A/snoop?snoopId=S", "", ["c:S"], ["S"]],
+    ["externalMedia with id", "POST", "/channels/externalMedia?app=a&channelId=E", "", ["c:E"], ["E"]],
+    ["snoop with id in the path", "POST", "/channels/A/snoop/S?app=a", "", ["c:S"], ["S"]],
+    ["snoop with snoopId", "POST", "/channels/A/snoop?app=a&snoopId=S", "", ["c:S"], ["S"]],
     ["play with id in the path", "POST", "/channels/A/play/P", "", ["p:P"], []],
     ["play with playbackId", "POST", "/bridges/B/play?media=x&playbackId=P", "", ["p:P"], []],
     ["record on a channel", "POST", "/channels/A/record", "{\"name\":\"rec\"}", ["r:rec"], []],
@@ -64,6 +64,18 @@ describe("what commands create", () => {
     ["an escaped id is decoded", "POST", "/channels/a%3Bb?app=a", "", ["c:a;b"], ["a;b"]]
   ])("%s", (_, method, url, body, keys, newChannels) => {
     expect(commandEntities(method, url, body)).toMatchObject({ keys, newChannels })
+  })
+})
+
+describe("which created channels a dialog waits for", () => {
+  it("only those that go into the dialog's own application", () => {
+    expect(commandEntities("POST", "/channels?endpoint=PJSIP/b&app=ivr&channelId=X", "", "ivr"))
+      .toMatchObject({ keys: ["c:X"], newChannels: ["X"], watched: true })
+    // into another application: its events go to that application's dialogs, never to this one
+    expect(commandEntities("POST", "/channels?endpoint=PJSIP/b&app=agents&channelId=X", "", "ivr"))
+      .toMatchObject({ keys: ["c:X"], newChannels: [], watched: false })
+    expect(commandEntities("POST", "/channels/A/snoop?app=agents&snoopId=S", "", "ivr"))
+      .toMatchObject({ newChannels: [], watched: false })
   })
 })
 

@@ -257,6 +257,34 @@ describe("dialog state machine", () => {
     expect(feed({ _tag: "Event", type: "StasisEnd", raw: "end-A", channelId: "A" })).toContain("PublishEnded")
   })
 
+  it("a call over before its AppStart still waits for the application before publishing anything", () => {
+    let state = initialState("d-1", { holdEvents: true, maxHeldEvents: 100 }, "A")
+    const feed = (input: DialogInput) => {
+      const [next, out] = transition(state, input)
+      state = next
+      return out.map((e) => e._tag)
+    }
+    feed({ _tag: "Event", type: "StasisStart", raw: "ss", channelId: "A" })
+    feed({ _tag: "Event", type: "StasisEnd", raw: "se", channelId: "A" })
+    // an app on NATS subscribes only once it has the AppStart: nothing may be published with it
+    expect(feed({ _tag: "SubscriptionReady" })).toEqual(["Announce", "StartGraceTimer"])
+    expect(feed({ _tag: "GraceExpired" })).toEqual(["PublishEvent", "PublishEvent", "Unbind", "PublishEnded", "StartLingerTimer"])
+  })
+
+  it("does not wait for a channel created into another application", () => {
+    let state = initialState("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A", "ivr")
+    const feed = (input: DialogInput) => {
+      const [next, out] = transition(state, input)
+      state = next
+      return out.map((e) => e._tag)
+    }
+    feed({ _tag: "SubscriptionReady" })
+    feed({ _tag: "Command", command: { unique_id: "o", method: "POST", url: "/channels?endpoint=PJSIP/b&app=agents&channelId=X", body: "" } })
+    feed({ _tag: "CommandDone", status: 200, body: JSON.stringify({ id: "X", name: "PJSIP/b-1", dialplan: {} }) })
+    expect([...state.members]).toEqual(["A"])
+    expect(feed({ _tag: "Event", type: "StasisEnd", raw: "se", channelId: "A" })).toContain("PublishEnded")
+  })
+
   it("forgets a channel whose originate failed", () => {
     let state = initialState("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A")
     const feed = (input: DialogInput) => {
