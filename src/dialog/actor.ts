@@ -124,6 +124,11 @@ export class Dialog implements Owner {
     return this.mailbox.length - this.head
   }
 
+  /** Effects still queued or being carried out. */
+  get busy(): boolean {
+    return this.working || this.depth > 0
+  }
+
   get phase() {
     return phaseOf(this.state)
   }

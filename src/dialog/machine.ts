@@ -297,6 +297,8 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       return step.done()
     }
     case "Command": {
+      // Delivered while the subscription closes: nobody listens for an answer any more.
+      if (state.released) return ignore(state)
       if (state.ended) {
         return [state, [{ _tag: "Respond", uniqueId: input.command.unique_id, status: 410, body: goneBody(state.dialogId) }]]
       }
@@ -321,6 +323,7 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       return step.done()
     }
     case "InvalidCommand": {
+      if (state.released) return ignore(state)
       if (state.ended) return [state, [{ _tag: "Respond", uniqueId: input.uniqueId, status: 410, body: goneBody(state.dialogId) }]]
       const step = new Step(state)
       step.set({ queue: [...state.queue, { _tag: "Reject", uniqueId: input.uniqueId, status: 400, message: input.reason }] })

@@ -174,7 +174,9 @@ export const makeProxy = Effect.gen(function*() {
   const reconcile = Effect.gen(function*() {
     const before = new Map<Dialog, Array<string>>()
     for (const dialog of router.dialogs.values()) {
-      if (!dialog.state.ended) before.set(dialog, [...dialog.state.members])
+      // Channels the command in flight is creating may not exist at ARI yet: not evidence of loss.
+      const creating = dialog.state.inFlight?.newChannels ?? []
+      if (!dialog.state.ended) before.set(dialog, [...dialog.state.members].filter((id) => !creating.includes(id)))
     }
     const live = yield* rest.listChannels()
     const alive = new Set(live)
@@ -229,9 +231,13 @@ export const makeProxy = Effect.gen(function*() {
       for (const dialog of router.dialogs.values()) dialog.abort("shutdown")
     }
     const busy = () =>
-      drainingCalls.inFlight() > 0 || [...router.dialogs.values()].some((d) => !d.state.ended || d.depth > 0)
+      drainingCalls.inFlight() > 0 || [...router.dialogs.values()].some((d) => !d.state.ended || d.busy)
     const finished = yield* Effect.gen(function*() {
       while (busy()) yield* Effect.sleep("10 millis")
+      // Ended: release them now rather than after their linger (their subscriptions, their
+      // RabbitMQ queues), and wait for that too.
+      for (const dialog of router.dialogs.values()) dialog.input({ _tag: "LingerOver" })
+      while (router.dialogs.size > 0) yield* Effect.sleep("10 millis")
     }).pipe(Effect.timeoutOption(config.shutdownTimeoutMs))
     if (Option.isNone(finished)) {
       yield* Effect.logWarning("shutdown deadline passed with dialogs still busy", { dialogs: router.dialogs.size })

@@ -132,12 +132,17 @@ export class Router {
         home.input({ _tag: "Event", type, raw: frame, channelId, adopt: primaryKeys(event) })
         return { _tag: "Routed", targets: [home] }
       }
-      if (this.accepting) {
-        const dialog = this.open(application, channelId)
-        dialog.input({ _tag: "Event", type, raw: frame, channelId, adopt: primaryKeys(event) })
-        dialog.start()
-        return { _tag: "Routed", targets: [dialog] }
+      if (!this.accepting) {
+        // Draining: no new dialog, not even for a channel an ending dialog created; the proxy
+        // sends it back to the dialplan.
+        this.counters.eventsUnrouted++
+        proxyMetrics.eventsUnrouted.inc(type)
+        return { _tag: "Unrouted", application, type }
       }
+      const dialog = this.open(application, channelId)
+      dialog.input({ _tag: "Event", type, raw: frame, channelId, adopt: primaryKeys(event) })
+      dialog.start()
+      return { _tag: "Routed", targets: [dialog] }
     }
 
     const keys = eventEntityKeys(event)

@@ -76,6 +76,7 @@ const run = (options: MachineOptions, steps: ReadonlyArray<Step>): Trace => {
     url,
     body: ""
   })
+  const live = () => trace.state.announced && !trace.state.released
   const apply = (step: Step) => {
     switch (step.kind) {
       case "event": {
@@ -86,14 +87,14 @@ const run = (options: MachineOptions, steps: ReadonlyArray<Step>): Trace => {
       case "ready":
         return feed({ _tag: "SubscriptionReady" })
       case "command":
-        // commands only reach a dialog once its subscription is live
-        if (trace.state.announced) feed({ _tag: "Command", command: command(step.method, step.url) })
+        // commands only reach a dialog while its subscription is live (after announce, before release)
+        if (live()) feed({ _tag: "Command", command: command(step.method, step.url) })
         return
       case "attach":
-        if (trace.state.announced) feed({ _tag: "Command", command: command("ATTACH", "") })
+        if (live()) feed({ _tag: "Command", command: command("ATTACH", "") })
         return
       case "invalid":
-        if (trace.state.announced) feed({ _tag: "InvalidCommand", uniqueId: `cmd-${++commands}`, reason: "bad" })
+        if (live()) feed({ _tag: "InvalidCommand", uniqueId: `cmd-${++commands}`, reason: "bad" })
         return
       case "complete": {
         if (trace.state.inFlight === undefined) return
