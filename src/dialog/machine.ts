@@ -48,10 +48,13 @@ export const heldInOrder = (held: HeldEvents | undefined): Array<HeldEvent> => {
   return events.reverse()
 }
 
-/** A command waiting for its turn: a request for ARI, or a rejection answered in its turn. */
+/** A command waiting for its turn: a request for ARI, or an answer the proxy gives in its turn. */
 export type QueuedCommand =
   | { readonly _tag: "Request"; readonly command: DecodedCommand }
-  | { readonly _tag: "Reject"; readonly uniqueId: string; readonly status: number; readonly message: string }
+  | { readonly _tag: "Answer"; readonly uniqueId: string; readonly status: number; readonly body: string }
+
+/** Commands a dialog queues at most; beyond, they are answered 503 at once (a flooding client). */
+export const maxQueuedCommands = 1000
 
 export interface InFlight {
   readonly command: DecodedCommand
@@ -221,8 +224,8 @@ class Step {
     while (this.state.inFlight === undefined && this.state.queue.length > 0) {
       const [next, ...rest] = this.state.queue
       this.set({ queue: rest })
-      if (next!._tag === "Reject") {
-        this.emit({ _tag: "Respond", uniqueId: next!.uniqueId, status: next!.status, body: proxyBody(next!.status, next!.message) })
+      if (next!._tag === "Answer") {
+        this.emit({ _tag: "Respond", uniqueId: next!.uniqueId, status: next!.status, body: next!.body })
         continue
       }
       const command = next!.command
@@ -302,22 +305,25 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       if (state.ended) {
         return [state, [{ _tag: "Respond", uniqueId: input.command.unique_id, status: 410, body: goneBody(state.dialogId) }]]
       }
+      if (state.queue.length >= maxQueuedCommands) {
+        const body = proxyBody(503, `too many commands waiting (${maxQueuedCommands})`)
+        return [state, [{ _tag: "Respond", uniqueId: input.command.unique_id, status: 503, body }]]
+      }
       const step = new Step(state)
-      if (input.command.method.toUpperCase() === ATTACH_METHOD) {
-        const heldEvents = state.held?.count ?? 0
-        step.release()
-        step.emit({
-          _tag: "Respond",
+      // A command shows the application listens (the Go client subscribes before it sends any);
+      // ATTACH says so explicitly. Either way the held events go out now.
+      const heldEvents = state.held?.count ?? 0
+      step.release()
+      // ATTACH is answered in its turn like any command, so that answers keep arrival order.
+      const queued: QueuedCommand = input.command.method.toUpperCase() === ATTACH_METHOD
+        ? {
+          _tag: "Answer",
           uniqueId: input.command.unique_id,
           status: 200,
           body: JSON.stringify({ dialog_id: state.dialogId, held_events: heldEvents })
-        })
-        step.settle()
-        return step.done()
-      }
-      // A command shows the application listens (the Go client subscribes before it sends any).
-      step.release()
-      step.set({ queue: [...step.state.queue, { _tag: "Request", command: input.command }] })
+        }
+        : { _tag: "Request", command: input.command }
+      step.set({ queue: [...step.state.queue, queued] })
       step.pump()
       step.settle()
       return step.done()
@@ -326,7 +332,8 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       if (state.released) return ignore(state)
       if (state.ended) return [state, [{ _tag: "Respond", uniqueId: input.uniqueId, status: 410, body: goneBody(state.dialogId) }]]
       const step = new Step(state)
-      step.set({ queue: [...state.queue, { _tag: "Reject", uniqueId: input.uniqueId, status: 400, message: input.reason }] })
+      const answer: QueuedCommand = { _tag: "Answer", uniqueId: input.uniqueId, status: 400, body: proxyBody(400, input.reason) }
+      step.set({ queue: [...state.queue, answer] })
       step.pump()
       step.settle()
       return step.done()
