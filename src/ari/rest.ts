@@ -14,6 +14,7 @@
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { Pool } from "undici"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
+import { proxyErrorBody } from "../protocol/codec.js"
 import { proxyMetrics, secondsSince } from "../observability/metrics.js"
 
 export interface AriRequest {
@@ -82,7 +83,7 @@ export class AriRest extends Context.Tag("ari-proxy/AriRest")<AriRest, AriRestSh
 /** A reply written by the proxy (not by ARI); the `source` field tells the two apart. */
 export const proxyReply = (status: number, message: string): AriReply => ({
   status,
-  body: JSON.stringify({ message, status, source: "ari-proxy" })
+  body: proxyErrorBody(status, message)
 })
 
 // ---------------------------------------------------------------------------------------------

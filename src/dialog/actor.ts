@@ -10,7 +10,14 @@
  */
 import { Cause, Effect, Exit, Schedule, Scope } from "effect"
 import type { BusShape } from "../bus/Bus.js"
-import { decodeCommand, encodeAppStart, encodeCommandResponse, encodeWireEvent, goJsonString } from "../protocol/codec.js"
+import {
+  decodeCommand,
+  encodeAppStart,
+  encodeCommandResponse,
+  encodeWireEvent,
+  goJsonString,
+  proxyErrorBody
+} from "../protocol/codec.js"
 import { DialogGrant } from "../protocol/messages.js"
 import type { DecodedCommand } from "../protocol/codec.js"
 import { DIALOG_ENDED_TYPE, type DialogEndReason } from "../protocol/messages.js"
@@ -23,7 +30,6 @@ import {
   initialState,
   type MachineOptions,
   phaseOf,
-  proxyBody,
   transition
 } from "./machine.js"
 import type { Owner, Registry } from "./registry.js"
@@ -380,7 +386,7 @@ export class Dialog implements Owner {
       Effect.map((exit) => {
         const reply: CommandReply = Exit.isSuccess(exit)
           ? exit.value
-          : { status: 500, body: proxyBody(500, "the proxy failed to execute the command: " + Cause.pretty(exit.cause)) }
+          : { status: 500, body: proxyErrorBody(500, "the proxy failed to execute the command: " + Cause.pretty(exit.cause)) }
         this.input({ _tag: "CommandDone", status: reply.status, body: reply.body })
       }),
       (effect) => this.annotate(effect)

@@ -12,7 +12,7 @@
  *   are out and its commands are answered; DialogEnded is its last publication;
  * - every entity it bound is unbound at the end.
  */
-import type { DecodedCommand } from "../protocol/codec.js"
+import { type DecodedCommand, proxyErrorBody } from "../protocol/codec.js"
 import { ATTACH_METHOD, type DialogEndReason } from "../protocol/messages.js"
 import { channelKey, commandEntities, type EntityKey, responseEntities } from "./entities.js"
 
@@ -151,11 +151,7 @@ export const initialState = (
   released: false
 })
 
-/** The JSON body of an answer the proxy makes up itself. */
-export const proxyBody = (status: number, message: string, extra?: Record<string, unknown>): string =>
-  JSON.stringify({ message, status, source: "ari-proxy", ...extra })
-
-export const goneBody = (dialogId: string): string => proxyBody(410, "dialog has ended", { dialog_id: dialogId })
+export const goneBody = (dialogId: string): string => proxyErrorBody(410, "dialog has ended", { dialog_id: dialogId })
 
 const isSuccess = (status: number) => status >= 200 && status < 300
 
@@ -306,7 +302,7 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
         return [state, [{ _tag: "Respond", uniqueId: input.command.unique_id, status: 410, body: goneBody(state.dialogId) }]]
       }
       if (state.queue.length >= maxQueuedCommands) {
-        const body = proxyBody(503, `too many commands waiting (${maxQueuedCommands})`)
+        const body = proxyErrorBody(503, `too many commands waiting (${maxQueuedCommands})`)
         return [state, [{ _tag: "Respond", uniqueId: input.command.unique_id, status: 503, body }]]
       }
       const step = new Step(state)
@@ -332,7 +328,7 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       if (state.released) return ignore(state)
       if (state.ended) return [state, [{ _tag: "Respond", uniqueId: input.uniqueId, status: 410, body: goneBody(state.dialogId) }]]
       const step = new Step(state)
-      const answer: QueuedCommand = { _tag: "Answer", uniqueId: input.uniqueId, status: 400, body: proxyBody(400, input.reason) }
+      const answer: QueuedCommand = { _tag: "Answer", uniqueId: input.uniqueId, status: 400, body: proxyErrorBody(400, input.reason) }
       step.set({ queue: [...state.queue, answer] })
       step.pump()
       step.settle()

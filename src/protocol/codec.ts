@@ -94,6 +94,9 @@ export const decodeCommand = (payload: string): CommandDecoding => {
   }
 }
 
-/** The JSON body of a response the proxy makes up itself (errors, attach). */
+/**
+ * The JSON body of an answer the proxy makes up itself (docs/protocol.md): `source` tells it
+ * from an answer of Asterisk's.
+ */
 export const proxyErrorBody = (status: number, message: string, detail?: Record<string, unknown>): string =>
   JSON.stringify({ message, status, source: "ari-proxy", ...detail })
