@@ -29,7 +29,6 @@ import {
   type DialogState,
   initialState,
   type MachineOptions,
-  phaseOf,
   transition
 } from "./machine.js"
 import type { Owner, Registry } from "./registry.js"
@@ -133,10 +132,6 @@ export class Dialog implements Owner {
   /** Effects still queued or being carried out. */
   get busy(): boolean {
     return this.working || this.depth > 0
-  }
-
-  get phase() {
-    return phaseOf(this.state)
   }
 
   /**

@@ -381,7 +381,3 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
     }
   }
 }
-
-/** Where a dialog is in its life, for logs and metrics. */
-export const phaseOf = (state: DialogState): "opening" | "holding" | "live" | "ending" | "ended" =>
-  state.ended ? "ended" : state.ending !== undefined ? "ending" : !state.announced ? "opening" : state.holding ? "holding" : "live"
