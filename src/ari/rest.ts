@@ -30,6 +30,12 @@ export interface AriReply {
   readonly body: string
 }
 
+/** A channel as `GET /channels` shows it: its id and the Stasis application it is in, if any. */
+export interface ChannelPresence {
+  readonly id: string
+  readonly stasisApplication: string | undefined
+}
+
 export interface AriRestOptions {
   /** ARI REST base, e.g. `http://localhost:8088/ari`. */
   readonly stasisUrl: string
@@ -65,8 +71,8 @@ export class AriConfigError extends Schema.TaggedError<AriConfigError>()("AriCon
 export interface AriRestShape {
   /** Executes one command. Never fails: refusals, ARI trouble and timeouts are replies too. */
   readonly execute: (request: AriRequest) => Effect.Effect<AriReply>
-  /** Ids of the channels ARI knows now (GET /channels), to reconcile dialogs after a reconnect. */
-  readonly listChannels: () => Effect.Effect<ReadonlyArray<string>, AriUnavailable>
+  /** The channels ARI knows now (GET /channels), to reconcile dialogs after a reconnect. */
+  readonly listChannels: () => Effect.Effect<ReadonlyArray<ChannelPresence>, AriUnavailable>
 }
 
 export class AriRest extends Context.Tag("ari-proxy/AriRest")<AriRest, AriRestShape>() {
@@ -382,7 +388,7 @@ export const makeAriRest = (options: AriRestOptions) =>
       return send(validation.request, request)
     }
 
-    const listChannels = (): Effect.Effect<ReadonlyArray<string>, AriUnavailable> =>
+    const listChannels = (): Effect.Effect<ReadonlyArray<ChannelPresence>, AriUnavailable> =>
       Effect.gen(function*() {
         const reply = yield* execute({ method: "GET", url: "/channels", body: "" })
         if (reply.status !== 200) {
@@ -397,12 +403,16 @@ export const makeAriRest = (options: AriRestOptions) =>
         if (!Array.isArray(parsed)) {
           return yield* new AriUnavailable({ status: 502, message: "GET /channels did not answer an array" })
         }
-        const ids: Array<string> = []
+        const channels: Array<ChannelPresence> = []
         for (const channel of parsed) {
-          const id: unknown = isJsonObject(channel) ? channel.id : undefined
-          if (typeof id === "string" && id !== "") ids.push(id)
+          if (!isJsonObject(channel) || typeof channel.id !== "string" || channel.id === "") continue
+          // In Stasis, the dialplan application is `Stasis` and its data starts with the app name.
+          const dialplan = isJsonObject(channel.dialplan) ? channel.dialplan : undefined
+          const inStasis = dialplan?.app_name === "Stasis" && typeof dialplan.app_data === "string"
+          const stasisApplication = inStasis ? (dialplan.app_data as string).split(",")[0] : undefined
+          channels.push({ id: channel.id, stasisApplication })
         }
-        return ids
+        return channels
       })
 
     return { execute, listChannels } satisfies AriRestShape

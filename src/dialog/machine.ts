@@ -78,6 +78,8 @@ export interface DialogState {
   readonly inFlight: InFlight | undefined
   /** Channels that keep the dialog alive: in Stasis, or created by its commands and not yet gone. */
   readonly members: ReadonlySet<string>
+  /** The members seen entering Stasis (the others are still being created). */
+  readonly entered: ReadonlySet<string>
   readonly bound: ReadonlySet<EntityKey>
   /** Why the dialog is ending, once it is. */
   readonly ending: DialogEndReason | undefined
@@ -145,6 +147,7 @@ export const initialState = (
   queue: [],
   inFlight: undefined,
   members: channelId === undefined ? new Set() : new Set([channelId]),
+  entered: channelId === undefined ? new Set() : new Set([channelId]),
   bound: channelId === undefined ? new Set() : new Set([channelKey(channelId)]),
   ending: undefined,
   ended: false,
@@ -203,8 +206,12 @@ class Step {
     const present = channels.filter((id) => this.state.members.has(id))
     if (present.length === 0) return
     const members = new Set(this.state.members)
-    for (const id of present) members.delete(id)
-    this.set({ members })
+    const entered = new Set(this.state.entered)
+    for (const id of present) {
+      members.delete(id)
+      entered.delete(id)
+    }
+    this.set({ members, entered })
     if (members.size === 0 && this.state.ending === undefined) this.set({ ending: reason })
   }
 
@@ -266,6 +273,9 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       if (input.channelId !== undefined) {
         if (input.type === "StasisStart") {
           step.addMembers([input.channelId])
+          if (!step.state.entered.has(input.channelId)) {
+            step.set({ entered: new Set([...step.state.entered, input.channelId]) })
+          }
           step.bind([channelKey(input.channelId)])
         } else if (input.type === "StasisEnd" || input.type === "ChannelDestroyed") {
           step.removeMembers([input.channelId], "channels_left")

@@ -172,17 +172,27 @@ export const makeProxy = Effect.gen(function*() {
 
   // After a REconnect, events may have been missed: end the dialogs whose channels are gone.
   const reconcile = Effect.gen(function*() {
-    const before = new Map<Dialog, Array<string>>()
+    // What each dialog had before asking ARI: channels in Stasis, and channels being created.
+    const before = new Map<Dialog, { readonly members: Array<string>; readonly entered: ReadonlySet<string> }>()
     for (const dialog of router.dialogs.values()) {
       // Channels the command in flight is creating may not exist at ARI yet: not evidence of loss.
       const creating = dialog.state.inFlight?.newChannels ?? []
-      if (!dialog.state.ended) before.set(dialog, [...dialog.state.members].filter((id) => !creating.includes(id)))
+      if (dialog.state.ended) continue
+      before.set(dialog, {
+        members: [...dialog.state.members].filter((id) => !creating.includes(id)),
+        entered: dialog.state.entered
+      })
     }
     const live = yield* rest.listChannels()
-    const alive = new Set(live)
+    const stasisOf = new Map(live.map((channel) => [channel.id, channel.stasisApplication]))
     let ended = 0
-    for (const [dialog, members] of before) {
-      const gone = members.filter((id) => !alive.has(id) && dialog.state.members.has(id))
+    for (const [dialog, { members, entered }] of before) {
+      // Gone: no longer at ARI, or was in the dialog's Stasis and is not any more (its StasisEnd
+      // was lost with the websocket: it went back to the dialplan, or to another application).
+      const gone = members.filter((id) =>
+        dialog.state.members.has(id) &&
+        (!stasisOf.has(id) || (entered.has(id) && stasisOf.get(id) !== dialog.application))
+      )
       if (gone.length === 0) continue
       dialog.input({ _tag: "ChannelsVanished", channelIds: gone })
       if (dialog.closing) ended++

@@ -174,14 +174,22 @@ describe("AriRest: what reaches ARI", () => {
       expect(server.connections()).toBe(1)
     }))
 
-  it.scopedLive("listChannels returns the channel ids", () =>
+  it.scopedLive("listChannels returns the channels and the Stasis application each is in", () =>
     Effect.gen(function*() {
       const server = yield* fakeAri((_request, response) => {
         response.writeHead(200, { "content-type": "application/json" })
-        response.end("[{\"id\":\"a.1\",\"name\":\"PJSIP/x\"},{\"id\":\"b.2\"}]")
+        response.end(JSON.stringify([
+          { id: "a.1", name: "PJSIP/x", dialplan: { app_name: "Stasis", app_data: "my-app,arg1" } },
+          { id: "b.2", dialplan: { app_name: "Wait", app_data: "30" } },
+          { id: "c.3" }
+        ]))
       })
       const rest = yield* restOn(server.port)
-      expect(yield* rest.listChannels()).toEqual(["a.1", "b.2"])
+      expect(yield* rest.listChannels()).toEqual([
+        { id: "a.1", stasisApplication: "my-app" },
+        { id: "b.2", stasisApplication: undefined },
+        { id: "c.3", stasisApplication: undefined }
+      ])
     }))
 })
 

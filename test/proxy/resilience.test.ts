@@ -37,6 +37,32 @@ describe("ARI outages", () => {
       expect(yield* proxy.ready).toBe(true)
     }))
 
+  it.scopedLive("a channel that left Stasis while the websocket was down ends its dialog at reconnect", () =>
+    Effect.gen(function*() {
+      const { sim, bus } = yield* makeRig()
+      const dialogs = yield* startApp(bus, "app")
+      const channelId = sim.placeCall({ app: "app" })
+      const dialog = yield* Queue.take(dialogs)
+      yield* dialog.waitFor("StasisStart")
+
+      sim.setWebsocketMode("refuse")
+      sim.dropWebsockets()
+      yield* eventually(() => sim.connectedApps().length === 0)
+      // someone sends the channel back to the dialplan meanwhile: its StasisEnd is lost
+      const continued = yield* Effect.promise(() =>
+        fetch(`${sim.url}/channels/${channelId}/continue?context=hold-test&extension=wait&priority=1`, {
+          method: "POST",
+          headers: { authorization: "Basic " + Buffer.from("asterisk:asterisk").toString("base64") }
+        })
+      )
+      expect(continued.status).toBe(204)
+      expect(sim.channels().some((c) => c.id === channelId)).toBe(true) // alive, in the dialplan
+      sim.setWebsocketMode("accept")
+
+      const ended = yield* Deferred.await(dialog.ended)
+      expect(ended.ari.reason).toBe("channels_vanished")
+    }))
+
   it.scopedLive("ARI REST stops answering mid-command: 504 within the deadline; refused: 502; back: normal", () =>
     Effect.gen(function*() {
       const { sim, bus } = yield* makeRig({ config: { commandTimeoutMs: 300 } })
