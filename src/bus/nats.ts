@@ -137,6 +137,10 @@ const clientOptions = (options: NatsOptions): NodeConnectionOptions => {
     servers: parsed.servers,
     maxReconnectAttempts: -1,
     reconnectTimeWait: options.reconnectTimeWaitMs ?? 1000,
+    // A half-open connection (NAT timeout, VM migration) is found in ~30 s rather than nats.js'
+    // default of minutes, during which publishes would go into a dead socket.
+    pingInterval: 15_000,
+    maxPingOut: 2,
     // Hidden nats.js option: bytes of outbound data before an inline socket write (FLUSH_THRESHOLD).
     pendingLimit: options.flushThresholdBytes ?? 256 * 1024,
     ...(options.name !== undefined ? { name: options.name } : {}),

@@ -6,7 +6,7 @@
  * own (to originate into).
  */
 import { randomUUID } from "node:crypto"
-import { Cause, Context, Deferred, Duration, Effect, Layer, Queue, Scope, Stream } from "effect"
+import { Cause, Context, Deferred, Duration, Effect, ExecutionStrategy, Layer, Queue, Scope, Stream } from "effect"
 import { Bus, type BusError, type BusShape } from "../bus/Bus.js"
 import { DialogRequest } from "../protocol/messages.js"
 import { makeTopics, type Topics } from "../protocol/topics.js"
@@ -75,7 +75,10 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
     joinDialog(parent, { bus, topics, application, dialogId, serverId, requestTimeoutMs, nextRequestId })
 
   const dialogs: Stream.Stream<AriDialog, BusError> = Stream.unwrapScoped(Effect.gen(function*() {
-    const scope = yield* Effect.scope
+    // The dialogs live in a scope made before the subscription to `<app>`: scopes close in
+    // reverse, so on stop this instance leaves the queue group first and takes no new call while
+    // it closes the ones it has.
+    const scope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
     const joined = yield* Queue.unbounded<AriDialog>()
     yield* Effect.addFinalizer(() => Queue.shutdown(joined))
     const onAppStart = (payload: string) =>

@@ -223,7 +223,12 @@ export const connectAriClient = async (options: ConnectOptions): Promise<AriClie
     onDialog: async (handler) => {
       const serving: Fiber.RuntimeFiber<never, unknown> = await run(
         Effect.forkIn(
-          client.serve((inner) => Effect.promise(async () => handler(dialog(inner)))),
+          client.serve((inner) => Effect.promise(async () => handler(dialog(inner)))).pipe(
+            // Nobody awaits this fiber: a failure to take calls must at least be heard.
+            Effect.tapErrorCause((cause) =>
+              Cause.isInterruptedOnly(cause) ? Effect.void : Effect.logError("the application stopped taking calls", cause)
+            )
+          ),
           scope
         )
       )
