@@ -8,7 +8,9 @@
  * cached) before we publish to it or consume it, so what is published before any consumer exists
  * is kept (`retainsUnconsumed`). Exception: `unrouted_<app>` topics exist only in ari-proxy; they
  * are declared with `x-max-length` and `x-overflow: drop-head`, so one nobody consumes cannot grow
- * forever (the newest events are kept).
+ * forever (the newest events are kept); `replies_<id>` topics (the answers to app-initiated dialog
+ * requests, ours only too) with `x-expires`, so the broker deletes one its client no longer uses
+ * even if the client stopped before deleting it.
  *
  * Channels: a small fixed number per connection, whatever the number of dialogs: a confirm channel
  * for publishing, one channel for every consumer, and two small pools (`sideChannels`, default 4
@@ -74,6 +76,8 @@ export interface AmqpOptions {
   readonly queueDeleteGraceMs?: number | undefined
   /** Bound of an `unrouted_<app>` queue (oldest dropped first). Default 10,000. */
   readonly unroutedMaxLength?: number | undefined
+  /** How long a `replies_<id>` queue may stay unused before the broker deletes it. Default 5 minutes. */
+  readonly repliesExpireMs?: number | undefined
   /** Cap of the reconnect backoff. Default 5 s. */
   readonly reconnectMaxMs?: number | undefined
   /** AMQP heartbeat in seconds; 0 disables. Default 10. */
@@ -197,6 +201,8 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
     const url = reveal(options.url)!
     const urlForLog = redactUrl(url)
     const unroutedPrefix = (options.subjectPrefix ?? "") + "unrouted_"
+    const repliesPrefix = (options.subjectPrefix ?? "") + "replies_"
+    const repliesExpireMs = options.repliesExpireMs ?? 300_000
     const publishBufferSize = Math.max(0, options.publishBufferSize ?? 10_000)
     const confirmWindow = Math.max(1, options.confirmWindow ?? 4096)
     const prefetch = Math.max(1, options.prefetch ?? 256)
@@ -252,6 +258,8 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
     const queueOptions = (topic: string): Options.AssertQueue =>
       topic.startsWith(unroutedPrefix) ?
         { ...SEED_QUEUE, arguments: { "x-max-length": unroutedMaxLength, "x-overflow": "drop-head" } } :
+        topic.startsWith(repliesPrefix) ?
+        { ...SEED_QUEUE, arguments: { "x-expires": repliesExpireMs } } :
         SEED_QUEUE
 
     /** A side channel of a pool (round robin), created on first use and again after a 406/404 closed it. */

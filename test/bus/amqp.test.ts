@@ -181,6 +181,22 @@ describe("rabbitmq driver", () => {
       yield* deleteQueue(raw, topic)
     }))
 
+  it.scopedLive("a replies_<id> queue left behind expires at the broker", () =>
+    Effect.gen(function*() {
+      const raw = yield* rawConnection
+      const topic = "replies_" + uniqueTopic("grant")
+      yield* Effect.scoped(Effect.gen(function*() {
+        const bus = yield* makeAmqpBus({ ...options(), repliesExpireMs: 300 })
+        yield* bus.publish(topic, "{}")
+        yield* waitUntil("confirmed", () => bus.stats().unconfirmed === 0 && bus.stats().buffered === 0)
+      })) // the bus closes without retiring the topic, as a client that stopped early
+      const channel = yield* Effect.promise(() => raw.createChannel())
+      expect((yield* Effect.promise(() => channel.checkQueue(topic))).messageCount).toBe(1)
+      yield* Effect.sleep(1_500)
+      const gone = yield* Effect.promise(() => channel.checkQueue(topic).then(() => false, () => true))
+      expect(gone).toBe(true)
+    }))
+
   it.scopedLive("a small confirm window slows the publisher down and loses nothing", () =>
     Effect.gen(function*() {
       const raw = yield* rawConnection
