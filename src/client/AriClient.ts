@@ -133,18 +133,19 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
             return ours ? Deferred.succeed(answer, parsed) : Effect.void
           }))
         yield* bus.publish(topic, JSON.stringify(new DialogRequest({ request_id: requestId, reply_to: replyTo })))
-        return yield* Deferred.await(answer).pipe(
-          Effect.timeoutFail({
-            duration: Duration.millis(timeoutMs),
-            onTimeout: () =>
-              new DialogRequestTimeout({
-                topic,
-                timeoutMs,
-                message: `no proxy answered on ${topic} within ${timeoutMs} ms`
-              })
-          })
-        )
-      }))
+        return yield* Deferred.await(answer)
+      }).pipe(
+        // The deadline covers the whole exchange, waiting for the bus connection included.
+        Effect.timeoutFail({
+          duration: Duration.millis(timeoutMs),
+          onTimeout: () =>
+            new DialogRequestTimeout({
+              topic,
+              timeoutMs,
+              message: `no proxy answered on ${topic} within ${timeoutMs} ms`
+            })
+        })
+      ))
       const serverId = typeof grant.server_id === "string" ? grant.server_id : undefined
       if (grant.status_code !== 201 || typeof grant.dialog_id !== "string") {
         const status = typeof grant.status_code === "number" ? grant.status_code : 0
