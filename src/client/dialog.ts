@@ -202,6 +202,16 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
     const endSignal = yield* Deferred.make<DialogEnd>()
     const pending = new Map<string, Pending>()
     const dtmfCursors = new Map<string, number>()
+    // One reader of a channel's digits at a time, so that each digit is handed out once.
+    const dtmfLocks = new Map<string, Effect.Semaphore>()
+    const dtmfLock = (id: string) => {
+      let lock = dtmfLocks.get(id)
+      if (lock === undefined) {
+        lock = Effect.unsafeMakeSemaphore(1)
+        dtmfLocks.set(id, lock)
+      }
+      return lock
+    }
     let end: DialogEnd | undefined
 
     const gone = (method: string, url: string, message: string) =>
@@ -328,7 +338,8 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
         Effect.map(Option.map(([event, index]) => {
           dtmfCursors.set(id, index + 1)
           return (event as AriEventOfType<"ChannelDtmfReceived">).digit
-        }))
+        })),
+        dtmfLock(id).withPermits(1)
       )
       return {
         id,
