@@ -181,6 +181,9 @@ export class Dialog implements Owner {
         this.commandClock.answered(effect.uniqueId, effect.status)
         return true
       }
+      case "Announce":
+        // A new call's AppStart, without a fiber of its own (new dialogs come in bursts).
+        return this.origin._tag === "Stasis" && bus.tryPublish(topics.app(this.application), this.appStart())
       case "Send":
       case "StartGraceTimer":
       case "StartLingerTimer":
@@ -243,6 +246,8 @@ export class Dialog implements Owner {
         Effect.orDie // the schedule retries forever: the bus driver reconnects on its own
       )
       this.input({ _tag: "SubscriptionReady" })
+      // AppStart went out just now, or waits in the mailbox behind nothing that could fail.
+      if (this.origin._tag === "Stasis") yield* Effect.logInfo("dialog opened")
     }).pipe((effect) => this.annotate(effect))
   }
 
@@ -340,9 +345,12 @@ export class Dialog implements Owner {
     }
   }
 
+  private appStart(): string {
+    return encodeAppStart({ application: this.application, dialog_id: this.id, server_id: this.context.serverId })
+  }
+
   private announce(): Effect.Effect<void> {
-    const appStart = encodeAppStart({ application: this.application, dialog_id: this.id, server_id: this.context.serverId })
-    return Effect.zipRight(this.publish(this.context.topics.app(this.application), appStart), Effect.logInfo("dialog opened"))
+    return this.publish(this.context.topics.app(this.application), this.appStart())
   }
 
   /** Answers the application that asked for this dialog, and ends it if it stays without a channel. */
