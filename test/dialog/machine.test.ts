@@ -139,6 +139,26 @@ const endInput = (trace: Trace) => {
   return index
 }
 
+/** One dialog driven by hand: `feed` gives the tags of the effects, `effects` all of them so far. */
+const drive = (...args: Parameters<typeof initialState>) => {
+  let state = initialState(...args)
+  const effects: Array<DialogEffect> = []
+  const step = (input: DialogInput): ReadonlyArray<DialogEffect> => {
+    const [next, out] = transition(state, input)
+    state = next
+    effects.push(...out)
+    return out
+  }
+  return {
+    get state() {
+      return state
+    },
+    effects,
+    step,
+    feed: (input: DialogInput) => step(input).map((e) => e._tag)
+  }
+}
+
 describe("dialog state machine", () => {
   it.prop("publishes every event that arrived before the end, in order, exactly once", scenario, ([options, steps]) => {
     const trace = run(options, steps)
@@ -204,13 +224,8 @@ describe("dialog state machine", () => {
   }, { fastCheck: params })
 
   it("holds events until attach and says how many it held", () => {
-    let state = initialState("d-1", { holdEvents: true, maxHeldEvents: 100 }, "A")
-    const effects: Array<DialogEffect> = []
-    const feed = (input: DialogInput) => {
-      const [next, out] = transition(state, input)
-      state = next
-      effects.push(...out)
-    }
+    const dialog = drive("d-1", { holdEvents: true, maxHeldEvents: 100 }, "A")
+    const { effects, step: feed } = dialog
     feed({ _tag: "Event", type: "StasisStart", raw: "ss", channelId: "A" })
     feed({ _tag: "Event", type: "ChannelDtmfReceived", raw: "d1", channelId: "A" })
     feed({ _tag: "SubscriptionReady" })
@@ -224,46 +239,34 @@ describe("dialog state machine", () => {
   })
 
   it("stays alive while an originated leg is pending, and ends when the last channel leaves", () => {
-    let state = initialState("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A")
-    const feed = (input: DialogInput) => {
-      const [next, out] = transition(state, input)
-      state = next
-      return out.map((e) => e._tag)
-    }
+    const dialog = drive("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A")
+    const feed = dialog.feed
     feed({ _tag: "SubscriptionReady" })
     expect(feed({ _tag: "Command", command: { unique_id: "o", method: "POST", url: "/channels?endpoint=PJSIP/bob&app=x&channelId=B", body: "" } }))
       .toEqual(["Bind", "Send"])
-    expect([...state.members].sort()).toEqual(["A", "B"])
+    expect([...dialog.state.members].sort()).toEqual(["A", "B"])
     feed({ _tag: "CommandDone", status: 200, body: "{}" })
     expect(feed({ _tag: "Event", type: "StasisEnd", raw: "end-A", channelId: "A" })).toEqual(["PublishEvent"])
-    expect(state.ending).toBeUndefined()
+    expect(dialog.state.ending).toBeUndefined()
     expect(feed({ _tag: "Event", type: "StasisStart", raw: "ss-B", channelId: "B" })).toEqual(["PublishEvent"])
     expect(feed({ _tag: "Event", type: "StasisEnd", raw: "end-B", channelId: "B" }))
       .toEqual(["PublishEvent", "Unbind", "PublishEnded", "StartLingerTimer"])
   })
 
   it("does not wait for a channel originated into the dialplan (its end would never be seen)", () => {
-    let state = initialState("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A")
-    const feed = (input: DialogInput) => {
-      const [next, out] = transition(state, input)
-      state = next
-      return out.map((e) => e._tag)
-    }
+    const dialog = drive("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A")
+    const feed = dialog.feed
     feed({ _tag: "SubscriptionReady" })
     feed({ _tag: "Command", command: { unique_id: "o", method: "POST", url: "/channels/D?endpoint=PJSIP/bob&extension=100", body: "" } })
     feed({ _tag: "CommandDone", status: 200, body: JSON.stringify({ id: "D", name: "PJSIP/bob-1", dialplan: {} }) })
-    expect(state.bound.has("c:D")).toBe(true) // its events still reach the dialog while it lives
-    expect([...state.members]).toEqual(["A"])
+    expect(dialog.state.bound.has("c:D")).toBe(true) // its events still reach the dialog while it lives
+    expect([...dialog.state.members]).toEqual(["A"])
     expect(feed({ _tag: "Event", type: "StasisEnd", raw: "end-A", channelId: "A" })).toContain("PublishEnded")
   })
 
   it("a call over before its AppStart still waits for the application before publishing anything", () => {
-    let state = initialState("d-1", { holdEvents: true, maxHeldEvents: 100 }, "A")
-    const feed = (input: DialogInput) => {
-      const [next, out] = transition(state, input)
-      state = next
-      return out.map((e) => e._tag)
-    }
+    const dialog = drive("d-1", { holdEvents: true, maxHeldEvents: 100 }, "A")
+    const feed = dialog.feed
     feed({ _tag: "Event", type: "StasisStart", raw: "ss", channelId: "A" })
     feed({ _tag: "Event", type: "StasisEnd", raw: "se", channelId: "A" })
     // an app on NATS subscribes only once it has the AppStart: nothing may be published with it
@@ -272,32 +275,24 @@ describe("dialog state machine", () => {
   })
 
   it("does not wait for a channel created into another application", () => {
-    let state = initialState("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A", "ivr")
-    const feed = (input: DialogInput) => {
-      const [next, out] = transition(state, input)
-      state = next
-      return out.map((e) => e._tag)
-    }
+    const dialog = drive("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A", "ivr")
+    const feed = dialog.feed
     feed({ _tag: "SubscriptionReady" })
     feed({ _tag: "Command", command: { unique_id: "o", method: "POST", url: "/channels?endpoint=PJSIP/b&app=agents&channelId=X", body: "" } })
     feed({ _tag: "CommandDone", status: 200, body: JSON.stringify({ id: "X", name: "PJSIP/b-1", dialplan: {} }) })
-    expect([...state.members]).toEqual(["A"])
+    expect([...dialog.state.members]).toEqual(["A"])
     expect(feed({ _tag: "Event", type: "StasisEnd", raw: "se", channelId: "A" })).toContain("PublishEnded")
   })
 
   it("forgets a channel whose originate failed", () => {
-    let state = initialState("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A")
-    const feed = (input: DialogInput) => {
-      const [next, out] = transition(state, input)
-      state = next
-      return out
-    }
+    const dialog = drive("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A")
+    const feed = dialog.step
     feed({ _tag: "SubscriptionReady" })
     feed({ _tag: "Command", command: { unique_id: "o", method: "POST", url: "/channels/B", body: "{\"endpoint\":\"PJSIP/nope\",\"app\":\"x\"}" } })
-    expect(state.bound.has("c:B")).toBe(true)
-    expect(state.members.has("B")).toBe(true)
+    expect(dialog.state.bound.has("c:B")).toBe(true)
+    expect(dialog.state.members.has("B")).toBe(true)
     expect(feed({ _tag: "CommandDone", status: 500, body: "{\"error\":\"Allocation failed\"}" }))
       .toContainEqual({ _tag: "Unbind", keys: ["c:B"] })
-    expect([...state.members]).toEqual(["A"])
+    expect([...dialog.state.members]).toEqual(["A"])
   })
 })
