@@ -35,10 +35,11 @@ export interface Behaviour<M> {
   readonly receive: (message: M) => Effect.Effect<void> | undefined
   /**
    * Optional fast path, for a message offered while nothing waits or runs before it: handle it
-   * inside `offer`'s caller if that needs no waiting, and say whether it did. The hot path of a
-   * dialog (a publish the bus takes at once) runs here without a fiber.
+   * inside `offer`'s caller. `true`: handled; `false`: declined, it is queued as usual; an effect:
+   * started here, the actor runs it to completion (on a fiber of its own) before its next message.
+   * The hot path of a dialog (a publish the bus takes at once) runs here without a fiber.
    */
-  readonly receiveNow?: ((message: M) => boolean) | undefined
+  readonly receiveNow?: ((message: M) => boolean | Effect.Effect<void>) | undefined
   /** The supervision policy, after the failure has been logged. The actor goes on unless it is stopped. */
   readonly onFailure?: ((cause: Cause.Cause<unknown>) => void) | undefined
   /** Releases the actor's resources once it has stopped (by `stop` or by its system's scope closing). */
@@ -50,8 +51,8 @@ export interface ActorOptions {
   readonly id: string
   /** Messages `offer` accepts at most (default: no bound). */
   readonly capacity?: number | undefined
-  /** Further log annotations of its failure lines. */
-  readonly annotations?: Readonly<Record<string, unknown>> | undefined
+  /** Further log annotations of its failure lines (made only when one is logged). */
+  readonly annotations?: (() => Readonly<Record<string, unknown>>) | undefined
 }
 
 export interface Actor<M> {
@@ -67,7 +68,7 @@ export interface Actor<M> {
   offerAlways(message: M): boolean
   /** Removes the waiting messages that match; says how many. */
   drop(matches: (message: M) => boolean): number
-  /** Runs a task beside the mailbox, supervised by this actor. */
+  /** Runs a task beside the mailbox, supervised by this actor; it starts at once, in the caller's call. */
   fork(task: Effect.Effect<void>): void
   /** Stops for good: waiting messages are dropped, running work is interrupted, `onStop` runs. */
   stop(): void
@@ -100,7 +101,10 @@ type Status = typeof IDLE | typeof READY | typeof INLINE | typeof RUNNING | type
 interface Dispatcher {
   readonly ready: Fifo<ActorImpl<any>>
   readonly schedule: (actor: ActorImpl<any>) => void
+  /** Starts a fiber right away, in the caller's call (tasks, releases). */
   readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
+  /** Starts a fiber on the scheduler, after the caller has returned (the dispatcher, actors' fibers). */
+  readonly runLater: (effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>
   readonly stopped: (actor: ActorImpl<any>, release: Effect.Effect<void> | undefined) => void
   readonly failed: (actor: ActorImpl<any>, cause: Cause.Cause<unknown>) => void
 }
@@ -115,7 +119,7 @@ class ActorImpl<M> implements Actor<M> {
   constructor(
     private readonly dispatcher: Dispatcher,
     readonly id: string,
-    readonly annotations: Readonly<Record<string, unknown>> | undefined,
+    readonly annotations: (() => Readonly<Record<string, unknown>>) | undefined,
     private readonly capacity: number,
     private readonly behaviour: Behaviour<M>
   ) {}
@@ -146,16 +150,22 @@ class ActorImpl<M> implements Actor<M> {
     const receiveNow = this.behaviour.receiveNow
     if (this.status === IDLE && receiveNow !== undefined) {
       this.status = INLINE
-      let done: boolean
+      let outcome: boolean | Effect.Effect<void>
       try {
-        done = receiveNow(message)
+        outcome = receiveNow(message)
       } catch (error) {
-        done = true
+        outcome = true
         this.dispatcher.failed(this, Cause.die(error))
       }
       if (this.status !== INLINE) return true // stopped meanwhile
-      // Messages offered from inside receiveNow came after this one.
-      if (!done) this.mailbox.prependAll([message])
+      if (outcome === false) {
+        // Messages offered from inside receiveNow came after this one.
+        this.mailbox.prependAll([message])
+      } else if (outcome !== true) {
+        this.status = RUNNING
+        this.fiber = this.dispatcher.runLater(this.drainOnFiber(outcome))
+        return true
+      }
       this.status = IDLE
       if (this.mailbox.length > 0) this.dispatcher.schedule(this)
       else this.notifyIfIdle()
@@ -223,7 +233,7 @@ class ActorImpl<M> implements Actor<M> {
       if (this.stopped) return handled // the behaviour stopped its own actor
       if (effect !== undefined) {
         this.status = RUNNING
-        this.fiber = this.dispatcher.runFork(this.drainOnFiber(effect))
+        this.fiber = this.dispatcher.runLater(this.drainOnFiber(effect))
         return handled
       }
     }
@@ -280,13 +290,14 @@ export const makeActorSystem: Effect.Effect<ActorSystem, never, Scope.Scope> = E
   const runtime = yield* Effect.runtime<never>()
   const runForkIn = Runtime.runFork(runtime)
   const runFork = <A, E>(effect: Effect.Effect<A, E>): Fiber.RuntimeFiber<A, E> => runForkIn(effect)
+  const runLater = (effect: Effect.Effect<void>): Fiber.RuntimeFiber<void> => runForkIn(effect, { immediate: false })
   const actors = new Set<ActorImpl<any>>()
   const releasing = new Set<Fiber.RuntimeFiber<void>>()
   let closed = false
 
   const failed = (actor: ActorImpl<any>, cause: Cause.Cause<unknown>) => {
     runFork(
-      Effect.logError("actor failed", cause).pipe(Effect.annotateLogs({ actor: actor.id, ...actor.annotations }))
+      Effect.logError("actor failed", cause).pipe(Effect.annotateLogs({ actor: actor.id, ...actor.annotations?.() }))
     )
     try {
       actor.behaviourOnFailure(cause)
@@ -308,12 +319,13 @@ export const makeActorSystem: Effect.Effect<ActorSystem, never, Scope.Scope> = E
   const startPump = () => {
     if (pumping || closed) return
     pumping = true
-    runFork(pump)
+    runLater(pump)
   }
 
   const dispatcher: Dispatcher = {
     ready,
     runFork,
+    runLater,
     schedule: (actor) => {
       actor.status = READY
       ready.push(actor)
