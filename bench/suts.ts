@@ -74,14 +74,19 @@ const startProxySut = async (driver: Driver, target: SutTarget): Promise<Sut> =>
 }
 
 const startRawSut = async (driver: Driver, target: SutTarget): Promise<Sut> => {
-  const memoryBus = driver === "memory" ? Effect.runSync(makeMemoryBus) : undefined
+  const memoryScope = Effect.runSync(Scope.make())
+  const memoryBus = driver === "memory" ? Effect.runSync(Scope.extend(makeMemoryBus, memoryScope)) : undefined
   const transport = memoryBus !== undefined ?
     memoryRawTransport(memoryBus) :
     driver === "nats" ?
     await natsRawTransport(NATS_URL) :
     await amqpRawTransport(AMQP_URL)
   const pipe = await startRawPipe({ ...target, transport })
-  return { dialogs: pipe.dialogs, bus: memoryBus, close: pipe.close }
+  return {
+    dialogs: pipe.dialogs,
+    bus: memoryBus,
+    close: () => pipe.close().then(() => Effect.runPromise(Scope.close(memoryScope, Exit.void)))
+  }
 }
 
 export const startSut = (kind: SutKind, driver: Driver, target: SutTarget): Promise<Sut> =>

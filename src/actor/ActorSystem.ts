@@ -82,7 +82,10 @@ export interface ActorSystem {
   readonly size: () => number
   /** The system's timers (on Effect's Clock); closed with the system. */
   readonly timers: Timers
-  /** Forks a fiber in the system's runtime: it is interrupted when the system's scope closes. */
+  /**
+   * Forks a fiber in the system's runtime (its logger and services), started at once. Not
+   * supervised: work that belongs to an actor is that actor's `fork`.
+   */
   readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
 }
 
@@ -147,12 +150,11 @@ class ActorImpl<M> implements Actor<M> {
 
   private enqueue(message: M, capacity: number): boolean {
     if (this.status === STOPPED) return false
-    const receiveNow = this.behaviour.receiveNow
-    if (this.status === IDLE && receiveNow !== undefined) {
+    if (this.status === IDLE && this.behaviour.receiveNow !== undefined) {
       this.status = INLINE
       let outcome: boolean | Effect.Effect<void>
       try {
-        outcome = receiveNow(message)
+        outcome = this.behaviour.receiveNow(message) // a method call: behaviours may be class instances
       } catch (error) {
         outcome = true
         this.dispatcher.failed(this, Cause.die(error))

@@ -79,6 +79,7 @@ export class Timers {
     }
     // Callbacks may schedule again; they arm the sleeper themselves when they come first.
     for (const entry of due) {
+      if (this.closed) return
       try {
         entry.callback()
       } catch (error) {

@@ -9,11 +9,12 @@
  *   on RabbitMQ every subscription to a topic consumes its one queue, i.e. behaves as one group);
  * - `subscribe` completes only when the subscription is live at the broker, so a message published
  *   (by anyone) after that is delivered;
- * - a handler runs for one message at a time per subscription; a driver with acknowledgements
- *   acknowledges a message once its handler's effect has completed.
+ * - a handler runs for one message at a time per subscription, in order (each subscription is an
+ *   actor of the driver's actor system: src/actor); a driver with acknowledgements acknowledges a
+ *   message once its handler has handled it.
  */
-import { Context, Schema } from "effect"
-import type { Effect, Scope } from "effect"
+import { Context, Effect, Schema } from "effect"
+import type { Scope } from "effect"
 
 export class BusError extends Schema.TaggedError<BusError>()("BusError", {
   driver: Schema.String,
@@ -27,6 +28,19 @@ export interface SubscribeOptions {
 }
 
 export type BusConnectionState = "connected" | "reconnecting" | "closed"
+
+/**
+ * Handles one message. A handler that returns nothing has handled the message when it returns
+ * (drivers may call it inside their own callbacks, never re-entrantly); one that returns an effect
+ * has handled it when the effect completes, and the next message waits for that.
+ */
+export type MessageHandler = (payload: string) => Effect.Effect<void> | void
+
+/** A live subscription, without a Scope: the cheap form for the proxy's many dialogs. */
+export interface Subscription {
+  /** Unsubscribes; messages not yet handled are dropped. */
+  readonly close: Effect.Effect<void>
+}
 
 export interface BusShape {
   readonly driver: "memory" | "nats" | "rabbitmq"
@@ -51,10 +65,19 @@ export interface BusShape {
    * two on one topic while a `publish` of it is still pending, or order is lost.
    */
   readonly tryPublish: (topic: string, payload: string) => boolean
+  /**
+   * Subscribes until the returned subscription is closed (or the driver's scope closes).
+   * Completes once the subscription is live at the broker.
+   */
+  readonly listen: (
+    topic: string,
+    handler: MessageHandler,
+    options?: SubscribeOptions
+  ) => Effect.Effect<Subscription, BusError>
   /** Subscribes for the lifetime of the scope; closing the scope unsubscribes. */
   readonly subscribe: (
     topic: string,
-    handler: (payload: string) => Effect.Effect<void>,
+    handler: MessageHandler,
     options?: SubscribeOptions
   ) => Effect.Effect<void, BusError, Scope.Scope>
   /**
@@ -67,3 +90,16 @@ export interface BusShape {
 }
 
 export class Bus extends Context.Tag("ari-proxy/Bus")<Bus, BusShape>() {}
+
+/**
+ * `subscribe` from `listen`: the subscription is closed with the caller's scope. Subscribing may
+ * wait for a broker that is down, so it stays interruptible (unlike `acquireRelease`'s acquire);
+ * once it has succeeded, the close is registered before anything can interrupt.
+ */
+export const scopedSubscribe = (listen: BusShape["listen"]): BusShape["subscribe"] => (topic, handler, options) =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(
+      restore(listen(topic, handler, options)),
+      (subscription) => Effect.addFinalizer(() => subscription.close)
+    )
+  )

@@ -45,8 +45,19 @@ import type { Writable } from "node:stream"
 import { Duration, Effect, Layer, Runtime, Schedule, SubscriptionRef } from "effect"
 import type { Scope } from "effect"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
-import { Bus, type BusConnectionState, type BusError, type BusShape, type SubscribeOptions } from "./Bus.js"
-import { busError, Fifo, makeInbox, reconnectSchedule, redactUrl, reveal, type Secret } from "./internal.js"
+import { type Actor, makeActorSystem } from "../actor/ActorSystem.js"
+import { Fifo } from "../actor/Fifo.js"
+import {
+  Bus,
+  type BusConnectionState,
+  type BusError,
+  type BusShape,
+  type MessageHandler,
+  scopedSubscribe,
+  type SubscribeOptions,
+  type Subscription
+} from "./Bus.js"
+import { busError, reconnectSchedule, redactUrl, reveal, type Secret, spawnInbox } from "./internal.js"
 
 export interface AmqpTlsOptions {
   /** Paths of PEM files. */
@@ -156,8 +167,8 @@ interface Delivery {
 
 interface AmqpSubscription {
   readonly topic: string
-  /** Hands a delivery to the subscription's handler (one at a time, in order). */
-  readonly offer: (delivery: Delivery) => void
+  /** Hands deliveries to the subscription's handler (one at a time, in order). */
+  readonly inbox: Actor<Delivery>
   /** Generation of the link the consumer was (or is being) started on. */
   consuming: number
   started: Promise<void> | undefined
@@ -230,6 +241,8 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
     const runLog = (effect: Effect.Effect<void>) =>
       Runtime.runFork(runtime)(effect.pipe(Effect.annotateLogs({ driver: DRIVER })))
     const state = yield* SubscriptionRef.make<BusConnectionState>("reconnecting")
+    // Every subscription's inbox; made before the connection, so closed after it.
+    const inboxes = yield* makeActorSystem
 
     let link: Link | undefined
     let generation = 0
@@ -459,7 +472,7 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
         ))
         return
       }
-      subscription.offer({ payload: message.content.toString("utf8"), message, link: current })
+      subscription.inbox.offer({ payload: message.content.toString("utf8"), message, link: current })
     }
 
     const startConsuming = (subscription: AmqpSubscription, current: Link): Promise<void> => {
@@ -654,31 +667,33 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
         Effect.fail(busError(DRIVER, "subscribe", closing ? "the bus is closed" : "not connected"))
     ).pipe(Effect.retry({ schedule: Schedule.spaced("20 millis"), while: () => !closing }))
 
-    const subscribe = (
+    const acknowledge = (delivery: Delivery) => {
+      if (delivery.link !== link) return
+      try {
+        delivery.link.consumer.ack(delivery.message)
+      } catch {
+        // channel closed meanwhile: the message is redelivered
+      }
+    }
+
+    const listen = (
       topic: string,
-      handler: (payload: string) => Effect.Effect<void>,
+      handler: MessageHandler,
       _options?: SubscribeOptions
-    ): Effect.Effect<void, BusError, Scope.Scope> =>
+    ): Effect.Effect<Subscription, BusError> =>
       Effect.gen(function*() {
         cancelRetire(topic)
-        // One message at a time, acknowledged after its handler; no fiber while idle (see makeInbox).
-        const offer = yield* makeInbox((delivery: Delivery) =>
-          Effect.gen(function*() {
-            // From a dead channel: the broker requeued it and delivers it again.
-            if (delivery.link !== link) return
-            yield* handler(delivery.payload)
-            if (delivery.link === link) {
-              try {
-                delivery.link.consumer.ack(delivery.message)
-              } catch {
-                // channel closed meanwhile: the message is redelivered
-              }
-            }
-          })
-        )
+        // Acknowledged once its handler has handled it.
+        const inbox = spawnInbox(inboxes, topic, { inline: true }, (delivery: Delivery) => {
+          // From a dead channel: the broker requeued it and delivers it again.
+          if (delivery.link !== link) return
+          const handling = handler(delivery.payload)
+          if (handling === undefined) return acknowledge(delivery)
+          return Effect.tap(handling, () => acknowledge(delivery))
+        })
         const subscription: AmqpSubscription = {
           topic,
-          offer,
+          inbox,
           consuming: -1,
           started: undefined,
           consumerTag: undefined,
@@ -686,24 +701,25 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
         }
         subscriptions.add(subscription)
         subscribedTopics.set(topic, (subscribedTopics.get(topic) ?? 0) + 1)
-        yield* Effect.addFinalizer(() =>
-          Effect.gen(function*() {
-            subscription.closed = true
-            subscriptions.delete(subscription)
-            const count = (subscribedTopics.get(topic) ?? 1) - 1
-            if (count === 0) subscribedTopics.delete(topic)
-            else subscribedTopics.set(topic, count)
-            const current = link
-            const tag = subscription.consumerTag
-            subscription.consumerTag = undefined
-            if (current !== undefined && tag !== undefined && subscription.consuming === current.generation) {
-              yield* Effect.promise(() => current.consumer.cancel(tag).catch(() => undefined)).pipe(
-                Effect.timeout("2 seconds"),
-                Effect.ignore
-              )
-            }
-          })
-        )
+        const close = Effect.suspend(() => {
+          if (subscription.closed) return Effect.void
+          subscription.closed = true
+          inbox.stop()
+          subscriptions.delete(subscription)
+          const count = (subscribedTopics.get(topic) ?? 1) - 1
+          if (count === 0) subscribedTopics.delete(topic)
+          else subscribedTopics.set(topic, count)
+          const current = link
+          const tag = subscription.consumerTag
+          subscription.consumerTag = undefined
+          if (current === undefined || tag === undefined || subscription.consuming !== current.generation) {
+            return Effect.void
+          }
+          return Effect.promise(() => current.consumer.cancel(tag).catch(() => undefined)).pipe(
+            Effect.timeout("2 seconds"),
+            Effect.ignore
+          )
+        })
         // Live once the broker has answered consume-ok; a connection lost meanwhile: wait and retry.
         yield* Effect.gen(function*() {
           const current = yield* awaitLink
@@ -711,7 +727,11 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
             subscription.started :
             startConsuming(subscription, current)
           yield* Effect.tryPromise({ try: () => started, catch: (error) => busError(DRIVER, "subscribe", error) })
-        }).pipe(Effect.retry({ schedule: Schedule.spaced("50 millis"), while: () => !closing }))
+        }).pipe(
+          Effect.retry({ schedule: Schedule.spaced("50 millis"), while: () => !closing }),
+          Effect.onError(() => close)
+        )
+        return { close }
       })
 
     const retire = (topic: string): Effect.Effect<void> =>
@@ -726,7 +746,8 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
       retainsUnconsumed: true,
       publish,
       tryPublish,
-      subscribe,
+      listen,
+      subscribe: scopedSubscribe(listen),
       retire,
       state: SubscriptionRef.get(state),
       stats: () => ({

@@ -4,12 +4,12 @@
  * like NATS. It is the default for the demo, for embedding and for tests.
  */
 import { Effect, Layer } from "effect"
-import { Bus, type BusShape, type SubscribeOptions } from "./Bus.js"
-import { makeInbox } from "./internal.js"
+import type { Scope } from "effect"
+import { type Actor, makeActorSystem } from "../actor/ActorSystem.js"
+import { Bus, type BusShape, type MessageHandler, scopedSubscribe, type SubscribeOptions, type Subscription } from "./Bus.js"
+import { spawnInbox } from "./internal.js"
 
-interface Subscriber {
-  readonly offer: (payload: string) => void
-}
+type Subscriber = Actor<string>
 
 interface TopicState {
   /** Subscribers without a queue group: every one gets every message. */
@@ -23,7 +23,9 @@ export interface MemoryBus extends BusShape {
   readonly activeTopics: () => number
 }
 
-export const makeMemoryBus: Effect.Effect<MemoryBus> = Effect.sync(() => {
+/** The bus and its subscriptions live in the current scope. */
+export const makeMemoryBus: Effect.Effect<MemoryBus, never, Scope.Scope> = Effect.gen(function*() {
+  const system = yield* makeActorSystem
   const topics = new Map<string, TopicState>()
 
   const topicState = (topic: string): TopicState => {
@@ -50,10 +52,10 @@ export const makeMemoryBus: Effect.Effect<MemoryBus> = Effect.sync(() => {
     }
   }
 
-  const subscribe = (topic: string, handler: (payload: string) => Effect.Effect<void>, options?: SubscribeOptions) =>
-    Effect.gen(function*() {
-      // One message at a time, in order; no fiber while idle (see makeInbox).
-      const subscriber: Subscriber = { offer: yield* makeInbox(handler) }
+  const listen = (topic: string, handler: MessageHandler, options?: SubscribeOptions) =>
+    Effect.sync((): Subscription => {
+      // Delivery happens inside the publisher's call: the handler always runs later (not inline).
+      const subscriber: Subscriber = spawnInbox(system, topic, { inline: false }, handler)
       const state = topicState(topic)
       const queue = options?.queue
       if (queue === undefined || queue === "") {
@@ -63,8 +65,9 @@ export const makeMemoryBus: Effect.Effect<MemoryBus> = Effect.sync(() => {
         group.members.push(subscriber)
         state.groups.set(queue, group)
       }
-      yield* Effect.addFinalizer(() =>
-        Effect.sync(() => {
+      return {
+        close: Effect.sync(() => {
+          subscriber.stop()
           if (queue === undefined || queue === "") {
             state.plain.delete(subscriber)
           } else {
@@ -76,7 +79,7 @@ export const makeMemoryBus: Effect.Effect<MemoryBus> = Effect.sync(() => {
           }
           forget(topic, state)
         })
-      )
+      }
     })
 
   const bus: MemoryBus = {
@@ -88,11 +91,12 @@ export const makeMemoryBus: Effect.Effect<MemoryBus> = Effect.sync(() => {
       deliver(topic, payload)
       return true
     },
-    subscribe,
+    listen,
+    subscribe: scopedSubscribe(listen),
     retire: () => Effect.void,
     state: Effect.succeed("connected")
   }
   return bus
 })
 
-export const layerMemory: Layer.Layer<Bus> = Layer.effect(Bus, makeMemoryBus)
+export const layerMemory: Layer.Layer<Bus> = Layer.scoped(Bus, makeMemoryBus)

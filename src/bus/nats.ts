@@ -24,8 +24,19 @@ import { readFileSync } from "node:fs"
 import { Deferred, Duration, Effect, Layer, Redacted, Schedule, Stream, SubscriptionRef } from "effect"
 import type { Scope } from "effect"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
-import { Bus, type BusConnectionState, type BusError, type BusShape, type SubscribeOptions } from "./Bus.js"
-import { busError, Fifo, makeInbox, reconnectSchedule, redactUrl, reveal, type Secret } from "./internal.js"
+import { makeActorSystem } from "../actor/ActorSystem.js"
+import { Fifo } from "../actor/Fifo.js"
+import {
+  Bus,
+  type BusConnectionState,
+  type BusError,
+  type BusShape,
+  type MessageHandler,
+  scopedSubscribe,
+  type SubscribeOptions,
+  type Subscription
+} from "./Bus.js"
+import { busError, reconnectSchedule, redactUrl, reveal, type Secret, spawnInbox } from "./internal.js"
 
 export interface NatsTlsOptions {
   /** Paths of PEM files. */
@@ -176,6 +187,8 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     const serversForLog = parseServers(options.servers).servers.map(redactUrl).join(",")
     const publishBufferSize = Math.max(0, options.publishBufferSize ?? 10_000)
     const state = yield* SubscriptionRef.make<BusConnectionState>("reconnecting")
+    // Every subscription's inbox; made before the connection, so closed after its drain.
+    const inboxes = yield* makeActorSystem
     const firstConnection = yield* Deferred.make<NatsConnection>()
 
     let nc: NatsConnection | undefined
@@ -370,36 +383,38 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
         })
       )
 
-    const subscribe = (
+    const listen = (
       topic: string,
-      handler: (payload: string) => Effect.Effect<void>,
+      handler: MessageHandler,
       subscribeOptions?: SubscribeOptions
-    ): Effect.Effect<void, BusError, Scope.Scope> =>
+    ): Effect.Effect<Subscription, BusError> =>
       Effect.gen(function*() {
         const connection = yield* Deferred.await(firstConnection)
-        // One message at a time, in order; no fiber while idle (see makeInbox).
-        const offer = yield* makeInbox(handler)
+        const inbox = spawnInbox(inboxes, topic, { inline: true }, handler)
         const queue = subscribeOptions?.queue
         const subscription = yield* Effect.try({
           try: () =>
             connection.subscribe(topic, {
               ...(queue !== undefined && queue !== "" ? { queue } : {}),
               callback: (error, msg) => {
-                if (error === null) offer(msg.string())
+                if (error === null) inbox.offer(msg.string())
               }
             }),
           catch: (error) => busError(DRIVER, "subscribe", error)
-        })
+        }).pipe(Effect.tapError(() => Effect.sync(() => inbox.stop())))
         subscriptions++
-        yield* Effect.addFinalizer(() =>
-          Effect.gen(function*() {
-            subscriptions--
-            if (!subscription.isClosed()) {
-              yield* Effect.try(() => subscription.unsubscribe()).pipe(Effect.ignore)
-            }
-          })
-        )
-        yield* awaitLive(connection)
+        const close = Effect.sync(() => {
+          if (inbox.stopped) return
+          inbox.stop()
+          subscriptions--
+          try {
+            if (!subscription.isClosed()) subscription.unsubscribe()
+          } catch {
+            // the connection is closing: the subscription goes with it
+          }
+        })
+        yield* awaitLive(connection).pipe(Effect.onError(() => close))
+        return { close }
       })
 
     const bus: NatsBus = {
@@ -407,7 +422,8 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       retainsUnconsumed: false,
       publish,
       tryPublish,
-      subscribe,
+      listen,
+      subscribe: scopedSubscribe(listen),
       retire: () => Effect.void,
       state: SubscriptionRef.get(state),
       stats: () => ({ published, buffered: buffer.length, dropped, reconnects, subscriptions }),

@@ -69,10 +69,8 @@ export interface ProxyConfig {
   readonly endedLingerMs: number
   /** A dialog an application asked for ends if it has had no channel for this long. */
   readonly requestedDialogIdleMs: number
-  /** Pending outputs per dialog at which ARI reading pauses for it. */
+  /** Unpublished events a dialog holds at most; beyond, that dialog alone is ended as overloaded. */
   readonly dialogMailboxSize: number
-  /** How long a full dialog mailbox may stall ARI reading before that dialog is aborted. */
-  readonly mailboxStallMs: number
   /** Publish events that no dialog owns on `unrouted_<app>`. */
   readonly unroutedEvents: boolean
   /** Subscribe the ARI websocket to all events (`subscribeAll=true`). */

@@ -209,7 +209,6 @@ export const makeProxyConfig = (partial: ProxyConfigInput = {}): ProxyConfig => 
     endedLingerMs: int(INT_RULES.endedLingerMs),
     requestedDialogIdleMs: int(INT_RULES.requestedDialogIdleMs),
     dialogMailboxSize: int(INT_RULES.dialogMailboxSize),
-    mailboxStallMs: int(INT_RULES.mailboxStallMs),
     unroutedEvents: DEFAULTS.unroutedEvents,
     subscribeAll: DEFAULTS.subscribeAll,
     reconnectMinMs: int(INT_RULES.reconnectMinMs),

@@ -61,7 +61,6 @@ export const KEYS: ReadonlyArray<KeySpec> = [
   spec("ended_linger_ms"),
   spec("requested_dialog_idle_ms"),
   spec("dialog_mailbox_size"),
-  spec("mailbox_stall_ms"),
   spec("unrouted_events"),
   spec("subscribe_all"),
   spec("reconnect_min_ms"),

@@ -80,7 +80,6 @@ export const describeConfig = (config: ProxyConfig): Record<string, unknown> => 
   endedLingerMs: config.endedLingerMs,
   requestedDialogIdleMs: config.requestedDialogIdleMs,
   dialogMailboxSize: config.dialogMailboxSize,
-  mailboxStallMs: config.mailboxStallMs,
   unroutedEvents: config.unroutedEvents,
   subscribeAll: config.subscribeAll,
   reconnectMinMs: config.reconnectMinMs,

@@ -1,15 +1,25 @@
 /**
- * The dialog actor. Its state machine (machine.ts) runs the moment an input arrives: JavaScript
- * runs one input at a time, so a dialog sees its inputs in one total order and routing always
- * consults its current state. What the machine decides to do goes into the dialog's mailbox, a
- * FIFO that the dialog's fiber works off in order: publishes, ARI requests (forked: a slow
- * request never holds up the dialog's events), timers and release.
+ * The dialog actor: an actor of the proxy's actor system (src/actor) whose behaviour is the pure
+ * state machine (machine.ts).
  *
- * The fiber exists only while the mailbox has work, so an idle dialog costs a few objects and no
- * fiber (10,000 idle dialogs: see docs/benchmarks.md).
+ * An input (an event from the router, a command from the bus, an ARI answer, a timer) is applied
+ * to the machine the moment it arrives: JavaScript runs one input at a time, so a dialog sees its
+ * inputs in one total order, and routing always consults its current state (an entity bound by
+ * one frame is bound for the next). What the machine decides to do goes into the actor's bounded
+ * mailbox and is carried out in that order: publishes, ARI requests (supervised tasks: a slow
+ * request never holds up the dialog's events), timers and the release. While the mailbox is
+ * empty, whatever can be done without waiting (a publish the bus takes at once) is done right
+ * away, without a fiber: the hot path.
+ *
+ * Isolation: a dialog whose mailbox is full (its publishes cannot keep up: a blocked bus, a
+ * flooding channel) is ended as `overloaded` on its own; its unpublished events are dropped and
+ * counted, its commands are still answered. Nothing stops reading ARI, so every other dialog goes on.
+ * Supervision: a failure inside a dialog is logged with its ids, its command in flight is answered
+ * 500, and the dialog ends as `failed`.
  */
-import { Cause, Effect, Exit, Schedule, Scope } from "effect"
-import type { BusShape } from "../bus/Bus.js"
+import { Cause, Effect, Exit, Schedule } from "effect"
+import type { Actor, ActorSystem, Behaviour } from "../actor/ActorSystem.js"
+import type { BusShape, Subscription } from "../bus/Bus.js"
 import {
   decodeCommand,
   encodeAppStart,
@@ -32,7 +42,6 @@ import {
   transition
 } from "./machine.js"
 import type { Owner, Registry } from "./registry.js"
-import type { TimerQueue } from "./timers.js"
 
 export interface CommandReply {
   readonly status: number
@@ -70,20 +79,23 @@ export type DialogOrigin =
 
 export const stasisOrigin: DialogOrigin = { _tag: "Stasis" }
 
-/** What every dialog shares: the bus, ARI, timers, and a way to fork fibers. */
+/** What every dialog shares: the bus, ARI, and the actor system the dialogs live in. */
 export interface DialogContext {
   readonly serverId: string
   readonly topics: Topics
   readonly bus: BusShape
-  readonly timers: TimerQueue
+  /** Supervises every dialog; closing its scope releases every dialog's subscription. */
+  readonly system: ActorSystem
+  /** Effects a dialog's mailbox holds at most (`dialog_mailbox_size`); beyond, it is ended as overloaded. */
+  readonly mailboxSize: number
   readonly machine: MachineOptions
   readonly attachGraceMs: number
   readonly endedLingerMs: number
+  /** True while the proxy drains: an ended dialog is released at once, without its linger. */
+  readonly releaseAtOnce: () => boolean
   /** A requested dialog that still has no channel after this long ends ("unused"). */
   readonly requestedDialogIdleMs: number
   readonly execute: (command: DecodedCommand) => Effect.Effect<CommandReply>
-  /** Forks a fiber that the proxy supervises (awaited at shutdown, interrupted on close). */
-  readonly fork: (effect: Effect.Effect<void>) => void
   readonly counters: DialogCounters
   /** The dialog has released everything; the proxy forgets it. */
   readonly onReleased: (dialog: Dialog) => void
@@ -97,14 +109,16 @@ const subscribeRetry = Schedule.exponential("100 millis").pipe(
   Schedule.union(Schedule.spaced("5 seconds"))
 )
 
-export class Dialog implements Owner {
+export class Dialog implements Owner, Behaviour<DialogEffect> {
   state: DialogState
   private readonly serverIdJson: string
-  private readonly mailbox: Array<DialogEffect> = []
-  private head = 0
-  private working = false
-  private scope: Scope.CloseableScope | undefined
+  private readonly actor: Actor<DialogEffect>
+  private subscription: Subscription | undefined
   private readonly commandClock = new CommandClock()
+  /** An ARI request of this dialog is running (its answer has not been fed to the machine yet). */
+  private sending = false
+  /** The supervision policy is running: a failure now stops the dialog outright. */
+  private failing = false
 
   constructor(
     private readonly context: DialogContext,
@@ -118,6 +132,10 @@ export class Dialog implements Owner {
   ) {
     this.state = initialState(id, context.machine, channelId, application)
     this.serverIdJson = goJsonString(context.serverId)
+    this.actor = context.system.spawn<DialogEffect>(
+      { id, capacity: context.mailboxSize, annotations: () => this.logAnnotations() },
+      this
+    )
   }
 
   get closing(): boolean {
@@ -126,40 +144,79 @@ export class Dialog implements Owner {
 
   /** Pending effects in the mailbox. */
   get depth(): number {
-    return this.mailbox.length - this.head
+    return this.actor.depth
   }
 
-  /** Effects still queued or being carried out. */
+  /** Effects queued or being carried out, or an ARI request running. */
   get busy(): boolean {
-    return this.working || this.depth > 0
+    return this.actor.busy
   }
 
-  /**
-   * Feeds one input to the state machine and carries out what it decided. While the mailbox is
-   * empty, publishes the bus accepts at once, forks of ARI requests and timers happen right here
-   * (the hot path: no fiber per event); anything else, or anything after a publish the bus could
-   * not take at once, goes through the mailbox, in order.
-   */
+  /** Feeds one input to the state machine and hands what it decided to the mailbox, in order. */
   input(input: DialogInput): void {
+    try {
+      this.apply(input)
+    } catch (error) {
+      this.fail(Cause.die(error))
+    }
+  }
+
+  private apply(input: DialogInput): void {
     const [next, effects] = transition(this.state, input)
     this.state = next
     for (const effect of effects) {
-      if (effect._tag === "Bind") {
-        for (const key of effect.keys) this.registry.claim(key, this)
-      } else if (effect._tag === "Unbind") {
-        for (const key of effect.keys) this.registry.release(key, this)
-      } else if (this.working || this.depth > 0 || !this.performNow(effect)) {
-        this.mailbox.push(effect)
+      switch (effect._tag) {
+        case "Bind":
+          for (const key of effect.keys) this.registry.claim(key, this)
+          break
+        case "Unbind":
+          for (const key of effect.keys) this.registry.release(key, this)
+          break
+        case "PublishEvent":
+          if (!this.actor.offer(effect)) this.overflow()
+          break
+        default:
+          // Answers, the end and the release are never dropped (commands are capped by the machine).
+          this.actor.offerAlways(effect)
       }
-    }
-    if (!this.working && this.depth > 0) {
-      this.working = true
-      this.context.fork(this.work())
     }
   }
 
-  /** Carries out an effect synchronously if it can be; says whether it was. */
-  private performNow(effect: DialogEffect): boolean {
+  /** Opens the commands subscription, then lets the machine announce the dialog. */
+  start(): void {
+    this.actor.fork(this.subscribe())
+  }
+
+  /**
+   * Ends the dialog now (shutdown, overload): held events go out, commands finish, then
+   * DialogEnded. On overload, events not yet published are dropped and counted.
+   */
+  abort(reason: DialogEndReason): void {
+    if (reason === "overloaded") {
+      const dropped = this.actor.drop((effect) => effect._tag === "PublishEvent")
+      this.context.counters.eventsDropped += dropped
+    }
+    this.input({ _tag: "Abort", reason })
+  }
+
+  /** The mailbox is full: this dialog cannot keep up; it alone pays for it. */
+  private overflow(): void {
+    this.context.counters.eventsDropped++
+    if (this.closing) return
+    const depth = this.actor.depth
+    this.context.system.runFork(
+      Effect.logError("dialog mailbox full; ending the dialog as overloaded").pipe(
+        Effect.annotateLogs({ ...this.logAnnotations(), depth })
+      )
+    )
+    this.abort("overloaded")
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Behaviour: how the mailbox's effects are carried out
+
+  /** The hot path: carries out an effect synchronously if it can be; says whether it was. */
+  receiveNow(effect: DialogEffect): boolean {
     const { bus, topics } = this.context
     switch (effect._tag) {
       case "PublishEvent": {
@@ -183,76 +240,127 @@ export class Dialog implements Owner {
       }
       case "Announce":
         // A new call's AppStart, without a fiber of its own (new dialogs come in bursts).
-        return this.origin._tag === "Stasis" && bus.tryPublish(topics.app(this.application), this.appStart())
+        if (this.origin._tag !== "Stasis" || !bus.tryPublish(topics.app(this.application), this.appStart())) {
+          return false
+        }
+        this.logOpened()
+        return true
       case "Send":
+        this.sending = true
+        // Its log lines (ARI trouble) carry the dialog's ids: one annotation per command.
+        this.actor.fork(this.log(this.send(effect.command)))
+        return true
       case "StartGraceTimer":
+        this.context.system.timers.schedule(this.context.attachGraceMs, () => this.input({ _tag: "GraceExpired" }))
+        return true
       case "StartLingerTimer":
-        this.startNow(effect)
+        if (this.context.releaseAtOnce()) this.input({ _tag: "LingerOver" })
+        else this.context.system.timers.schedule(this.context.endedLingerMs, () => this.input({ _tag: "LingerOver" }))
+        return true
+      case "Release":
+        this.actor.stop() // onStop releases the subscription and the topics
         return true
       default:
         return false
     }
   }
 
-  /** Effects that only fork a fiber or arm a timer. */
-  private startNow(effect: Extract<DialogEffect, { _tag: "Send" | "StartGraceTimer" | "StartLingerTimer" }>): void {
+  /** Carries out an effect: at once if it can be, or as an effect that the actor waits for. */
+  receive(effect: DialogEffect): Effect.Effect<void> | undefined {
+    if (this.receiveNow(effect)) return undefined
+    const { topics } = this.context
     switch (effect._tag) {
-      case "Send":
-        return this.context.fork(this.send(effect.command))
-      case "StartGraceTimer":
-        return this.context.timers.schedule(this.context.attachGraceMs, () => this.input({ _tag: "GraceExpired" }))
-      case "StartLingerTimer":
-        return this.context.timers.schedule(this.context.endedLingerMs, () => this.input({ _tag: "LingerOver" }))
+      case "PublishEvent":
+        this.context.counters.eventsPublished++
+        proxyMetrics.eventsPublished.inc(effect.type)
+        return this.publish(topics.events(this.id), encodeWireEvent(this.serverIdJson, effect.type, effect.raw))
+      case "Respond":
+        this.context.counters.commandsAnswered++
+        this.commandClock.answered(effect.uniqueId, effect.status)
+        return this.publish(
+          topics.responses(this.id),
+          encodeCommandResponse({ unique_id: effect.uniqueId, status_code: effect.status, response_body: effect.body })
+        )
+      case "Announce":
+        return this.origin._tag === "Stasis"
+          ? Effect.zipRight(this.publish(topics.app(this.application), this.appStart()), Effect.sync(() => this.logOpened()))
+          : this.grant(this.origin)
+      case "PublishEnded": {
+        proxyMetrics.eventsPublished.inc(DIALOG_ENDED_TYPE)
+        proxyMetrics.dialogsEnded.inc(effect.reason)
+        const body = JSON.stringify({
+          type: DIALOG_ENDED_TYPE,
+          dialog_id: this.id,
+          reason: effect.reason,
+          timestamp: ariTimestamp(),
+          application: this.application
+        })
+        return Effect.zipRight(
+          this.publish(topics.events(this.id), encodeWireEvent(this.serverIdJson, DIALOG_ENDED_TYPE, body)),
+          this.log(Effect.logInfo("dialog ended"), { reason: effect.reason })
+        )
+      }
+      default:
+        return undefined // done by receiveNow
     }
-  }
-
-  /** Opens the commands subscription, then lets the machine announce the dialog. */
-  start(): void {
-    this.context.fork(this.subscribe())
   }
 
   /**
-   * Gives up on a dialog that cannot keep up (its mailbox stayed full): events not yet published
-   * are dropped and counted, commands are still answered, DialogEnded says why.
+   * Supervision policy: the command in flight is answered, the dialog ends as `failed` (its
+   * DialogEnded says so), and is released after its linger.
    */
-  abort(reason: DialogEndReason): void {
-    if (reason === "overloaded") {
-      let dropped = 0
-      const kept: Array<DialogEffect> = []
-      for (let i = this.head; i < this.mailbox.length; i++) {
-        const effect = this.mailbox[i]!
-        if (effect._tag === "PublishEvent") dropped++
-        else kept.push(effect)
-      }
-      this.mailbox.length = 0
-      this.head = 0
-      this.mailbox.push(...kept)
-      this.context.counters.eventsDropped += dropped
+  onFailure(_cause: Cause.Cause<unknown>): void {
+    if (this.failing) {
+      this.actor.stop() // the policy itself failed: release what can be released
+      return
     }
-    this.input({ _tag: "Abort", reason })
+    this.failing = true
+    try {
+      if (this.state.inFlight !== undefined && !this.sending) {
+        this.input({
+          _tag: "CommandDone",
+          status: 500,
+          body: proxyErrorBody(500, "the proxy failed while executing the command")
+        })
+      }
+      if (!this.state.ended) this.input({ _tag: "Abort", reason: "failed" })
+    } finally {
+      this.failing = false
+    }
   }
+
+  /** Releases the commands subscription and the dialog's topics; the proxy forgets the dialog. */
+  onStop(): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      const { bus, topics } = this.context
+      if (this.subscription !== undefined) yield* this.subscription.close
+      yield* bus.retire(topics.events(this.id))
+      yield* bus.retire(topics.commands(this.id))
+      yield* bus.retire(topics.responses(this.id))
+      this.context.onReleased(this)
+    })
+  }
+
+  // ---------------------------------------------------------------------------------------------
 
   private subscribe(): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-      const scope = yield* Scope.make()
-      this.scope = scope
-      yield* this.context.bus.subscribe(
+      const subscription = yield* this.context.bus.listen(
         this.context.topics.commands(this.id),
-        (payload) => Effect.sync(() => this.receive(payload))
+        (payload) => this.receiveCommand(payload)
       ).pipe(
-        Scope.extend(scope),
-        Effect.tapError((error) => Effect.logWarning("commands subscription failed, retrying", error.message)),
+        Effect.tapError((error) => this.log(Effect.logWarning("commands subscription failed, retrying", error.message))),
         Effect.retry(subscribeRetry),
         Effect.orDie // the schedule retries forever: the bus driver reconnects on its own
       )
+      if (this.actor.stopped) return yield* subscription.close
+      this.subscription = subscription
       this.input({ _tag: "SubscriptionReady" })
-      // AppStart went out just now, or waits in the mailbox behind nothing that could fail.
-      if (this.origin._tag === "Stasis") yield* Effect.logInfo("dialog opened")
-    }).pipe((effect) => this.annotate(effect))
+    })
   }
 
   /** A message from `commands_<dialog_id>`. */
-  private receive(payload: string): void {
+  private receiveCommand(payload: string): void {
     const decoded = decodeCommand(payload)
     switch (decoded._tag) {
       case "NotJson":
@@ -271,101 +379,28 @@ export class Dialog implements Owner {
     }
   }
 
-  private work(): Effect.Effect<void> {
-    return Effect.gen(this, function*() {
-      while (this.head < this.mailbox.length) {
-        const effect = this.mailbox[this.head]!
-        this.mailbox[this.head++] = undefined as never
-        if (this.head === this.mailbox.length) {
-          this.mailbox.length = 0
-          this.head = 0
-        }
-        yield* this.perform(effect)
-      }
-    }).pipe(
-      // Whatever ends the worker, the dialog must not stay marked as working (its effects would
-      // pile up forever); a failure is logged and the rest of the mailbox gets a new worker.
-      Effect.catchAllCause((cause) =>
-        Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.logError("a dialog effect failed", cause)
-      ),
-      Effect.onExit((exit) =>
-        Effect.sync(() => {
-          this.working = false
-          if (Exit.isSuccess(exit) && this.depth > 0) {
-            this.working = true
-            this.context.fork(this.work())
-          }
-        })
-      ),
-      (effect) => this.annotate(effect)
-    )
-  }
-
-  private perform(effect: DialogEffect): Effect.Effect<void> {
-    const { topics } = this.context
-    switch (effect._tag) {
-      case "PublishEvent":
-        this.context.counters.eventsPublished++
-        proxyMetrics.eventsPublished.inc(effect.type)
-        return this.publish(topics.events(this.id), encodeWireEvent(this.serverIdJson, effect.type, effect.raw))
-      case "Respond":
-        this.context.counters.commandsAnswered++
-        this.commandClock.answered(effect.uniqueId, effect.status)
-        return this.publish(
-          topics.responses(this.id),
-          encodeCommandResponse({ unique_id: effect.uniqueId, status_code: effect.status, response_body: effect.body })
-        )
-      case "Send":
-      case "StartGraceTimer":
-      case "StartLingerTimer":
-        this.startNow(effect)
-        return Effect.void
-      case "Announce":
-        return this.origin._tag === "Stasis" ? this.announce() : this.grant(this.origin)
-      case "PublishEnded": {
-        proxyMetrics.eventsPublished.inc(DIALOG_ENDED_TYPE)
-        proxyMetrics.dialogsEnded.inc(effect.reason)
-        const body = JSON.stringify({
-          type: DIALOG_ENDED_TYPE,
-          dialog_id: this.id,
-          reason: effect.reason,
-          timestamp: ariTimestamp(),
-          application: this.application
-        })
-        return Effect.zipRight(
-          this.publish(topics.events(this.id), encodeWireEvent(this.serverIdJson, DIALOG_ENDED_TYPE, body)),
-          Effect.logInfo("dialog ended").pipe(Effect.annotateLogs("reason", effect.reason))
-        )
-      }
-      case "Release":
-        return this.release()
-      case "Bind":
-      case "Unbind":
-        return Effect.void // applied synchronously in input()
-    }
-  }
-
   private appStart(): string {
     return encodeAppStart({ application: this.application, dialog_id: this.id, server_id: this.context.serverId })
   }
 
-  private announce(): Effect.Effect<void> {
-    return this.publish(this.context.topics.app(this.application), this.appStart())
+  private logOpened(): void {
+    this.context.system.runFork(this.log(Effect.logInfo("dialog opened")))
   }
 
   /** Answers the application that asked for this dialog, and ends it if it stays without a channel. */
   private grant(origin: Extract<DialogOrigin, { _tag: "Requested" }>): Effect.Effect<void> {
+    const { timers } = this.context.system
     const checkUse = () => {
       const s = this.state
       if (s.members.size > 0 || s.ending !== undefined || s.ended) return
       // A command at work may still bring a channel: look again later.
       if (s.inFlight !== undefined || s.queue.length > 0) {
-        this.context.timers.schedule(this.context.requestedDialogIdleMs, checkUse)
+        timers.schedule(this.context.requestedDialogIdleMs, checkUse)
       } else {
         this.input({ _tag: "Abort", reason: "unused" })
       }
     }
-    this.context.timers.schedule(this.context.requestedDialogIdleMs, checkUse)
+    timers.schedule(this.context.requestedDialogIdleMs, checkUse)
     const reply = new DialogGrant({
       request_id: origin.requestId,
       status_code: 201,
@@ -373,45 +408,41 @@ export class Dialog implements Owner {
       server_id: this.context.serverId,
       application: this.application
     })
-    return Effect.zipRight(this.publish(origin.replyTo, JSON.stringify(reply)), Effect.logInfo("requested dialog granted"))
+    return Effect.zipRight(
+      this.publish(origin.replyTo, JSON.stringify(reply)),
+      this.log(Effect.logInfo("requested dialog granted"))
+    )
   }
 
   private publish(topic: string, payload: string): Effect.Effect<void> {
     return Effect.catchAll(this.context.bus.publish(topic, payload), (error) => {
       this.context.counters.publishFailures++
-      return Effect.logError("publish failed", topic, error.message)
+      return this.log(Effect.logError("publish failed", topic, error.message))
     })
   }
 
+  /** The command's ARI request; its answer (or the proxy's own error answer) goes to the machine. */
   private send(command: DecodedCommand): Effect.Effect<void> {
-    return this.context.execute(command).pipe(
-      Effect.exit,
-      Effect.map((exit) => {
-        const reply: CommandReply = Exit.isSuccess(exit)
-          ? exit.value
-          : { status: 500, body: proxyErrorBody(500, "the proxy failed to execute the command: " + Cause.pretty(exit.cause)) }
-        this.input({ _tag: "CommandDone", status: reply.status, body: reply.body })
-      }),
-      (effect) => this.annotate(effect)
-    )
-  }
-
-  private release(): Effect.Effect<void> {
-    return Effect.gen(this, function*() {
-      const { bus, topics } = this.context
-      if (this.scope !== undefined) yield* Scope.close(this.scope, Exit.void)
-      yield* bus.retire(topics.events(this.id))
-      yield* bus.retire(topics.commands(this.id))
-      yield* bus.retire(topics.responses(this.id))
-      this.context.onReleased(this)
+    return Effect.map(Effect.exit(this.context.execute(command)), (exit) => {
+      const reply: CommandReply = Exit.isSuccess(exit)
+        ? exit.value
+        : { status: 500, body: proxyErrorBody(500, "the proxy failed to execute the command: " + Cause.pretty(exit.cause)) }
+      this.sending = false
+      this.input({ _tag: "CommandDone", status: reply.status, body: reply.body })
     })
   }
 
-  private annotate<A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
-    return Effect.annotateLogs(effect, {
-      dialog_id: this.id,
-      channel_id: this.channelId ?? "",
-      application: this.application
-    })
+  private fail(cause: Cause.Cause<unknown>): void {
+    this.context.system.runFork(this.log(Effect.logError("dialog failed", cause)))
+    this.onFailure(cause)
+  }
+
+  private logAnnotations(): Record<string, string> {
+    return { dialog_id: this.id, channel_id: this.channelId ?? "", application: this.application }
+  }
+
+  /** Log lines of a dialog carry its ids; annotated here, once per line, not per fiber. */
+  private log(line: Effect.Effect<void>, extra?: Record<string, string>): Effect.Effect<void> {
+    return Effect.annotateLogs(line, extra === undefined ? this.logAnnotations() : { ...this.logAnnotations(), ...extra })
   }
 }

@@ -56,7 +56,8 @@ export const DIALOG_ENDED_TYPE = "DialogEnded"
 export type DialogEndReason =
   | "channels_left" // the last channel left Stasis or was destroyed
   | "channels_vanished" // reconciliation after an ARI reconnect found none of its channels
-  | "overloaded" // its mailbox stayed full (see docs/architecture.md)
+  | "overloaded" // its mailbox filled up: its events could not be published fast enough (docs/architecture.md)
+  | "failed" // the proxy failed while handling it (a defect, logged with its ids)
   | "shutdown" // the proxy stopped
   | "unused" // an application asked for it and never put a channel in it
 

@@ -1,20 +1,22 @@
 /**
- * The proxy: ARI ↔ dialogs ↔ bus. It owns the router (and through it the dialogs), the ARI event
- * socket, and the supervision of every dialog fiber; it reconciles dialogs after an ARI
+ * The proxy: ARI ↔ dialogs ↔ bus. It owns the actor system in which every dialog lives (and
+ * through it their supervision and their release when the proxy's scope closes), the router, the
+ * ARI event socket, and the unrouted-event publisher; it reconciles dialogs after an ARI
  * reconnect and drains them at shutdown.
  *
  * Frames are routed synchronously in the socket's callback (no hop through a queue): routing is a
- * few map lookups, and each dialog's mailbox is the queue that decouples ARI from the bus.
+ * few map lookups, and each dialog's mailbox is the queue that decouples ARI from the bus. The
+ * socket is never paused: a dialog that cannot keep up is dealt with on its own (dialog/actor.ts).
  */
-import { Context, Effect, FiberSet, Layer, Option, Runtime, Schedule, Stream } from "effect"
+import { Context, Effect, Layer, Option, Runtime, Schedule, Stream } from "effect"
+import { makeActorSystem } from "../actor/ActorSystem.js"
 import { AriRest } from "../ari/rest.js"
 import { AriConnectionState, AriSocketOptions, makeAriSocket } from "../ari/socket.js"
-import { Bus, type BusShape } from "../bus/Bus.js"
+import { Bus } from "../bus/Bus.js"
 import { ProxyConfigService } from "../config/ProxyConfigService.js"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { describeConfig } from "../config/redact.js"
 import { type Dialog, type DialogCounters, makeDialogCounters } from "../dialog/actor.js"
-import { TimerQueue } from "../dialog/timers.js"
 import { encodeWireEvent, goJsonString } from "../protocol/codec.js"
 import { makeTopics, type Topics } from "../protocol/topics.js"
 import { serveDialogRequests } from "./dialogRequests.js"
@@ -28,6 +30,8 @@ export interface ProxyStats {
   readonly boundEntities: number
   readonly deepestMailbox: number
   readonly ariReconnects: number
+  /** Unrouted events dropped because their publisher's mailbox was full. */
+  readonly unroutedDropped: number
 }
 
 export interface ProxyShape {
@@ -46,27 +50,6 @@ export interface ProxyShape {
 
 export class Proxy extends Context.Tag("ari-proxy/Proxy")<Proxy, ProxyShape>() {}
 
-/** Publishes unrouted events in order, off the socket callback when the bus cannot take them at once. */
-const makeSerialPublisher = (fork: (effect: Effect.Effect<void>) => void, bus: BusShape) => {
-  const queue: Array<readonly [string, string]> = []
-  let working = false
-  const work = Effect.gen(function*() {
-    while (queue.length > 0) {
-      const [topic, payload] = queue.shift()!
-      yield* Effect.catchAll(bus.publish(topic, payload), (error) => Effect.logWarning("unrouted publish failed", error.message))
-    }
-    working = false
-  })
-  return (topic: string, payload: string) => {
-    if (!working && bus.tryPublish(topic, payload)) return
-    queue.push([topic, payload])
-    if (!working) {
-      working = true
-      fork(work)
-    }
-  }
-}
-
 export const makeProxy = Effect.gen(function*() {
   const config: ProxyConfig = yield* ProxyConfigService
   const bus = yield* Bus
@@ -75,13 +58,10 @@ export const makeProxy = Effect.gen(function*() {
   const runtime = yield* Effect.runtime<never>()
   const runSync = Runtime.runSync(runtime)
 
-  const fibers = yield* FiberSet.make<void, never>()
-  const forkIn = yield* FiberSet.runtime(fibers)<never>()
-  const fork = (effect: Effect.Effect<void>) => {
-    forkIn(effect)
-  }
-  const timers = new TimerQueue()
-  yield* Effect.addFinalizer(() => Effect.sync(() => timers.close()))
+  // Every dialog, the unrouted publisher and the calls sent back while draining are actors of
+  // this system: closing the proxy's scope stops them and releases their subscriptions.
+  const system = yield* makeActorSystem
+  let draining = false
 
   const dialogCounters = makeDialogCounters()
   const routerCounters = makeRouterCounters()
@@ -90,13 +70,14 @@ export const makeProxy = Effect.gen(function*() {
       serverId: config.serverId,
       topics,
       bus,
-      timers,
+      system,
+      mailboxSize: config.dialogMailboxSize,
       machine: { holdEvents: !bus.retainsUnconsumed, maxHeldEvents: config.maxHeldEvents },
       attachGraceMs: config.attachGraceMs,
       endedLingerMs: config.endedLingerMs,
       requestedDialogIdleMs: config.requestedDialogIdleMs,
+      releaseAtOnce: () => draining,
       execute: (command) => rest.execute(command),
-      fork,
       counters: dialogCounters
     },
     routerCounters,
@@ -104,50 +85,32 @@ export const makeProxy = Effect.gen(function*() {
   )
 
   const serverIdJson = goJsonString(config.serverId)
-  const drainingCalls = makeDrainingCalls(rest, fork)
-  const publishUnrouted = makeSerialPublisher(fork, bus)
+  const drainingCalls = makeDrainingCalls(rest, system)
 
-  // Backpressure: a dialog whose mailbox passes dialog_mailbox_size pauses ARI reading until it
-  // drains to half; if it stays full for mailbox_stall_ms it is aborted ("overloaded") so that
-  // one stuck dialog cannot hold up every other call for long.
-  const pressured = new Set<Dialog>()
-  let relieving = false
-  let socketControl: { pause: () => void; resume: () => void } | undefined
-  const relieve = Effect.gen(function*() {
-    const since = Date.now()
-    while (pressured.size > 0) {
-      for (const dialog of pressured) {
-        if (dialog.depth <= config.dialogMailboxSize / 2 || dialog.state.ended) pressured.delete(dialog)
-      }
-      if (pressured.size === 0) break
-      if (Date.now() - since > config.mailboxStallMs) {
-        for (const dialog of pressured) {
-          yield* Effect.logError("dialog mailbox stayed full; aborting the dialog").pipe(
-            Effect.annotateLogs({ dialog_id: dialog.id, channel_id: dialog.channelId ?? "", depth: dialog.depth })
-          )
-          dialog.abort("overloaded")
-        }
-        pressured.clear()
-        break
-      }
-      yield* Effect.sleep("2 millis")
+  // Unrouted events, in order: at once when the bus takes them, else through a bounded mailbox.
+  let unroutedDropped = 0
+  const unrouted = system.spawn<readonly [topic: string, payload: string]>(
+    { id: "unrouted-publisher", capacity: config.dialogMailboxSize },
+    {
+      receiveNow: ([topic, payload]) => bus.tryPublish(topic, payload),
+      receive: ([topic, payload]) =>
+        bus.tryPublish(topic, payload) ? undefined : Effect.catchAll(
+          bus.publish(topic, payload),
+          (error) => Effect.logWarning("unrouted publish failed", error.message)
+        )
     }
-    relieving = false
-    socketControl?.resume()
-  })
+  )
+  const publishUnrouted = (topic: string, payload: string) => {
+    if (unrouted.offer([topic, payload])) return
+    if (unroutedDropped++ === 0 || unroutedDropped % 10_000 === 0) {
+      runSync(Effect.logWarning("the bus cannot keep up with unrouted events; dropping them", { dropped: unroutedDropped }))
+    }
+  }
 
   const onFrame = (frame: string) => {
     const outcome = router.route(frame)
     switch (outcome._tag) {
       case "Routed":
-        for (const dialog of outcome.targets) {
-          if (dialog.depth > config.dialogMailboxSize) pressured.add(dialog)
-        }
-        if (pressured.size > 0 && !relieving) {
-          relieving = true
-          socketControl?.pause()
-          fork(relieve)
-        }
         return
       case "Unrouted":
         if (outcome.type === "StasisStart" && !router.accepting) drainingCalls.sendBack(frame)
@@ -168,7 +131,6 @@ export const makeProxy = Effect.gen(function*() {
 
   yield* Effect.logInfo("ari-proxy starting", describeConfig(config))
   const socket = yield* makeAriSocket(AriSocketOptions.fromConfig(config), onFrame)
-  socketControl = { pause: socket.unsafePause, resume: socket.unsafeResume }
 
   // After a REconnect, events may have been missed: end the dialogs whose channels are gone.
   const reconcile = Effect.gen(function*() {
@@ -232,23 +194,21 @@ export const makeProxy = Effect.gen(function*() {
     Effect.forkScoped
   )
 
-  let draining = false
   const drain = Effect.gen(function*() {
     if (!draining) {
       draining = true
       router.accepting = false
       yield* Effect.logInfo("draining: no new dialogs; ending the live ones", { dialogs: router.dialogs.size })
-      for (const dialog of router.dialogs.values()) dialog.abort("shutdown")
+      // Each ends once its commands in flight are answered, and is then released at once rather
+      // than after its linger (subscriptions closed, RabbitMQ queues retired).
+      for (const dialog of router.dialogs.values()) {
+        if (dialog.state.ended) dialog.input({ _tag: "LingerOver" })
+        else dialog.abort("shutdown")
+      }
     }
-    const busy = () =>
-      drainingCalls.inFlight() > 0 || [...router.dialogs.values()].some((d) => !d.state.ended || d.busy)
-    const finished = yield* Effect.gen(function*() {
-      while (busy()) yield* Effect.sleep("10 millis")
-      // Ended: release them now rather than after their linger (their subscriptions, their
-      // RabbitMQ queues), and wait for that too.
-      for (const dialog of router.dialogs.values()) dialog.input({ _tag: "LingerOver" })
-      while (router.dialogs.size > 0) yield* Effect.sleep("10 millis")
-    }).pipe(Effect.timeoutOption(config.shutdownTimeoutMs))
+    const finished = yield* Effect.zipRight(drainingCalls.awaitSent, router.awaitNoDialogs).pipe(
+      Effect.timeoutOption(config.shutdownTimeoutMs)
+    )
     if (Option.isNone(finished)) {
       yield* Effect.logWarning("shutdown deadline passed with dialogs still busy", { dialogs: router.dialogs.size })
     }
@@ -264,7 +224,8 @@ export const makeProxy = Effect.gen(function*() {
       activeDialogs: router.dialogs.size,
       boundEntities: router.boundEntities,
       deepestMailbox: deepest,
-      ariReconnects
+      ariReconnects,
+      unroutedDropped
     }
   })
 

@@ -5,6 +5,7 @@
  * still published on `unrouted_<app>` as any unowned event is.
  */
 import { Effect } from "effect"
+import type { ActorSystem } from "../actor/ActorSystem.js"
 import type { AriRestShape } from "../ari/rest.js"
 import { proxyMetrics } from "../observability/metrics.js"
 
@@ -22,28 +23,27 @@ const channelIdOf = (frame: string): string | undefined => {
 export interface DrainingCalls {
   /** Sends the channel of a StasisStart no dialog took back to the dialplan. */
   readonly sendBack: (frame: string) => void
-  /** `continue` requests not yet answered: the drain waits for them. */
-  readonly inFlight: () => number
+  /** Completes once every `continue` request has been answered (the drain waits for them). */
+  readonly awaitSent: Effect.Effect<void>
 }
 
-export const makeDrainingCalls = (rest: AriRestShape, fork: (effect: Effect.Effect<void>) => void): DrainingCalls => {
-  let inFlight = 0
+export const makeDrainingCalls = (rest: AriRestShape, system: ActorSystem): DrainingCalls => {
+  // An actor with no messages: its tasks are the requests, supervised and awaited together.
+  const sender = system.spawn<never>({ id: "draining-calls" }, { receive: () => undefined })
   const sendBack = (frame: string) => {
     const channelId = channelIdOf(frame)
     if (channelId === undefined) return
-    inFlight++
     proxyMetrics.callsContinuedWhileDraining++
-    fork(
+    sender.fork(
       rest.execute({ method: "POST", url: `/channels/${encodeURIComponent(channelId)}/continue`, body: "" }).pipe(
         Effect.flatMap((reply) =>
           reply.status < 300
             ? Effect.logInfo("call arrived while draining; sent back to the dialplan")
             : Effect.logWarning(`call arrived while draining; continue answered ${reply.status}`, reply.body)
         ),
-        Effect.annotateLogs({ channel_id: channelId }),
-        Effect.ensuring(Effect.sync(() => inFlight--))
+        Effect.annotateLogs({ channel_id: channelId })
       )
     )
   }
-  return { sendBack, inFlight: () => inFlight }
+  return { sendBack, awaitSent: sender.awaitIdle }
 }

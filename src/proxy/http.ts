@@ -88,7 +88,8 @@ const noStats: ProxyStats = {
   activeDialogs: 0,
   boundEntities: 0,
   deepestMailbox: 0,
-  ariReconnects: 0
+  ariReconnects: 0,
+  unroutedDropped: 0
 }
 
 const byLabel = (counter: LabeledCounter, label: string): Array<Sample> =>
@@ -119,6 +120,8 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
         stats.router.malformedFrames)
       .counter("ari_proxy_events_dropped_total", "Events of overloaded dialogs dropped unpublished.",
         stats.dialogs.eventsDropped)
+      .counter("ari_proxy_unrouted_dropped_total", "Unrouted events dropped because the bus could not keep up.",
+        stats.unroutedDropped)
       .counter("ari_proxy_dialogs_started_total", "Dialogs opened.", stats.router.dialogsStarted)
       .counter("ari_proxy_dialogs_ended_total", "Dialogs ended (DialogEnded published), by reason.",
         byLabel(proxyMetrics.dialogsEnded, "reason"))

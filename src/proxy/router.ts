@@ -8,6 +8,7 @@
  * next frame.
  */
 import { randomUUID } from "node:crypto"
+import { Deferred, Effect, Exit, FiberId } from "effect"
 import {
   channelKey,
   type EntityKey,
@@ -91,6 +92,7 @@ export class Router {
   accepting = true
 
   private readonly dialogContext: DialogContext
+  private noDialogs: Deferred.Deferred<void> | undefined
 
   constructor(
     context: Omit<DialogContext, "onReleased">,
@@ -103,9 +105,20 @@ export class Router {
       onReleased: (dialog) => {
         this.dialogs.delete(dialog.id)
         this.counters.dialogsEnded++
+        if (this.dialogs.size === 0 && this.noDialogs !== undefined) {
+          Deferred.unsafeDone(this.noDialogs, Exit.void)
+          this.noDialogs = undefined
+        }
       }
     }
   }
+
+  /** Completes once no dialog is left (every one released). */
+  readonly awaitNoDialogs: Effect.Effect<void> = Effect.suspend(() => {
+    if (this.dialogs.size === 0) return Effect.void
+    this.noDialogs ??= Deferred.unsafeMake<void>(FiberId.none)
+    return Deferred.await(this.noDialogs)
+  })
 
   route(frame: string): RouteOutcome {
     this.counters.eventsReceived++

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Exit, Fiber, Scope } from "effect"
-import { Fifo, makeInbox, redactUrl } from "../../src/bus/internal.js"
+import { Deferred, Effect } from "effect"
+import { makeActorSystem } from "../../src/actor/ActorSystem.js"
+import { Fifo } from "../../src/actor/Fifo.js"
+import { redactUrl, spawnInbox } from "../../src/bus/internal.js"
 
 describe("bus internals", () => {
   it("redacts credentials from URLs, and only them", () => {
@@ -24,46 +26,33 @@ describe("bus internals", () => {
     expect(fifo.shift()).toBeUndefined()
   })
 
-  it.live("an inbox handles one item at a time in order, on the scheduler, and stops when its scope closes", () =>
+  it.scoped("an inbox handles one item at a time in order; inline only when the driver allows it", () =>
     Effect.gen(function*() {
+      const system = yield* makeActorSystem
       const handled: Array<number> = []
-      let running = 0
-      let maxRunning = 0
-      const gate = yield* Deferred.make<void>()
-      const scope = yield* Scope.make()
-      const offer = yield* makeInbox((n: number) =>
-        Effect.gen(function*() {
-          running++
-          maxRunning = Math.max(maxRunning, running)
-          if (n === 0) yield* Deferred.await(gate) // the first item blocks: the others wait their turn
-          if (n % 7 === 0) yield* Effect.sleep("1 millis")
-          handled.push(n)
-          running--
-        })
-      ).pipe(Scope.extend(scope))
-      for (let i = 0; i < 100; i++) offer(i)
-      expect(handled).toEqual([]) // never inside offer's caller
-      yield* Effect.sleep("20 millis")
-      expect(handled).toEqual([])
-      yield* Deferred.succeed(gate, undefined)
-      while (handled.length < 100) yield* Effect.sleep("2 millis")
+      const deferred = spawnInbox(system, "memory-like", { inline: false }, (n: number) => {
+        handled.push(n)
+      })
+      for (let i = 0; i < 100; i++) deferred.offer(i)
+      expect(handled).toEqual([]) // never inside offer's caller: a handler may publish back
+      yield* deferred.awaitIdle
       expect(handled).toEqual(Array.from({ length: 100 }, (_, i) => i))
-      expect(maxRunning).toBe(1)
-      // Idle again: later items start a new worker.
-      offer(100)
-      while (handled.length < 101) yield* Effect.sleep("2 millis")
-      // Closing interrupts the running handler and drops what waits.
-      const blocked = yield* Deferred.make<void>()
-      const late = yield* makeInbox((n: number) =>
-        n === 0 ? Deferred.await(blocked) : Effect.sync(() => handled.push(n))
-      ).pipe(Scope.extend(scope))
-      late(0)
-      late(999)
-      yield* Effect.sleep("10 millis")
-      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
-      yield* Fiber.join(closing)
-      late(1000)
-      yield* Effect.sleep("20 millis")
-      expect(handled.includes(999) || handled.includes(1000)).toBe(false)
+
+      // Inline: handled in the driver's callback while nothing waits; an effect makes the next wait.
+      const gate = yield* Deferred.make<void>()
+      const order: Array<string> = []
+      const inline = spawnInbox(system, "nats-like", { inline: true }, (item: string) =>
+        item === "slow" ? Effect.zipRight(Deferred.await(gate), Effect.sync(() => order.push(item))) : void order.push(item)
+      )
+      inline.offer("first")
+      expect(order).toEqual(["first"])
+      inline.offer("slow")
+      inline.offer("after")
+      expect(order).toEqual(["first"])
+      yield* Deferred.succeed(gate, undefined)
+      yield* inline.awaitIdle
+      expect(order).toEqual(["first", "slow", "after"])
+      inline.stop()
+      expect(inline.offer("late")).toBe(false)
     }))
 })

@@ -45,7 +45,6 @@ describe("loading config.json", () => {
       expect(config.maxHeldEvents).toBe(1000)
       expect(config.endedLingerMs).toBe(5000)
       expect(config.dialogMailboxSize).toBe(10_000)
-      expect(config.mailboxStallMs).toBe(5000)
       expect(config.unroutedEvents).toBe(true)
       expect(config.subscribeAll).toBe(false)
       expect(config.reconnectMinMs).toBe(200)

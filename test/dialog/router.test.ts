@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, FastCheck as fc } from "effect"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import { makeDialogCounters } from "../../src/dialog/actor.js"
-import { TimerQueue } from "../../src/dialog/timers.js"
+import { makeActorSystem } from "../../src/actor/ActorSystem.js"
 import { makeTopics } from "../../src/protocol/topics.js"
 import { makeRouterCounters, Router } from "../../src/proxy/router.js"
 
@@ -10,7 +10,7 @@ const channel = (id: string, name = `PJSIP/sipp-${id}`) => ({ id, name, state: "
 const frame = (type: string, fields: Record<string, unknown>) =>
   JSON.stringify({ type, timestamp: "2026-11-30T10:28:16.331+0000", ...fields, asterisk_id: "a", application: "app" })
 
-/** A router whose dialogs' effects run inline; ARI answers every command with `reply`. */
+/** A router on the in-memory bus; ARI answers every command with `reply`. */
 const makeRouter = (reply: (method: string, url: string) => { status: number; body: string } = () => ({ status: 204, body: "" })) =>
   Effect.gen(function*() {
     const bus = yield* makeMemoryBus
@@ -19,15 +19,14 @@ const makeRouter = (reply: (method: string, url: string) => { status: number; bo
         serverId: "s",
         topics: makeTopics(),
         bus,
-        timers: new TimerQueue(),
+        system: yield* makeActorSystem,
+        mailboxSize: 10_000,
+        releaseAtOnce: () => false,
         machine: { holdEvents: false, maxHeldEvents: 100 },
         attachGraceMs: 1000,
         endedLingerMs: 1000,
         requestedDialogIdleMs: 1000,
         execute: (command) => Effect.succeed(reply(command.method, command.url)),
-        fork: (effect) => {
-          Effect.runFork(effect)
-        },
         counters: makeDialogCounters()
       },
       makeRouterCounters(),
@@ -39,7 +38,7 @@ const makeRouter = (reply: (method: string, url: string) => { status: number; bo
 const targetsOf = (outcome: ReturnType<Router["route"]>) => (outcome._tag === "Routed" ? outcome.targets.map((d) => d.id) : [])
 
 describe("router", () => {
-  it.effect("opens a dialog per new channel and routes each channel's events to its own dialog", () =>
+  it.scoped("opens a dialog per new channel and routes each channel's events to its own dialog", () =>
     Effect.gen(function*() {
       const { router } = yield* makeRouter()
       const a = router.route(frame("StasisStart", { args: [], channel: channel("A") }))
@@ -53,7 +52,7 @@ describe("router", () => {
         .toBe("Unrouted")
     }))
 
-  it.effect("routes an event to every dialog that owns an entity it names", () =>
+  it.scoped("routes an event to every dialog that owns an entity it names", () =>
     Effect.gen(function*() {
       const { router } = yield* makeRouter((_method, url) =>
         url.startsWith("/bridges") ? { status: 200, body: JSON.stringify({ id: "BR", bridge_type: "mixing" }) } : { status: 204, body: "" }
@@ -66,7 +65,7 @@ describe("router", () => {
       expect(targetsOf(entered).sort()).toEqual([a, b].sort())
     }))
 
-  it.effect("a channel created by a dialog joins it on StasisStart; a Local half joins its pair's dialog", () =>
+  it.scoped("a channel created by a dialog joins it on StasisStart; a Local half joins its pair's dialog", () =>
     Effect.gen(function*() {
       const { router } = yield* makeRouter(() => ({ status: 200, body: JSON.stringify({ id: "L1", name: "Local/100@ctx-00000001;1", dialplan: {} }) }))
       const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
@@ -83,7 +82,7 @@ describe("router", () => {
       expect(router.dialogs.size).toBe(1)
     }))
 
-  it.effect("a playback is found by its target before the response that names it", () =>
+  it.scoped("a playback is found by its target before the response that names it", () =>
     Effect.gen(function*() {
       const { router, registry } = yield* makeRouter()
       const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
@@ -94,7 +93,7 @@ describe("router", () => {
       expect(registry.ownerOf("p:pb")).toBeUndefined() // unbound once finished
     }))
 
-  it.effect("a Dial peer joins its caller's dialog", () =>
+  it.scoped("a Dial peer joins its caller's dialog", () =>
     Effect.gen(function*() {
       const { router } = yield* makeRouter()
       const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
@@ -102,7 +101,7 @@ describe("router", () => {
       expect(targetsOf(router.route(frame("ChannelStateChange", { channel: channel("P") })))).toEqual([a])
     }))
 
-  it.effect("a channel re-entering Stasis after its dialog ended opens a new dialog", () =>
+  it.scoped("a channel re-entering Stasis after its dialog ended opens a new dialog", () =>
     Effect.gen(function*() {
       const { router } = yield* makeRouter()
       const first = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
@@ -113,7 +112,7 @@ describe("router", () => {
       expect(second).not.toBe(first)
     }))
 
-  it.effect("a GET of another dialog's channel does not move it", () =>
+  it.scoped("a GET of another dialog's channel does not move it", () =>
     Effect.gen(function*() {
       const { router, registry } = yield* makeRouter(() => ({ status: 200, body: JSON.stringify({ id: "B", name: "PJSIP/x", dialplan: {} }) }))
       const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
@@ -130,7 +129,7 @@ describe("router", () => {
     "whatever the interleaving, each entity has one live owner and nothing stays bound after every dialog ended",
     [fc.array(fc.tuple(fc.constantFrom("start", "end", "create", "bridge", "play", "destroy"), fc.integer({ min: 0, max: 3 })), { maxLength: 40 })],
     ([steps]) =>
-      Effect.gen(function*() {
+      Effect.scoped(Effect.gen(function*() {
         const { router, registry } = yield* makeRouter((_, url) =>
           url.includes("channelId=")
             ? { status: 200, body: JSON.stringify({ id: url.split("channelId=")[1], name: "PJSIP/b", dialplan: {} }) }
@@ -175,13 +174,13 @@ describe("router", () => {
         for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
         for (const dialog of router.dialogs.values()) expect(dialog.state.ended).toBe(true)
         expect(registry.size).toBe(0)
-      }),
+      })),
     { fastCheck: { numRuns: 200 } }
   )
 })
 
 describe("several applications on one websocket", () => {
-  it.effect("an event is routed to the dialogs of the application it was sent for, once", () =>
+  it.scoped("an event is routed to the dialogs of the application it was sent for, once", () =>
     Effect.gen(function*() {
       const { router } = yield* makeRouter()
       const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
