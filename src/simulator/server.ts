@@ -110,7 +110,8 @@ const isTrue = (value: string | null) =>
 export const startSimulator = async (options: SimulatorOptions = {}): Promise<SimulatorHandle> => {
   const resolved = resolveOptions(options)
   const events = makeEventBuilders(resolved.asteriskId)
-  const hub = new AppHub(events, resolved.recordLogs)
+  const holdsApp = (app: string): boolean => engine.holdsApp(app)
+  const hub = new AppHub(events, resolved.recordLogs, holdsApp)
   const engine = new Engine(resolved, hub, events)
   const requestLog: Array<RecordedRequest> = []
   const hungResponses = new Set<ServerResponse>()

@@ -21,7 +21,8 @@ interface Connection {
 
 export interface Registration {
   readonly name: string
-  readonly connection: Connection
+  /** Undefined once the socket is gone: the app is inactive, kept while a channel or bridge holds it. */
+  readonly connection: Connection | undefined
   readonly subscribeAll: boolean
   readonly endpointIds: Set<string>
   readonly deviceNames: Set<string>
@@ -42,7 +43,12 @@ export class AppHub {
   /** "refuse" drops every upgrade attempt (for reconnect tests). */
   mode: "accept" | "refuse" = "accept"
 
-  constructor(private readonly builders: EventBuilders, private readonly recordLogs: boolean) {
+  constructor(
+    private readonly builders: EventBuilders,
+    private readonly recordLogs: boolean,
+    /** Whether a channel or bridge still holds `app`, so that it outlives its socket. */
+    private readonly holdsApp: (app: string) => boolean
+  ) {
     // Asterisk selects no subprotocol even when the client offers `ari`; ws would pick the first one.
     this.server = new WebSocketServer({
       noServer: true,
@@ -52,14 +58,29 @@ export class AppHub {
     })
   }
 
+  /** Whether `app` has a socket (is active). */
   isRegistered(app: string): boolean {
-    return this.registrations.has(app)
+    return this.registrations.get(app)?.connection !== undefined
+  }
+
+  /** `app` if Asterisk knows it: active, or inactive and held by a channel or bridge (else it is forgotten). */
+  application(app: string): Registration | undefined {
+    const registration = this.registrations.get(app)
+    if (registration === undefined || registration.connection !== undefined || this.holdsApp(app)) return registration
+    this.registrations.delete(app)
+    return undefined
+  }
+
+  applicationNames(): Array<string> {
+    return [...this.registrations.keys()].filter((app) => this.application(app) !== undefined)
   }
 
   /** Applications connected with `subscribeAll=true`: they see every event. */
   subscribeAllApps(): ReadonlyArray<string> {
     if (this.subscribeAllCache === undefined) {
-      this.subscribeAllCache = [...this.registrations.values()].filter((r) => r.subscribeAll).map((r) => r.name)
+      this.subscribeAllCache = [...this.registrations.values()]
+        .filter((r) => r.subscribeAll && r.connection !== undefined)
+        .map((r) => r.name)
     }
     return this.subscribeAllCache
   }
@@ -70,10 +91,10 @@ export class AppHub {
     for (const app of apps) {
       if (seen.has(app)) continue
       seen.add(app)
-      const registration = this.registrations.get(app)
-      if (registration === undefined) continue
+      const connection = this.registrations.get(app)?.connection
+      if (connection === undefined) continue
       const addressed = addressEvent(event, app)
-      registration.connection.ws.send(JSON.stringify(addressed))
+      connection.ws.send(JSON.stringify(addressed))
       this.record(app, addressed)
     }
   }
@@ -120,8 +141,9 @@ export class AppHub {
     this.connections.add(connection)
     const replaced = new Set<Connection>()
     for (const app of apps) {
-      const previous = this.registrations.get(app)
-      if (previous !== undefined && previous.connection !== connection) {
+      // an inactive app a channel still holds is reused with its subscriptions; otherwise it starts afresh
+      const previous = this.application(app)
+      if (previous?.connection !== undefined && previous.connection !== connection) {
         // Asterisk tells the old socket it lost the application before dropping it
         const addressed = addressEvent(this.builders.applicationReplaced(), app)
         previous.connection.ws.send(JSON.stringify(addressed))
@@ -146,10 +168,14 @@ export class AppHub {
     ws.on("message", () => {})
   }
 
+  /** The socket is gone: its apps become inactive, and Asterisk forgets those no channel or bridge holds. */
   private unregister(connection: Connection): void {
     this.connections.delete(connection)
     for (const app of connection.apps) {
-      if (this.registrations.get(app)?.connection === connection) this.registrations.delete(app)
+      const registration = this.registrations.get(app)
+      if (registration?.connection !== connection) continue
+      if (this.holdsApp(app)) this.registrations.set(app, { ...registration, connection: undefined })
+      else this.registrations.delete(app)
     }
     this.subscribeAllCache = undefined
   }
@@ -165,7 +191,7 @@ export class AppHub {
   }
 
   connectedApps(): ReadonlyArray<string> {
-    return [...this.registrations.keys()]
+    return [...this.registrations.values()].filter((r) => r.connection !== undefined).map((r) => r.name)
   }
 
   /**
@@ -174,9 +200,9 @@ export class AppHub {
    * the (per-millisecond) timestamp change. Resolves once the last frame is handed to the kernel.
    */
   flood(app: string, count: number, channel: ChannelSnapshot, asteriskId: string): Promise<FloodResult> {
-    const registration = this.registrations.get(app)
-    if (registration === undefined) return Promise.reject(new Error(`application ${app} has no websocket`))
-    const { socket, ws } = registration.connection
+    const connection = this.registrations.get(app)?.connection
+    if (connection === undefined) return Promise.reject(new Error(`application ${app} has no websocket`))
+    const { socket, ws } = connection
     const head = "{\"type\":\"ChannelDtmfReceived\",\"timestamp\":\""
     const middle = "\",\"digit\":\"1\",\"duration_ms\":100,\"x_seq\":"
     const tail = ",\"channel\":" + JSON.stringify(channel) + ",\"asterisk_id\":" + JSON.stringify(asteriskId) +
