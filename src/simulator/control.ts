@@ -10,6 +10,7 @@
  *   POST   /_sim/channels/{id}/answer   → 204 (the far end answers a dialled channel)
  *   POST   /_sim/flood                  {app, count, channelId?} → 200 {sent, elapsedMs}
  *   POST   /_sim/websockets/drop        → 200 {dropped}
+ *   GET    /_sim/websockets/slow-reader-drops  → 200 [{apps, lostFrames}] (sockets dropped for a write timeout)
  *   PUT    /_sim/websockets             {mode: "accept" | "refuse"} → 204
  *   GET    /_sim/rest · PUT /_sim/rest  {mode: "normal" | "hang" | "refuse"}
  *   GET    /_sim/timings · PUT /_sim/timings  {answerDelayMs?, originateRingDelayMs?, originateAnswerDelayMs?,
@@ -31,6 +32,7 @@ export const controlRoutes: ReadonlyArray<string> = [
   "POST /_sim/channels/{id}/answer",
   "POST /_sim/flood",
   "POST /_sim/websockets/drop",
+  "GET /_sim/websockets/slow-reader-drops",
   "PUT /_sim/websockets",
   "GET|PUT /_sim/rest",
   "GET|PUT /_sim/timings",
@@ -120,6 +122,8 @@ export const handleControl = async (
       }
       case "POST websockets/drop":
         return send(res, 200, { dropped: handle.dropWebsockets() })
+      case "GET websockets/slow-reader-drops":
+        return send(res, 200, handle.slowReaderDrops())
       case "PUT websockets": {
         const mode = body.mode
         if (mode !== "accept" && mode !== "refuse") throw new ControlError(400, "mode must be accept or refuse")

@@ -1069,13 +1069,22 @@ export class Engine {
 
   // ---- applications
 
-  /** Applications known to Asterisk: those with a connected websocket. */
+  /** Applications known to Asterisk: those with a websocket, and inactive ones a channel or bridge holds. */
   applicationNames(): Array<string> {
-    return [...this.hub.registrations.keys()]
+    return this.hub.applicationNames()
+  }
+
+  /** Whether a channel or bridge holds `app`: Asterisk keeps such an app, inactive, when its socket goes. */
+  holdsApp(app: string): boolean {
+    for (const channel of this.channels.values()) {
+      if (channel.stasisApp === app || channel.subscribedApps.has(app)) return true
+    }
+    for (const bridge of this.bridges.values()) if (bridge.subscribedApps.has(app)) return true
+    return false
   }
 
   applicationJson(app: string) {
-    const registration = this.hub.registrations.get(app)
+    const registration = this.hub.application(app)
     const channelIds: Array<string> = []
     for (const channel of this.channels.values()) {
       if (channel.stasisApp === app || channel.subscribedApps.has(app)) channelIds.push(channel.id)
@@ -1094,7 +1103,7 @@ export class Engine {
   }
 
   changeSubscription(app: string, eventSources: ReadonlyArray<string>, subscribe: boolean): void {
-    const registration = this.hub.registrations.get(app)
+    const registration = this.hub.application(app)
     if (registration === undefined) throw ariError(404, "Not Found", "Application not found")
     if (eventSources.length === 0) throw ariError(400, "Bad Request", "Missing parameter eventSource")
     const actions: Array<() => void> = []

@@ -52,6 +52,13 @@ export interface SimulatorOptions {
   readonly sounds?: ReadonlyArray<string>
   /** Keep a log of delivered events and REST requests (default true). */
   readonly recordLogs?: boolean
+  /**
+   * Asterisk's `ari.conf` `websocket_write_timeout` in ms (default 100). An event websocket whose kernel
+   * buffers are full and that takes no byte for this long (time the simulator itself is busy does not
+   * count) is dropped as Asterisk drops a reader that stops reading: no close frame, the frames still
+   * waiting are lost, and its apps are deactivated. See `slowReaderDrops`.
+   */
+  readonly websocketWriteTimeoutMs?: number
 }
 
 export interface ResolvedOptions {
@@ -66,6 +73,7 @@ export interface ResolvedOptions {
   readonly dialplan: Dialplan
   readonly sounds: ReadonlyArray<string>
   readonly recordLogs: boolean
+  readonly websocketWriteTimeoutMs: number
 }
 
 export const defaultTimings: Timings = {
@@ -103,5 +111,6 @@ export const resolveOptions = (options: SimulatorOptions = {}): ResolvedOptions 
   context: options.context ?? "from-sipp",
   dialplan: options.dialplan ?? defaultDialplan,
   sounds: options.sounds ?? defaultSounds,
-  recordLogs: options.recordLogs ?? true
+  recordLogs: options.recordLogs ?? true,
+  websocketWriteTimeoutMs: options.websocketWriteTimeoutMs ?? 100
 })

@@ -26,7 +26,7 @@ import { resolveOptions } from "./options.js"
 import { handleAri } from "./rest.js"
 import type { ChannelSnapshot } from "./state.js"
 import { bridgeSnapshot, channelSnapshot, playbackJson, recordingJson } from "./state.js"
-import type { EventListener, FloodResult } from "./websocket.js"
+import type { EventListener, FloodResult, SlowReaderDrop } from "./websocket.js"
 import { AppHub } from "./websocket.js"
 
 /** A request the simulator received, for tests that assert what a proxy sent. */
@@ -77,6 +77,8 @@ export interface SimulatorHandle {
   readonly flood: (app: string, count: number, options?: { readonly channelId?: string }) => Promise<FloodResult>
   /** Terminates every event websocket without a close frame; returns how many. */
   readonly dropWebsockets: () => number
+  /** Event websockets dropped for a write timeout (a reader that stopped reading), oldest first. */
+  readonly slowReaderDrops: () => ReadonlyArray<SlowReaderDrop>
   readonly setWebsocketMode: (mode: "accept" | "refuse") => void
   readonly setRestMode: (mode: RestMode) => void
   readonly restMode: () => RestMode
@@ -98,7 +100,7 @@ export interface SimulatorHandle {
     predicate: (event: SimEventRecord, app: string) => boolean,
     options?: WaitForEventOptions
   ) => Promise<SimEventRecord>
-  /** Forgets channels, bridges, playbacks, recordings and logs, without events. */
+  /** Forgets channels, bridges, playbacks, recordings and logs (slow reader drops too), without events. */
   readonly reset: () => void
   readonly close: () => Promise<void>
 }
@@ -110,7 +112,8 @@ const isTrue = (value: string | null) =>
 export const startSimulator = async (options: SimulatorOptions = {}): Promise<SimulatorHandle> => {
   const resolved = resolveOptions(options)
   const events = makeEventBuilders(resolved.asteriskId)
-  const hub = new AppHub(events, resolved.recordLogs)
+  const holdsApp = (app: string): boolean => engine.holdsApp(app)
+  const hub = new AppHub(events, resolved.recordLogs, resolved.websocketWriteTimeoutMs, holdsApp)
   const engine = new Engine(resolved, hub, events)
   const requestLog: Array<RecordedRequest> = []
   const hungResponses = new Set<ServerResponse>()
@@ -255,6 +258,7 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
       return hub.flood(app, count, channel, resolved.asteriskId)
     },
     dropWebsockets: () => hub.dropAll(),
+    slowReaderDrops: () => hub.slowReaderDrops(),
     setWebsocketMode: (mode) => {
       hub.mode = mode
     },
@@ -308,6 +312,7 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     reset: () => {
       engine.reset()
       hub.clearEvents()
+      hub.clearSlowReaderDrops()
       requestLog.length = 0
     },
     close: () =>

@@ -1,12 +1,15 @@
 /**
  * The event websocket side: which applications are registered (one socket per application, as in
  * Asterisk), delivery of events to them, the per-app event log, and the high-rate flood writer.
+ * Every frame goes out through the connection's `FrameWriter`, which drops a reader that stops reading.
  */
 import type { IncomingMessage } from "node:http"
+import type { Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { WebSocket, WebSocketServer } from "ws"
 import { addressEvent } from "./events.js"
 import type { EventBuilders, SimEvent } from "./events.js"
+import { FrameWriter, frameSize, textFrame, writeTextFrame } from "./frameWriter.js"
 import type { ChannelSnapshot } from "./state.js"
 import { nowStamp } from "./state.js"
 
@@ -15,13 +18,15 @@ export type EventListener = (app: string, event: Readonly<Record<string, unknown
 interface Connection {
   readonly ws: WebSocket
   readonly socket: Duplex
+  readonly writer: FrameWriter
   readonly apps: ReadonlyArray<string>
   readonly subscribeAll: boolean
 }
 
 export interface Registration {
   readonly name: string
-  readonly connection: Connection
+  /** Undefined once the socket is gone: the app is inactive, kept while a channel or bridge holds it. */
+  readonly connection: Connection | undefined
   readonly subscribeAll: boolean
   readonly endpointIds: Set<string>
   readonly deviceNames: Set<string>
@@ -32,17 +37,31 @@ export interface FloodResult {
   readonly elapsedMs: number
 }
 
+/** An event websocket dropped because a frame write missed `websocketWriteTimeoutMs`. */
+export interface SlowReaderDrop {
+  readonly apps: ReadonlyArray<string>
+  /** Frames handed to the socket that the reader will never get (the kernel never took them). */
+  readonly lostFrames: number
+}
+
 export class AppHub {
   readonly registrations = new Map<string, Registration>()
   private readonly connections = new Set<Connection>()
   private readonly eventLog = new Map<string, Array<Readonly<Record<string, unknown>>>>()
   private readonly listeners = new Set<EventListener>()
   private subscribeAllCache: ReadonlyArray<string> | undefined
+  private readonly slowReaderDropLog: Array<SlowReaderDrop> = []
   readonly server: WebSocketServer
   /** "refuse" drops every upgrade attempt (for reconnect tests). */
   mode: "accept" | "refuse" = "accept"
 
-  constructor(private readonly builders: EventBuilders, private readonly recordLogs: boolean) {
+  constructor(
+    private readonly builders: EventBuilders,
+    private readonly recordLogs: boolean,
+    private readonly writeTimeoutMs: number,
+    /** Whether a channel or bridge still holds `app`, so that it outlives its socket. */
+    private readonly holdsApp: (app: string) => boolean
+  ) {
     // Asterisk selects no subprotocol even when the client offers `ari`; ws would pick the first one.
     this.server = new WebSocketServer({
       noServer: true,
@@ -52,14 +71,29 @@ export class AppHub {
     })
   }
 
+  /** Whether `app` has a socket (is active). */
   isRegistered(app: string): boolean {
-    return this.registrations.has(app)
+    return this.registrations.get(app)?.connection !== undefined
+  }
+
+  /** `app` if Asterisk knows it: active, or inactive and held by a channel or bridge (else it is forgotten). */
+  application(app: string): Registration | undefined {
+    const registration = this.registrations.get(app)
+    if (registration === undefined || registration.connection !== undefined || this.holdsApp(app)) return registration
+    this.registrations.delete(app)
+    return undefined
+  }
+
+  applicationNames(): Array<string> {
+    return [...this.registrations.keys()].filter((app) => this.application(app) !== undefined)
   }
 
   /** Applications connected with `subscribeAll=true`: they see every event. */
   subscribeAllApps(): ReadonlyArray<string> {
     if (this.subscribeAllCache === undefined) {
-      this.subscribeAllCache = [...this.registrations.values()].filter((r) => r.subscribeAll).map((r) => r.name)
+      this.subscribeAllCache = [...this.registrations.values()]
+        .filter((r) => r.subscribeAll && r.connection !== undefined)
+        .map((r) => r.name)
     }
     return this.subscribeAllCache
   }
@@ -70,12 +104,19 @@ export class AppHub {
     for (const app of apps) {
       if (seen.has(app)) continue
       seen.add(app)
-      const registration = this.registrations.get(app)
-      if (registration === undefined) continue
+      const connection = this.registrations.get(app)?.connection
+      if (connection === undefined) continue
       const addressed = addressEvent(event, app)
-      registration.connection.ws.send(JSON.stringify(addressed))
+      this.send(connection, JSON.stringify(addressed))
       this.record(app, addressed)
     }
+  }
+
+  private send(connection: Connection, text: string): void {
+    // what ws.send would do: nothing once the websocket is closing
+    if (connection.ws.readyState !== WebSocket.OPEN) return
+    const frame = textFrame(text)
+    connection.writer.write(frame, [frame.length])
   }
 
   private record(app: string, event: Readonly<Record<string, unknown>>): void {
@@ -116,15 +157,22 @@ export class AppHub {
   }
 
   private attach(ws: WebSocket, socket: Duplex, apps: ReadonlyArray<string>, subscribeAll: boolean): void {
-    const connection: Connection = { ws, socket, apps, subscribeAll }
+    // an upgrade on a plain HTTP server always hands over a net.Socket
+    const writer = new FrameWriter(
+      socket as Socket,
+      this.writeTimeoutMs,
+      (lostFrames) => this.dropSlowReader(connection, lostFrames)
+    )
+    const connection: Connection = { ws, socket, writer, apps, subscribeAll }
     this.connections.add(connection)
     const replaced = new Set<Connection>()
     for (const app of apps) {
-      const previous = this.registrations.get(app)
-      if (previous !== undefined && previous.connection !== connection) {
+      // an inactive app a channel still holds is reused with its subscriptions; otherwise it starts afresh
+      const previous = this.application(app)
+      if (previous?.connection !== undefined && previous.connection !== connection) {
         // Asterisk tells the old socket it lost the application before dropping it
         const addressed = addressEvent(this.builders.applicationReplaced(), app)
-        previous.connection.ws.send(JSON.stringify(addressed))
+        this.send(previous.connection, JSON.stringify(addressed))
         replaced.add(previous.connection)
       }
       this.registrations.set(app, {
@@ -146,12 +194,32 @@ export class AppHub {
     ws.on("message", () => {})
   }
 
+  /** The socket is gone: its apps become inactive, and Asterisk forgets those no channel or bridge holds. */
   private unregister(connection: Connection): void {
     this.connections.delete(connection)
     for (const app of connection.apps) {
-      if (this.registrations.get(app)?.connection === connection) this.registrations.delete(app)
+      const registration = this.registrations.get(app)
+      if (registration?.connection !== connection) continue
+      if (this.holdsApp(app)) this.registrations.set(app, { ...registration, connection: undefined })
+      else this.registrations.delete(app)
     }
     this.subscribeAllCache = undefined
+  }
+
+  // Asterisk's close 1011 cannot be written into a full buffer either: the TCP stream is just closed,
+  // and the reader still gets what the kernel holds before the end of the stream.
+  private dropSlowReader(connection: Connection, lostFrames: number): void {
+    this.slowReaderDropLog.push({ apps: connection.apps, lostFrames })
+    this.unregister(connection)
+    connection.socket.destroy()
+  }
+
+  slowReaderDrops(): ReadonlyArray<SlowReaderDrop> {
+    return [...this.slowReaderDropLog]
+  }
+
+  clearSlowReaderDrops(): void {
+    this.slowReaderDropLog.length = 0
   }
 
   /** Drops every websocket abruptly (no close frame), as a crashed or unreachable Asterisk would. */
@@ -165,7 +233,7 @@ export class AppHub {
   }
 
   connectedApps(): ReadonlyArray<string> {
-    return [...this.registrations.keys()]
+    return [...this.registrations.values()].filter((r) => r.connection !== undefined).map((r) => r.name)
   }
 
   /**
@@ -174,9 +242,9 @@ export class AppHub {
    * the (per-millisecond) timestamp change. Resolves once the last frame is handed to the kernel.
    */
   flood(app: string, count: number, channel: ChannelSnapshot, asteriskId: string): Promise<FloodResult> {
-    const registration = this.registrations.get(app)
-    if (registration === undefined) return Promise.reject(new Error(`application ${app} has no websocket`))
-    const { socket, ws } = registration.connection
+    const connection = this.registrations.get(app)?.connection
+    if (connection === undefined) return Promise.reject(new Error(`application ${app} has no websocket`))
+    const { writer, ws } = connection
     const head = "{\"type\":\"ChannelDtmfReceived\",\"timestamp\":\""
     const middle = "\",\"digit\":\"1\",\"duration_ms\":100,\"x_seq\":"
     const tail = ",\"channel\":" + JSON.stringify(channel) + ",\"asterisk_id\":" + JSON.stringify(asteriskId) +
@@ -195,26 +263,27 @@ export class AppHub {
         while (seq <= count) {
           const last = Math.min(count, seq + batch - 1)
           const payloads: Array<string> = []
+          const frameEnds: Array<number> = []
           let size = 0
           for (let n = seq; n <= last; n++) {
             const payload = head + nowStamp() + middle + n + tail
-            const length = Buffer.byteLength(payload)
-            size += length + (length < 126 ? 2 : length < 65536 ? 4 : 10)
+            size += frameSize(Buffer.byteLength(payload))
             payloads.push(payload)
+            frameEnds.push(size)
           }
           const buffer = Buffer.allocUnsafe(size)
           let offset = 0
           for (const payload of payloads) offset = writeTextFrame(buffer, offset, payload)
           seq = last + 1
           if (seq > count) {
-            socket.write(buffer, (error) => {
-              if (error) reject(error)
+            writer.write(buffer, frameEnds, (error) => {
+              if (error) reject(new Error(`websocket of ${app} closed before the flood was written: ${error.message}`))
               else resolve({ sent: count, elapsedMs: performance.now() - started })
             })
             return
           }
           // no wait for "drain": a flood of N frames is bounded, and waiting would pace the build by the reader
-          socket.write(buffer)
+          writer.write(buffer, frameEnds)
         }
       }
       if (ws.readyState !== WebSocket.OPEN) {
@@ -231,24 +300,6 @@ export class AppHub {
     this.registrations.clear()
     this.server.close()
   }
-}
-
-/** Writes one unmasked, final text frame at `offset`; returns the offset after it. */
-const writeTextFrame = (buffer: Buffer, offset: number, payload: string): number => {
-  const length = Buffer.byteLength(payload)
-  buffer[offset++] = 0x81
-  if (length < 126) {
-    buffer[offset++] = length
-  } else if (length < 65536) {
-    buffer[offset++] = 126
-    buffer.writeUInt16BE(length, offset)
-    offset += 2
-  } else {
-    buffer[offset++] = 127
-    buffer.writeBigUInt64BE(BigInt(length), offset)
-    offset += 8
-  }
-  return offset + buffer.write(payload, offset, "utf8")
 }
 
 export { WebSocket }

@@ -37,8 +37,11 @@ export const connectEvents = (
     })
     const waitFor = (predicate: (event: Json) => boolean, timeoutMs = 2000) =>
       new Promise<Json>((resolveWait, rejectWait) => {
+        // each check looks only at events that arrived since the last one
+        let checked = 0
         const check = () => {
-          const found = events.find(predicate)
+          const found = events.slice(checked).find(predicate)
+          checked = events.length
           if (found !== undefined) {
             waiters.delete(check)
             clearTimeout(timer)

@@ -20,6 +20,15 @@ afterAll(async () => {
   await sim.close()
 })
 
+/** Polls `condition` (no assumption on how fast the machine is; fails after 10 s). */
+const until = async (condition: () => boolean, what: string): Promise<void> => {
+  const deadline = Date.now() + 10_000
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`not ${what} within 10 s`)
+    await sleep(2)
+  }
+}
+
 type Expected = Json | Array<unknown> | "empty" | ((body: unknown) => void)
 
 interface Row {
@@ -411,9 +420,14 @@ describe("REST samples table", () => {
       } else {
         expect(response.json(), where).toMatchObject(row.body)
       }
-      // originated channels need a moment to be answered before the next row uses them
+      // originated channels are answered, and playbacks start, a moment later: the next rows expect that
       if (row.method === "POST" && row.path.startsWith("/channels?") && row.status === 200) {
-        await sleep(15)
+        const id = (response.json() as Json).id
+        await until(() => sim.channels().some((c) => c.id === id && c.state === "Up"), `${id} answered`)
+      }
+      if (row.method === "POST" && row.path.includes("/play?") && row.status === 201) {
+        const id = (response.json() as Json).id
+        await until(() => sim.playbacks().some((p) => p.id === id && p.state !== "queued"), `${id} started`)
       }
     }
   })

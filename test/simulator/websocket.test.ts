@@ -9,8 +9,8 @@ import WebSocket from "ws"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { SimulatorHandle } from "../../src/simulator/index.js"
 import { startSimulator } from "../../src/simulator/index.js"
-import type { Json } from "./helpers.js"
-import { connectEvents, keysOf, sleep } from "./helpers.js"
+import type { EventClient, Json } from "./helpers.js"
+import { ari, connectEvents, keysOf, sleep } from "./helpers.js"
 
 let sim: SimulatorHandle
 
@@ -126,6 +126,29 @@ describe("one websocket per application", () => {
     await client.close()
     await sleep(20)
     expect(() => sim.placeCall({ app: "gone-app" })).toThrow(/not registered/)
+  })
+
+  it("keeps an app, inactive, while a channel is in its Stasis; a reconnect replays nothing", async () => {
+    // the server sees a close a moment after the client does
+    const closed = async (client: EventClient) => {
+      await client.close()
+      while (sim.connectedApps().includes("held-app")) await sleep(5)
+    }
+    const first = await connectEvents(sim, "held-app")
+    const channelId = sim.placeCall({ app: "held-app" })
+    await first.waitForType("StasisStart")
+    await closed(first)
+    const application = await ari(sim, "GET", "/applications/held-app")
+    expect(application.status).toBe(200)
+    expect(application.json()).toMatchObject({ name: "held-app", channel_ids: [channelId] })
+    const second = await connectEvents(sim, "held-app")
+    sim.sendDtmf(channelId, "7")
+    await second.waitForType("ChannelDtmfReceived")
+    expect(second.types()).toEqual(["ChannelDtmfReceived"])
+    await closed(second)
+    // once the channel is gone, nothing holds the inactive app
+    expect((await ari(sim, "DELETE", `/channels/${channelId}`)).status).toBe(204)
+    expect((await ari(sim, "GET", "/applications/held-app")).status).toBe(404)
   })
 })
 
