@@ -10,7 +10,8 @@
  *   → last AppStart received);
  * - heap and RSS per idle dialog with the burst's dialogs open (after a full GC), and the heap after
  *   they ended, against before the burst;
- * - floods again with those dialogs open (routing must stay O(1)).
+ * - floods again with those dialogs open (routing must stay O(1));
+ * - then each target (proxy against raw pipe, from this run's figures): met or MISSED.
  *
  * Broker-backed systems run in a child process, so their CPU and heap are their own; the in-memory
  * ones share this process with the simulator and the subscriber (their CPU includes both; no heap
@@ -434,6 +435,81 @@ const tableOf = (results: ReadonlyArray<DriverResult>) => {
   return lines.join("\n")
 }
 
+/** A target judged on one bus: the proxy's figure against the raw pipe's, from this run. */
+interface TargetResult {
+  readonly bus: Driver
+  readonly target: string
+  /** The ratio, difference or count the target bounds; undefined when it cannot be computed. */
+  readonly value: number | undefined
+  readonly measured: string
+  readonly verdict: "met" | "MISSED" | "n/a"
+}
+
+const targetsOf = (result: DriverResult): ReadonlyArray<TargetResult> => {
+  const { driver, burstSize, rows: { raw, proxy } } = result
+  const targets: Array<TargetResult> = []
+  const judge = (target: string, value: number | undefined, met: (value: number) => boolean, measured: string) =>
+    targets.push({
+      bus: driver,
+      target,
+      value,
+      measured,
+      verdict: value === undefined || !Number.isFinite(value) ? "n/a" : met(value) ? "met" : "MISSED"
+    })
+  // A ratio only means something against a positive raw figure.
+  const ratio = (ofProxy: number | undefined, ofRaw: number | undefined) =>
+    ofProxy === undefined || ofRaw === undefined || ofRaw <= 0 ? undefined : ofProxy / ofRaw
+  const times = (value: number | undefined) => value === undefined ? "n/a, raw figure ≤ 0" : `${fmt(value, 2)} × raw`
+  const burstOf = `burst of ${fmt(burstSize)}`
+
+  if (driver === "nats") {
+    const rate = ratio(proxy.burst.dialogsPerSecond, raw.burst.dialogsPerSecond)
+    judge("new dialogs/s ≥ 0.75 × raw", rate, (r) => r >= 0.75, `${times(rate)} ` +
+      `(${fmt(proxy.burst.dialogsPerSecond)} vs ${fmt(raw.burst.dialogsPerSecond)}/s, ${burstOf})`)
+    const cpu = ratio(proxy.burst.cpuMicrosPerCall, raw.burst.cpuMicrosPerCall)
+    judge("CPU per new call ≤ 2 × raw", cpu, (r) => r <= 2, `${times(cpu)} ` +
+      `(${fmt(proxy.burst.cpuMicrosPerCall, 1)} vs ${fmt(raw.burst.cpuMicrosPerCall, 1)} µs/call)`)
+  }
+  if (driver !== "memory") {
+    const heap = ratio(proxy.burst.heapPerDialog, raw.burst.heapPerDialog)
+    judge("heap per idle dialog ≤ 1.5 × raw", heap, (r) => r <= 1.5, `${times(heap)} ` +
+      `(${kb(proxy.burst.heapPerDialog)} vs ${kb(raw.burst.heapPerDialog)}, ${burstOf})`)
+    const rss = ratio(proxy.burst.rssPerDialog, raw.burst.rssPerDialog)
+    judge("RSS per idle dialog ≤ 2 × raw", rss, (r) => r <= 2, `${times(rss)} ` +
+      `(${kb(proxy.burst.rssPerDialog)} vs ${kb(raw.burst.rssPerDialog)}, ${burstOf})`)
+    const back = proxy.heapBack?.fraction
+    judge("heap after hang-up ≤ 5 % over before", back, (f) => f <= 0.05, back === undefined ? "n/a" :
+      `${percent(back)} (raw ${raw.heapBack === undefined ? "n/a" : percent(raw.heapBack.fraction)})`)
+    const p50 = proxy.commands.p50 - raw.commands.p50
+    judge("cmd RTT p50 ≤ raw + 0.1 ms", p50, (d) => d <= 0.1, `${signed(p50, 3)} ms ` +
+      `(${fmt(proxy.commands.p50, 3)} vs ${fmt(raw.commands.p50, 3)} ms)`)
+    const p99 = ratio(proxy.commands.p99, raw.commands.p99)
+    judge("cmd RTT p99 ≤ 1.3 × raw", p99, (r) => r <= 1.3, `${times(p99)} ` +
+      `(${fmt(proxy.commands.p99, 3)} vs ${fmt(raw.commands.p99, 3)} ms)`)
+    const floor = driver === "nats" ? 0.9 : 1
+    const events = ratio(medianRate(proxy.floods), medianRate(raw.floods))
+    judge(`events/s ≥ ${fmt(floor, 1)} × raw`, events, (r) => r >= floor, `${times(events)} ` +
+      `(${fmt(medianRate(proxy.floods))} vs ${fmt(medianRate(raw.floods))}/s, medians)`)
+  }
+  const faults = (floods: ReadonlyArray<FloodFigure>, open: string) => {
+    const lost = total(floods, "lost")
+    const outOfOrder = total(floods, "outOfOrder")
+    const inFloods = `in ${floods.length} flood${floods.length === 1 ? "" : "s"}`
+    judge(`0 lost, 0 out of order, ${open} open`, lost + outOfOrder, (n) => n === 0,
+      `${lost} lost, ${outOfOrder} out of order ${inFloods}`)
+  }
+  faults(proxy.floods, "1 dialog")
+  faults(proxy.floodsOpen, `${fmt(burstSize + 1)} dialogs`)
+  return targets
+}
+
+const targetLines = (targets: ReadonlyArray<TargetResult>) => {
+  const width = (field: "target" | "measured") => Math.max(...targets.map((t) => t[field].length))
+  return targets.map((t) =>
+    `${t.bus.padEnd(9)} ${t.target.padEnd(width("target"))}  ${t.measured.padEnd(width("measured"))}  ${t.verdict}`
+  ).join("\n")
+}
+
 const version = (command: string, args: ReadonlyArray<string>) => {
   try {
     const options: ExecFileSyncOptionsWithStringEncoding = { encoding: "utf8", stdio: "pipe", timeout: 20_000 }
@@ -457,9 +533,11 @@ const main = async () => {
     reps: REPS
   }
   const table = tableOf(results)
-  process.stdout.write(`\n${JSON.stringify(machine)}\n\n${table}\n`)
+  const targets = results.flatMap(targetsOf)
+  const targetsSection = `Targets (the proxy against the raw pipe, this run):\n${targetLines(targets)}`
+  process.stdout.write(`\n${JSON.stringify(machine)}\n\n${table}\n\n${targetsSection}\n`)
   mkdirSync(join(here, ".."), { recursive: true })
-  writeFileSync(join(here, "..", "results.json"), JSON.stringify({ machine, results }, null, 2))
+  writeFileSync(join(here, "..", "results.json"), JSON.stringify({ machine, results, targets }, null, 2))
   process.exit(0)
 }
 
