@@ -6,12 +6,16 @@
  *   received, the system's CPU per event, events lost and out of order (by `x_seq`); a warm-up
  *   round, then repetitions alternating raw pipe and proxy (median reported);
  * - 1,000 sequential commands (`POST /channels/<id>/answer`): round trip p50 and p99;
- * - a burst of new calls: new dialogs per second (first call placed → last AppStart received);
- * - heap per idle dialog with the burst's dialogs open (after a full GC), and after they ended;
- * - floods again with those dialogs open (routing must stay O(1)).
+ * - a burst of new calls: new dialogs per second and the system's CPU per call (first call placed
+ *   → last AppStart received);
+ * - heap and RSS per idle dialog with the burst's dialogs open (after a full GC), and the heap after
+ *   they ended, against before the burst;
+ * - floods again with those dialogs open (routing must stay O(1));
+ * - then each target (proxy against raw pipe, from this run's figures): met or MISSED.
  *
  * Broker-backed systems run in a child process, so their CPU and heap are their own; the in-memory
- * ones share this process with the simulator and the subscriber (their CPU includes both; no heap).
+ * ones share this process with the simulator and the subscriber (their CPU includes both; no heap
+ * nor RSS).
  * Options (environment): BENCH_REPS (default 5), BENCH_PROFILE=proxy|raw (a --cpu-prof of the
  * broker-backed workers, in dist-bench/profiles), BENCH_DRIVERS=memory,nats,rabbitmq, BENCH_BURST (calls
  * in the burst; default 10,000, RabbitMQ 2,000).
@@ -30,7 +34,7 @@ import { makeNatsBus } from "../src/bus/nats.js"
 import { type SimulatorHandle, startSimulator } from "../src/simulator/index.js"
 import { type BenchClient, startBenchClient } from "./client.js"
 import { AMQP_URL, type Driver, NATS_URL, startSut, type SutKind, type SutTarget } from "./suts.js"
-import type { WorkerRequest, WorkerSpec } from "./worker.js"
+import type { MemoryFigure, WorkerRequest, WorkerSpec } from "./worker.js"
 
 const FLOOD = 20_000
 const COMMANDS = 1_000
@@ -70,9 +74,10 @@ const waitWithProgress = async (done: () => boolean, progress: () => number, sta
 /** The system under test, wherever it runs. */
 interface SutControl {
   readonly cpuMicros: () => Promise<number>
-  /** Heap after a full GC, or undefined when it shares this process. */
-  readonly heap: () => Promise<number | undefined>
+  /** Heap and RSS after a full GC, or undefined when it shares this process. */
+  readonly memory: () => Promise<MemoryFigure | undefined>
   readonly dialogs: () => Promise<number>
+  readonly queuesToDelete: () => Promise<number>
   readonly bus: BusShape | undefined
   readonly close: () => Promise<void>
 }
@@ -84,8 +89,9 @@ const inProcess = async (kind: SutKind, driver: Driver, target: SutTarget): Prom
       const usage = process.cpuUsage()
       return usage.user + usage.system
     },
-    heap: async () => undefined,
+    memory: async () => undefined,
     dialogs: async () => sut.dialogs(),
+    queuesToDelete: async () => sut.queuesToDelete(),
     bus: sut.bus,
     close: sut.close
   }
@@ -99,27 +105,28 @@ const inWorker = async (spec: WorkerSpec): Promise<SutControl> => {
     execArgv: ["--expose-gc", ...(profile ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [])],
     stdio: ["ignore", "inherit", "inherit", "ipc"]
   })
-  const replies = new Map<number, (value: number) => void>()
+  const replies = new Map<number, (value: unknown) => void>()
   let nextId = 0
   await new Promise<void>((resolve, reject) => {
     child.once("error", reject)
     child.once("exit", (code) => reject(new Error(`worker exited (${code}) before it was ready`)))
-    child.on("message", (message: { ready?: boolean; id?: number; value?: number }) => {
+    child.on("message", (message: { ready?: boolean; id?: number; value?: unknown }) => {
       if (message.ready === true) resolve()
-      else if (message.id !== undefined) replies.get(message.id)?.(message.value ?? 0)
+      else if (message.id !== undefined) replies.get(message.id)?.(message.value)
     })
   })
   child.removeAllListeners("exit")
-  const ask = (op: WorkerRequest["op"]) =>
-    new Promise<number>((resolve) => {
+  const ask = <A>(op: WorkerRequest["op"]) =>
+    new Promise<A>((resolve) => {
       const id = ++nextId
-      replies.set(id, resolve)
+      replies.set(id, (value) => resolve(value as A))
       child.send({ id, op } satisfies WorkerRequest)
     })
   return {
-    cpuMicros: () => ask("cpu"),
-    heap: () => ask("heap"),
-    dialogs: () => ask("dialogs"),
+    cpuMicros: () => ask<number>("cpu"),
+    memory: () => ask<MemoryFigure>("memory"),
+    dialogs: () => ask<number>("dialogs"),
+    queuesToDelete: () => ask<number>("queuesToDelete"),
     bus: undefined,
     close: async () => {
       const exited = new Promise((resolve) => child.once("exit", resolve))
@@ -196,7 +203,7 @@ const floodOnce = async (lane: Lane): Promise<FloodFigure> => {
   const cpuAfter = await lane.sut.cpuMicros()
   const elapsed = (client.flood.lastAt - started) / 1000
   return {
-    eventsPerSecond: client.flood.received / elapsed,
+    eventsPerSecond: client.flood.received === 0 ? 0 : client.flood.received / elapsed,
     cpuMicrosPerEvent: (cpuAfter - cpuBefore) / FLOOD,
     lost: FLOOD - client.flood.received,
     outOfOrder: client.flood.outOfOrder
@@ -218,41 +225,57 @@ interface BurstFigure {
   readonly dialogsPerSecond: number
   readonly placedPerSecond: number
   readonly received: number
+  readonly cpuMicrosPerCall: number
   readonly heapPerDialog: number | undefined
+  readonly rssPerDialog: number | undefined
   readonly channels: ReadonlyArray<string>
-  readonly heapBefore: number | undefined
+  readonly memoryBefore: MemoryFigure | undefined
 }
 
 const burst = async (lane: Lane, count: number): Promise<BurstFigure> => {
-  const heapBefore = await lane.sut.heap()
+  const memoryBefore = await lane.sut.memory()
   const before = lane.client.appStarts().count
   const channels: Array<string> = []
+  const cpuBefore = await lane.sut.cpuMicros()
   const started = performance.now()
   for (let i = 0; i < count; i++) channels.push(lane.sim.placeCall({ app: lane.application }))
   // The simulator's own pace (it shares this process with the client): the ceiling of the figure.
   const placedPerSecond = count / ((performance.now() - started) / 1000)
   const appStarts = () => lane.client.appStarts().count
   await waitWithProgress(() => appStarts() - before >= count, appStarts, 10_000)
+  const cpuAfter = await lane.sut.cpuMicros()
   const received = lane.client.appStarts().count - before
   const dialogsPerSecond = received / ((lane.client.appStarts().lastAt - started) / 1000)
   await sleep(1_500) // the attach grace passes: held events are published, mailboxes are empty
-  const heapOpen = await lane.sut.heap()
+  const memoryOpen = await lane.sut.memory()
+  const perDialog = (field: keyof MemoryFigure) =>
+    memoryOpen === undefined || memoryBefore === undefined ?
+      undefined :
+      (memoryOpen[field] - memoryBefore[field]) / count
   return {
     dialogsPerSecond,
     placedPerSecond,
     received,
-    heapPerDialog: heapOpen === undefined || heapBefore === undefined ? undefined : (heapOpen - heapBefore) / count,
+    cpuMicrosPerCall: (cpuAfter - cpuBefore) / count,
+    heapPerDialog: perDialog("heap"),
+    rssPerDialog: perDialog("rss"),
     channels,
-    heapBefore
+    memoryBefore
   }
 }
 
+/** Hangs the burst up and measures once its dialogs are gone (linger over) and their queues deleted. */
 const hangUpAll = async (lane: Lane, channels: ReadonlyArray<string>) => {
   for (const channel of channels) lane.sim.hangup(channel)
+  const settled = async () => (await lane.sut.dialogs()) <= 1 && (await lane.sut.queuesToDelete()) === 0
   const deadline = Date.now() + 60_000
-  while ((await lane.sut.dialogs()) > 1 && Date.now() < deadline) await sleep(50)
+  while (!(await settled()) && Date.now() < deadline) await sleep(50)
   await sleep(500)
-  return { left: (await lane.sut.dialogs()) - 1, heapAfter: await lane.sut.heap() }
+  return {
+    dialogsLeft: (await lane.sut.dialogs()) - 1,
+    queuesLeft: await lane.sut.queuesToDelete(),
+    memoryAfter: await lane.sut.memory()
+  }
 }
 
 /** Queues a RabbitMQ run leaves (the raw pipe never deletes; the proxy's grace may not have passed). */
@@ -284,9 +307,11 @@ interface DriverResult {
     floods: Array<FloodFigure>
     floodsOpen: Array<FloodFigure>
     commands: { p50: number; p99: number }
-    burst: Omit<BurstFigure, "channels" | "heapBefore">
-    heapBackDelta: number | undefined
+    burst: Omit<BurstFigure, "channels" | "memoryBefore">
+    /** Heap after the burst ended against before it: bytes and fraction of before. */
+    heapBack: { delta: number; fraction: number } | undefined
     dialogsLeft: number
+    queuesLeft: number
   }>
 }
 
@@ -316,19 +341,24 @@ const runDriver = async (driver: Driver): Promise<DriverResult> => {
     for (const lane of lanes) floodsOpen[lane.kind].push(await floodOnce(lane))
   }
   log("hang-up")
-  const after = {} as Record<SutKind, { left: number; heapAfter: number | undefined }>
+  const after = {} as Record<SutKind, Awaited<ReturnType<typeof hangUpAll>>>
   for (const lane of lanes) after[lane.kind] = await hangUpAll(lane, bursts[lane.kind].channels)
   const rows = {} as DriverResult["rows"]
   for (const lane of lanes) {
-    const { channels: _channels, heapBefore, ...figure } = bursts[lane.kind]
-    const heapAfter = after[lane.kind].heapAfter
+    const { channels: _channels, memoryBefore, ...figure } = bursts[lane.kind]
+    const { memoryAfter, dialogsLeft, queuesLeft } = after[lane.kind]
+    const heapBack = memoryAfter === undefined || memoryBefore === undefined ? undefined : {
+      delta: memoryAfter.heap - memoryBefore.heap,
+      fraction: (memoryAfter.heap - memoryBefore.heap) / memoryBefore.heap
+    }
     rows[lane.kind] = {
       floods: floods[lane.kind],
       floodsOpen: floodsOpen[lane.kind],
       commands: commands[lane.kind],
       burst: figure,
-      heapBackDelta: heapAfter === undefined || heapBefore === undefined ? undefined : heapAfter - heapBefore,
-      dialogsLeft: after[lane.kind].left
+      heapBack,
+      dialogsLeft,
+      queuesLeft
     }
   }
   for (const lane of lanes) {
@@ -344,6 +374,11 @@ const runDriver = async (driver: Driver): Promise<DriverResult> => {
 const fmt = (n: number, digits = 0) =>
   n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
 const kb = (bytes: number | undefined) => bytes === undefined ? "n/a" : `${fmt(bytes / 1024, 2)} KB`
+const signed = (n: number, digits: number) => `${n >= 0 ? "+" : ""}${fmt(n, digits)}`
+const percent = (fraction: number) => `${signed(100 * fraction, 1)} %`
+const total = (floods: ReadonlyArray<FloodFigure>, field: "lost" | "outOfOrder") =>
+  floods.reduce((sum, f) => sum + f[field], 0)
+const medianRate = (floods: ReadonlyArray<FloodFigure>) => median(floods.map((f) => f.eventsPerSecond))
 
 const HEADER = [
   "bus",
@@ -351,45 +386,128 @@ const HEADER = [
   "events/s (median)",
   "% of raw",
   "CPU µs/event",
-  "lost",
-  "out of order",
+  "lost (1 / burst open)",
+  "out of order (1 / burst open)",
   "cmd RTT p50 / p99 ms",
   "new dialogs/s (calls placed/s)",
+  "CPU µs/call (burst)",
   "heap per idle dialog",
-  "heap after hang-up − before, per dialog",
+  "RSS per idle dialog",
+  "heap after hang-up vs before",
   "events/s with the burst open"
 ]
 
 const tableOf = (results: ReadonlyArray<DriverResult>) => {
   const lines = [`| ${HEADER.join(" | ")} |`, `|${HEADER.map(() => "---").join("|")}|`]
   for (const result of results) {
-    const raw = median(result.rows.raw.floods.map((f) => f.eventsPerSecond))
+    const raw = medianRate(result.rows.raw.floods)
     for (const kind of KINDS) {
       const row = result.rows[kind]
-      const rate = median(row.floods.map((f) => f.eventsPerSecond))
-      const all = row.floods.concat(row.floodsOpen)
+      const rate = medianRate(row.floods)
       const burstOf = `${fmt(row.burst.dialogsPerSecond)} (${fmt(row.burst.placedPerSecond)})` +
         (row.burst.received < result.burstSize ? ` ${fmt(row.burst.received)} of ${fmt(result.burstSize)}!` : "")
-      const back = row.heapBackDelta === undefined ? "n/a" : `${fmt(row.heapBackDelta / result.burstSize)} B` +
-        (row.dialogsLeft > 0 ? ` (${row.dialogsLeft} dialogs left)` : "")
+      const leftOver = [
+        ...(row.dialogsLeft > 0 ? [`${row.dialogsLeft} dialogs left`] : []),
+        ...(row.queuesLeft > 0 ? [`${row.queuesLeft} queues left`] : [])
+      ]
+      const back = row.heapBack === undefined ? "n/a" :
+        `${percent(row.heapBack.fraction)} (${signed(row.heapBack.delta / result.burstSize, 0)} B/dialog)` +
+        (leftOver.length > 0 ? ` (${leftOver.join(", ")})` : "")
       const cells = [
         result.driver,
         kind,
         fmt(rate),
         `${fmt((100 * rate) / raw)} %`,
         fmt(median(row.floods.map((f) => f.cpuMicrosPerEvent)), 1),
-        String(all.reduce((sum, f) => sum + f.lost, 0)),
-        String(all.reduce((sum, f) => sum + f.outOfOrder, 0)),
+        `${total(row.floods, "lost")} / ${total(row.floodsOpen, "lost")}`,
+        `${total(row.floods, "outOfOrder")} / ${total(row.floodsOpen, "outOfOrder")}`,
         `${fmt(row.commands.p50, 3)} / ${fmt(row.commands.p99, 3)}`,
         burstOf,
+        fmt(row.burst.cpuMicrosPerCall, 1),
         kb(row.burst.heapPerDialog),
+        kb(row.burst.rssPerDialog),
         back,
-        fmt(median(row.floodsOpen.map((f) => f.eventsPerSecond)))
+        fmt(medianRate(row.floodsOpen))
       ]
       lines.push(`| ${cells.join(" | ")} |`)
     }
   }
   return lines.join("\n")
+}
+
+/** A target judged on one bus: the proxy's figure against the raw pipe's, from this run. */
+interface TargetResult {
+  readonly bus: Driver
+  readonly target: string
+  /** The ratio, difference or count the target bounds; undefined when it cannot be computed. */
+  readonly value: number | undefined
+  readonly measured: string
+  readonly verdict: "met" | "MISSED" | "n/a"
+}
+
+const targetsOf = (result: DriverResult): ReadonlyArray<TargetResult> => {
+  const { driver, burstSize, rows: { raw, proxy } } = result
+  const targets: Array<TargetResult> = []
+  const judge = (target: string, value: number | undefined, met: (value: number) => boolean, measured: string) =>
+    targets.push({
+      bus: driver,
+      target,
+      value,
+      measured,
+      verdict: value === undefined || !Number.isFinite(value) ? "n/a" : met(value) ? "met" : "MISSED"
+    })
+  // A ratio only means something against a positive raw figure.
+  const ratio = (ofProxy: number | undefined, ofRaw: number | undefined) =>
+    ofProxy === undefined || ofRaw === undefined || ofRaw <= 0 ? undefined : ofProxy / ofRaw
+  const times = (value: number | undefined) => value === undefined ? "n/a, raw figure ≤ 0" : `${fmt(value, 2)} × raw`
+  const burstOf = `burst of ${fmt(burstSize)}`
+
+  if (driver === "nats") {
+    const rate = ratio(proxy.burst.dialogsPerSecond, raw.burst.dialogsPerSecond)
+    judge("new dialogs/s ≥ 0.75 × raw", rate, (r) => r >= 0.75, `${times(rate)} ` +
+      `(${fmt(proxy.burst.dialogsPerSecond)} vs ${fmt(raw.burst.dialogsPerSecond)}/s, ${burstOf})`)
+    const cpu = ratio(proxy.burst.cpuMicrosPerCall, raw.burst.cpuMicrosPerCall)
+    judge("CPU per new call ≤ 2 × raw", cpu, (r) => r <= 2, `${times(cpu)} ` +
+      `(${fmt(proxy.burst.cpuMicrosPerCall, 1)} vs ${fmt(raw.burst.cpuMicrosPerCall, 1)} µs/call)`)
+  }
+  if (driver !== "memory") {
+    const heap = ratio(proxy.burst.heapPerDialog, raw.burst.heapPerDialog)
+    judge("heap per idle dialog ≤ 1.5 × raw", heap, (r) => r <= 1.5, `${times(heap)} ` +
+      `(${kb(proxy.burst.heapPerDialog)} vs ${kb(raw.burst.heapPerDialog)}, ${burstOf})`)
+    const rss = ratio(proxy.burst.rssPerDialog, raw.burst.rssPerDialog)
+    judge("RSS per idle dialog ≤ 2 × raw", rss, (r) => r <= 2, `${times(rss)} ` +
+      `(${kb(proxy.burst.rssPerDialog)} vs ${kb(raw.burst.rssPerDialog)}, ${burstOf})`)
+    const back = proxy.heapBack?.fraction
+    judge("heap after hang-up ≤ 5 % over before", back, (f) => f <= 0.05, back === undefined ? "n/a" :
+      `${percent(back)} (raw ${raw.heapBack === undefined ? "n/a" : percent(raw.heapBack.fraction)})`)
+    const p50 = proxy.commands.p50 - raw.commands.p50
+    judge("cmd RTT p50 ≤ raw + 0.1 ms", p50, (d) => d <= 0.1, `${signed(p50, 3)} ms ` +
+      `(${fmt(proxy.commands.p50, 3)} vs ${fmt(raw.commands.p50, 3)} ms)`)
+    const p99 = ratio(proxy.commands.p99, raw.commands.p99)
+    judge("cmd RTT p99 ≤ 1.3 × raw", p99, (r) => r <= 1.3, `${times(p99)} ` +
+      `(${fmt(proxy.commands.p99, 3)} vs ${fmt(raw.commands.p99, 3)} ms)`)
+    const floor = driver === "nats" ? 0.9 : 1
+    const events = ratio(medianRate(proxy.floods), medianRate(raw.floods))
+    judge(`events/s ≥ ${fmt(floor, 1)} × raw`, events, (r) => r >= floor, `${times(events)} ` +
+      `(${fmt(medianRate(proxy.floods))} vs ${fmt(medianRate(raw.floods))}/s, medians)`)
+  }
+  const faults = (floods: ReadonlyArray<FloodFigure>, open: string) => {
+    const lost = total(floods, "lost")
+    const outOfOrder = total(floods, "outOfOrder")
+    const inFloods = `in ${floods.length} flood${floods.length === 1 ? "" : "s"}`
+    judge(`0 lost, 0 out of order, ${open} open`, lost + outOfOrder, (n) => n === 0,
+      `${lost} lost, ${outOfOrder} out of order ${inFloods}`)
+  }
+  faults(proxy.floods, "1 dialog")
+  faults(proxy.floodsOpen, `${fmt(burstSize + 1)} dialogs`)
+  return targets
+}
+
+const targetLines = (targets: ReadonlyArray<TargetResult>) => {
+  const width = (field: "target" | "measured") => Math.max(...targets.map((t) => t[field].length))
+  return targets.map((t) =>
+    `${t.bus.padEnd(9)} ${t.target.padEnd(width("target"))}  ${t.measured.padEnd(width("measured"))}  ${t.verdict}`
+  ).join("\n")
 }
 
 const version = (command: string, args: ReadonlyArray<string>) => {
@@ -415,9 +533,11 @@ const main = async () => {
     reps: REPS
   }
   const table = tableOf(results)
-  process.stdout.write(`\n${JSON.stringify(machine)}\n\n${table}\n`)
+  const targets = results.flatMap(targetsOf)
+  const targetsSection = `Targets (the proxy against the raw pipe, this run):\n${targetLines(targets)}`
+  process.stdout.write(`\n${JSON.stringify(machine)}\n\n${table}\n\n${targetsSection}\n`)
   mkdirSync(join(here, ".."), { recursive: true })
-  writeFileSync(join(here, "..", "results.json"), JSON.stringify({ machine, results }, null, 2))
+  writeFileSync(join(here, "..", "results.json"), JSON.stringify({ machine, results, targets }, null, 2))
   process.exit(0)
 }
 

@@ -4,6 +4,7 @@
  * so that their CPU time is their own; the in-memory ones must share the benchmark's process.
  */
 import { Context, Effect, Exit, Layer, Logger, LogLevel, Scope } from "effect"
+import type { AmqpBus } from "../src/bus/amqp.js"
 import { Bus, type BusShape } from "../src/bus/Bus.js"
 import { makeMemoryBus } from "../src/bus/memory.js"
 import { makeProxyConfig } from "../src/config/ProxyConfigService.js"
@@ -32,6 +33,8 @@ export interface SutTarget {
 export interface Sut {
   /** Dialogs open right now. */
   readonly dialogs: () => number
+  /** Queues of ended dialogs not deleted yet (the proxy on RabbitMQ, within its grace). */
+  readonly queuesToDelete: () => number
   /** The bus the application side must use (in-memory driver only). */
   readonly bus: BusShape | undefined
   readonly close: () => Promise<void>
@@ -57,7 +60,10 @@ const startProxySut = async (driver: Driver, target: SutTarget): Promise<Sut> =>
     wsUser: target.username,
     wsPassword: target.password,
     messageBus: driver === "memory" ? "MEMORY" : driver === "nats" ? "NATS" : "RABBITMQ",
-    bus: { url: driver === "nats" ? NATS_URL : driver === "rabbitmq" ? AMQP_URL : "", queueDeleteGraceMs: 1000 },
+    bus: {
+      url: driver === "nats" ? NATS_URL : driver === "rabbitmq" ? AMQP_URL : "",
+      queueDeleteGraceMs: QUEUE_DELETE_GRACE_MS
+    },
     endedLingerMs: ENDED_LINGER_MS
   })
   const scope = Effect.runSync(Scope.make())
@@ -65,10 +71,12 @@ const startProxySut = async (driver: Driver, target: SutTarget): Promise<Sut> =>
     Layer.build(proxyApplication(config)).pipe(Scope.extend(scope), Logger.withMinimumLogLevel(LogLevel.Warning))
   )
   const proxy = Context.get(context, Proxy)
+  const bus = Context.get(context, Bus)
   while (!Effect.runSync(proxy.ready)) await new Promise((resolve) => setTimeout(resolve, 5))
   return {
     dialogs: () => proxy.dialogs().length,
-    bus: driver === "memory" ? Context.get(context, Bus) : undefined,
+    queuesToDelete: () => bus.driver === "rabbitmq" ? (bus as AmqpBus).stats().retiring : 0,
+    bus: driver === "memory" ? bus : undefined,
     close: () => Effect.runPromise(Scope.close(scope, Exit.void))
   }
 }
@@ -84,6 +92,7 @@ const startRawSut = async (driver: Driver, target: SutTarget): Promise<Sut> => {
   const pipe = await startRawPipe({ ...target, transport })
   return {
     dialogs: pipe.dialogs,
+    queuesToDelete: () => 0, // the raw pipe never deletes a queue
     bus: memoryBus,
     close: () => pipe.close().then(() => Effect.runPromise(Scope.close(memoryScope, Exit.void)))
   }

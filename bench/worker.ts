@@ -1,6 +1,7 @@
 /**
  * A system under test in its own process (started by bench/run.ts with `--expose-gc`): the
- * benchmark asks it over IPC for its CPU time, its heap after a full GC, and its open dialogs.
+ * benchmark asks it over IPC for its CPU time, its memory after a full GC, its open dialogs and
+ * the queues it has yet to delete.
  */
 import { type Driver, startSut, type SutKind, type SutTarget } from "./suts.js"
 
@@ -10,7 +11,16 @@ export interface WorkerSpec {
   readonly target: SutTarget
 }
 
-export type WorkerRequest = { readonly id: number; readonly op: "cpu" | "heap" | "dialogs" | "close" }
+export type WorkerRequest = {
+  readonly id: number
+  readonly op: "cpu" | "memory" | "dialogs" | "queuesToDelete" | "close"
+}
+
+/** Bytes, after a full GC. */
+export interface MemoryFigure {
+  readonly heap: number
+  readonly rss: number
+}
 
 const collectGarbage = () => {
   const gc = (globalThis as { gc?: () => void }).gc
@@ -28,12 +38,17 @@ process.on("message", async (request: WorkerRequest) => {
       process.send!({ id: request.id, value: usage.user + usage.system })
       return
     }
-    case "heap":
+    case "memory": {
       collectGarbage()
-      process.send!({ id: request.id, value: process.memoryUsage().heapUsed })
+      const usage = process.memoryUsage()
+      process.send!({ id: request.id, value: { heap: usage.heapUsed, rss: usage.rss } satisfies MemoryFigure })
       return
+    }
     case "dialogs":
       process.send!({ id: request.id, value: sut.dialogs() })
+      return
+    case "queuesToDelete":
+      process.send!({ id: request.id, value: sut.queuesToDelete() })
       return
     case "close":
       await sut.close()
