@@ -160,7 +160,9 @@ const clientBus = async (driver: Driver, sut: SutControl, scope: Scope.Scope): P
 }
 
 const openLane = async (driver: Driver, kind: SutKind): Promise<Lane> => {
-  const sim = await startSimulator({ timings: { answerDelayMs: 0 }, recordLogs: false })
+  // A generous write timeout: the bench measures throughput on a shared machine, not the drop of
+  // a stalled reader (tested in test/simulator/slowReader.test.ts and test/proxy/overload.test.ts).
+  const sim = await startSimulator({ timings: { answerDelayMs: 0 }, recordLogs: false, websocketWriteTimeoutMs: 5_000 })
   const suffix = randomBytes(4).toString("hex")
   const application = `bench_${driver}_${kind}_${suffix}`
   const serverId = `bench-${kind}`

@@ -240,11 +240,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       }
       case "Announce":
         // A new call's AppStart, without a fiber of its own (new dialogs come in bursts).
-        if (this.origin._tag !== "Stasis" || !bus.tryPublish(topics.app(this.application), this.appStart())) {
-          return false
-        }
-        this.logOpened()
-        return true
+        return this.origin._tag === "Stasis" && bus.tryPublish(topics.app(this.application), this.appStart())
       case "Send":
         this.sending = true
         // Its log lines (ARI trouble) carry the dialog's ids: one annotation per command.
@@ -283,7 +279,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         )
       case "Announce":
         return this.origin._tag === "Stasis"
-          ? Effect.zipRight(this.publish(topics.app(this.application), this.appStart()), Effect.sync(() => this.logOpened()))
+          ? this.publish(topics.app(this.application), this.appStart())
           : this.grant(this.origin)
       case "PublishEnded": {
         proxyMetrics.eventsPublished.inc(DIALOG_ENDED_TYPE)
@@ -356,6 +352,8 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       if (this.actor.stopped) return yield* subscription.close
       this.subscription = subscription
       this.input({ _tag: "SubscriptionReady" })
+      // AppStart went out just now, or waits in the mailbox behind nothing that could fail.
+      if (this.origin._tag === "Stasis") yield* this.log(Effect.logInfo("dialog opened"))
     })
   }
 
@@ -381,10 +379,6 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
 
   private appStart(): string {
     return encodeAppStart({ application: this.application, dialog_id: this.id, server_id: this.context.serverId })
-  }
-
-  private logOpened(): void {
-    this.context.system.runFork(this.log(Effect.logInfo("dialog opened")))
   }
 
   /** Answers the application that asked for this dialog, and ends it if it stays without a channel. */
