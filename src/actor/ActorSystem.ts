@@ -22,7 +22,7 @@
  * Lifetime: `stop` drops what waits, interrupts what runs and releases the actor's resources
  * (`onStop`); closing the scope that made the system stops every actor the same way.
  */
-import { Cause, Deferred, Effect, Exit, FiberId, Runtime } from "effect"
+import { Cause, Deferred, Effect, Exit, FiberId, FiberRef, FiberRefs, LogLevel, Runtime } from "effect"
 import type { Fiber, Scope } from "effect"
 import { Fifo } from "./Fifo.js"
 import { Timers } from "./Timers.js"
@@ -87,6 +87,11 @@ export interface ActorSystem {
    * supervised: work that belongs to an actor is that actor's `fork`.
    */
   readonly runFork: <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
+  /**
+   * Whether a line at this level would be logged (the system's minimum level): actors on hot
+   * paths build their log lines, annotations included, only when they would be written.
+   */
+  readonly logs: (level: LogLevel.LogLevel) => boolean
 }
 
 /** Messages an actor handles in one turn of the dispatcher before the next ready actor's turn. */
@@ -362,7 +367,10 @@ export const makeActorSystem: Effect.Effect<ActorSystem, never, Scope.Scope> = E
     })
   )
 
+  const minimumLogLevel = FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentMinimumLogLevel)
+
   return {
+    logs: (level) => LogLevel.greaterThanEqual(level, minimumLogLevel),
     spawn: <M>(options: ActorOptions, behaviour: Behaviour<M>): Actor<M> => {
       const actor = new ActorImpl<M>(dispatcher, options.id, options.annotations, options.capacity ?? Infinity, behaviour)
       if (closed) actor.stop()

@@ -18,10 +18,11 @@ import {
   type Authenticator,
   type NatsConnection,
   type NodeConnectionOptions,
-  type Status
+  type Status,
+  type Subscription as NatsSubscription
 } from "@nats-io/transport-node"
 import { readFileSync } from "node:fs"
-import { Deferred, Duration, Effect, Layer, Redacted, Schedule, Stream, SubscriptionRef } from "effect"
+import { Deferred, Duration, Effect, Layer, Redacted, Stream, SubscriptionRef } from "effect"
 import type { Scope } from "effect"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { makeActorSystem } from "../actor/ActorSystem.js"
@@ -371,37 +372,41 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       }
       return nextFlush
     }
+    /** Waits for the round trip; a flush lost to a disconnect is asked again (the client re-sends the SUB). */
     const awaitLive = (connection: NatsConnection): Effect.Effect<void, BusError> =>
-      Effect.tryPromise({
-        try: () => flushSoon(connection),
-        catch: (error) => busError(DRIVER, "subscribe", error)
-      }).pipe(
-        // A flush lost to a disconnect: the client re-sends the SUB on reconnect, so wait and ask again.
-        Effect.retry({
-          schedule: Schedule.spaced("20 millis"),
-          while: () => !closing && !connection.isClosed()
-        })
-      )
+      Effect.async<void, BusError>((resume) => {
+        flushSoon(connection).then(
+          () => resume(Effect.void),
+          (error) =>
+            resume(
+              closing || connection.isClosed()
+                ? Effect.fail(busError(DRIVER, "subscribe", error))
+                : Effect.zipRight(Effect.sleep("20 millis"), awaitLive(connection))
+            )
+        )
+      })
 
     const listen = (
       topic: string,
       handler: MessageHandler,
       subscribeOptions?: SubscribeOptions
     ): Effect.Effect<Subscription, BusError> =>
-      Effect.gen(function*() {
-        const connection = yield* Deferred.await(firstConnection)
+      // Per dialog, on the hot path of new calls: plain steps rather than a generator.
+      Effect.flatMap(nc === undefined ? Deferred.await(firstConnection) : Effect.succeed(nc), (connection) => {
         const inbox = spawnInbox(inboxes, topic, { inline: true }, handler)
         const queue = subscribeOptions?.queue
-        const subscription = yield* Effect.try({
-          try: () =>
-            connection.subscribe(topic, {
-              ...(queue !== undefined && queue !== "" ? { queue } : {}),
-              callback: (error, msg) => {
-                if (error === null) inbox.offer(msg.string())
-              }
-            }),
-          catch: (error) => busError(DRIVER, "subscribe", error)
-        }).pipe(Effect.tapError(() => Effect.sync(() => inbox.stop())))
+        let subscription: NatsSubscription
+        try {
+          subscription = connection.subscribe(topic, {
+            ...(queue !== undefined && queue !== "" ? { queue } : {}),
+            callback: (error, msg) => {
+              if (error === null) inbox.offer(msg.string())
+            }
+          })
+        } catch (error) {
+          inbox.stop()
+          return Effect.fail(busError(DRIVER, "subscribe", error))
+        }
         subscriptions++
         const close = Effect.sync(() => {
           if (inbox.stopped) return
@@ -413,8 +418,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
             // the connection is closing: the subscription goes with it
           }
         })
-        yield* awaitLive(connection).pipe(Effect.onError(() => close))
-        return { close }
+        return awaitLive(connection).pipe(Effect.onError(() => close), Effect.as<Subscription>({ close }))
       })
 
     const bus: NatsBus = {

@@ -17,7 +17,7 @@
  * Supervision: a failure inside a dialog is logged with its ids, its command in flight is answered
  * 500, and the dialog ends as `failed`.
  */
-import { Cause, Effect, Exit, Schedule } from "effect"
+import { Cause, Effect, Exit, LogLevel, Schedule } from "effect"
 import type { Actor, ActorSystem, Behaviour } from "../actor/ActorSystem.js"
 import type { BusShape, Subscription } from "../bus/Bus.js"
 import {
@@ -25,7 +25,6 @@ import {
   encodeAppStart,
   encodeCommandResponse,
   encodeWireEvent,
-  goJsonString,
   proxyErrorBody
 } from "../protocol/codec.js"
 import { DialogGrant } from "../protocol/messages.js"
@@ -82,6 +81,8 @@ export const stasisOrigin: DialogOrigin = { _tag: "Stasis" }
 /** What every dialog shares: the bus, ARI, and the actor system the dialogs live in. */
 export interface DialogContext {
   readonly serverId: string
+  /** `serverId` as a Go-escaped JSON string, made once for every dialog's events. */
+  readonly serverIdJson: string
   readonly topics: Topics
   readonly bus: BusShape
   /** Supervises every dialog; closing its scope releases every dialog's subscription. */
@@ -111,7 +112,6 @@ const subscribeRetry = Schedule.exponential("100 millis").pipe(
 
 export class Dialog implements Owner, Behaviour<DialogEffect> {
   state: DialogState
-  private readonly serverIdJson: string
   private readonly actor: Actor<DialogEffect>
   private subscription: Subscription | undefined
   private readonly commandClock = new CommandClock()
@@ -131,7 +131,6 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     readonly origin: DialogOrigin = stasisOrigin
   ) {
     this.state = initialState(id, context.machine, channelId, application)
-    this.serverIdJson = goJsonString(context.serverId)
     this.actor = context.system.spawn<DialogEffect>(
       { id, capacity: context.mailboxSize, annotations: () => this.logAnnotations() },
       this
@@ -220,7 +219,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     const { bus, topics } = this.context
     switch (effect._tag) {
       case "PublishEvent": {
-        if (!bus.tryPublish(topics.events(this.id), encodeWireEvent(this.serverIdJson, effect.type, effect.raw))) {
+        if (!bus.tryPublish(topics.events(this.id), encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw))) {
           return false
         }
         this.context.counters.eventsPublished++
@@ -241,10 +240,15 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       case "Announce":
         // A new call's AppStart, without a fiber of its own (new dialogs come in bursts).
         return this.origin._tag === "Stasis" && bus.tryPublish(topics.app(this.application), this.appStart())
+      case "PublishEnded":
+        if (!bus.tryPublish(topics.events(this.id), this.dialogEnded(effect.reason))) return false
+        this.countEnded(effect.reason)
+        if (this.context.system.logs(LogLevel.Info)) this.context.system.runFork(this.logEnded(effect.reason))
+        return true
       case "Send":
         this.sending = true
-        // Its log lines (ARI trouble) carry the dialog's ids: one annotation per command.
-        this.actor.fork(this.log(this.send(effect.command)))
+        // Its log lines (ARI trouble, at debug level) carry the dialog's ids.
+        this.actor.fork(this.log(this.send(effect.command), LogLevel.Debug))
         return true
       case "StartGraceTimer":
         this.context.system.timers.schedule(this.context.attachGraceMs, () => this.input({ _tag: "GraceExpired" }))
@@ -269,7 +273,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       case "PublishEvent":
         this.context.counters.eventsPublished++
         proxyMetrics.eventsPublished.inc(effect.type)
-        return this.publish(topics.events(this.id), encodeWireEvent(this.serverIdJson, effect.type, effect.raw))
+        return this.publish(topics.events(this.id), encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw))
       case "Respond":
         this.context.counters.commandsAnswered++
         this.commandClock.answered(effect.uniqueId, effect.status)
@@ -281,21 +285,9 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         return this.origin._tag === "Stasis"
           ? this.publish(topics.app(this.application), this.appStart())
           : this.grant(this.origin)
-      case "PublishEnded": {
-        proxyMetrics.eventsPublished.inc(DIALOG_ENDED_TYPE)
-        proxyMetrics.dialogsEnded.inc(effect.reason)
-        const body = JSON.stringify({
-          type: DIALOG_ENDED_TYPE,
-          dialog_id: this.id,
-          reason: effect.reason,
-          timestamp: ariTimestamp(),
-          application: this.application
-        })
-        return Effect.zipRight(
-          this.publish(topics.events(this.id), encodeWireEvent(this.serverIdJson, DIALOG_ENDED_TYPE, body)),
-          this.log(Effect.logInfo("dialog ended"), { reason: effect.reason })
-        )
-      }
+      case "PublishEnded":
+        this.countEnded(effect.reason)
+        return Effect.zipRight(this.publish(topics.events(this.id), this.dialogEnded(effect.reason)), this.logEnded(effect.reason))
       default:
         return undefined // done by receiveNow
     }
@@ -327,33 +319,57 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
 
   /** Releases the commands subscription and the dialog's topics; the proxy forgets the dialog. */
   onStop(): Effect.Effect<void> {
-    return Effect.gen(this, function*() {
-      const { bus, topics } = this.context
-      if (this.subscription !== undefined) yield* this.subscription.close
-      yield* bus.retire(topics.events(this.id))
-      yield* bus.retire(topics.commands(this.id))
-      yield* bus.retire(topics.responses(this.id))
-      this.context.onReleased(this)
+    const { bus, topics } = this.context
+    return Effect.zipRight(
+      Effect.all([
+        this.subscription?.close ?? Effect.void,
+        bus.retire(topics.events(this.id)),
+        bus.retire(topics.commands(this.id)),
+        bus.retire(topics.responses(this.id))
+      ], { discard: true }),
+      Effect.sync(() => this.context.onReleased(this))
+    )
+  }
+
+  private dialogEnded(reason: DialogEndReason): string {
+    const body = JSON.stringify({
+      type: DIALOG_ENDED_TYPE,
+      dialog_id: this.id,
+      reason,
+      timestamp: ariTimestamp(),
+      application: this.application
     })
+    return encodeWireEvent(this.context.serverIdJson, DIALOG_ENDED_TYPE, body)
+  }
+
+  private countEnded(reason: DialogEndReason): void {
+    proxyMetrics.eventsPublished.inc(DIALOG_ENDED_TYPE)
+    proxyMetrics.dialogsEnded.inc(reason)
+  }
+
+  private logEnded(reason: DialogEndReason): Effect.Effect<void> {
+    return this.log(Effect.logInfo("dialog ended"), LogLevel.Info, { reason })
   }
 
   // ---------------------------------------------------------------------------------------------
 
   private subscribe(): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-      const subscription = yield* this.context.bus.listen(
-        this.context.topics.commands(this.id),
-        (payload) => this.receiveCommand(payload)
-      ).pipe(
-        Effect.tapError((error) => this.log(Effect.logWarning("commands subscription failed, retrying", error.message))),
-        Effect.retry(subscribeRetry),
-        Effect.orDie // the schedule retries forever: the bus driver reconnects on its own
-      )
+      const listen = this.context.bus.listen(this.context.topics.commands(this.id), (payload) => this.receiveCommand(payload))
+      // The retry is built only when needed: a new call must not pay for it.
+      const subscription = yield* Effect.catchAll(listen, (error) =>
+        Effect.zipRight(
+          this.log(Effect.logWarning("commands subscription failed, retrying", error.message), LogLevel.Warning),
+          listen.pipe(
+            Effect.retry(subscribeRetry),
+            Effect.orDie // the schedule retries forever: the bus driver reconnects on its own
+          )
+        ))
       if (this.actor.stopped) return yield* subscription.close
       this.subscription = subscription
       this.input({ _tag: "SubscriptionReady" })
       // AppStart went out just now, or waits in the mailbox behind nothing that could fail.
-      if (this.origin._tag === "Stasis") yield* this.log(Effect.logInfo("dialog opened"))
+      if (this.origin._tag === "Stasis") yield* this.log(Effect.logInfo("dialog opened"), LogLevel.Info)
     })
   }
 
@@ -404,14 +420,14 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     })
     return Effect.zipRight(
       this.publish(origin.replyTo, JSON.stringify(reply)),
-      this.log(Effect.logInfo("requested dialog granted"))
+      this.log(Effect.logInfo("requested dialog granted"), LogLevel.Info)
     )
   }
 
   private publish(topic: string, payload: string): Effect.Effect<void> {
     return Effect.catchAll(this.context.bus.publish(topic, payload), (error) => {
       this.context.counters.publishFailures++
-      return this.log(Effect.logError("publish failed", topic, error.message))
+      return this.log(Effect.logError("publish failed", topic, error.message), LogLevel.Error)
     })
   }
 
@@ -427,7 +443,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   }
 
   private fail(cause: Cause.Cause<unknown>): void {
-    this.context.system.runFork(this.log(Effect.logError("dialog failed", cause)))
+    this.context.system.runFork(this.log(Effect.logError("dialog failed", cause), LogLevel.Error))
     this.onFailure(cause)
   }
 
@@ -435,8 +451,13 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     return { dialog_id: this.id, channel_id: this.channelId ?? "", application: this.application }
   }
 
-  /** Log lines of a dialog carry its ids; annotated here, once per line, not per fiber. */
-  private log(line: Effect.Effect<void>, extra?: Record<string, string>): Effect.Effect<void> {
-    return Effect.annotateLogs(line, extra === undefined ? this.logAnnotations() : { ...this.logAnnotations(), ...extra })
+  /**
+   * `effect`, whose log lines (at `level` and above) carry the dialog's ids. Annotating costs a
+   * copy of the fiber's log annotations, so it is done per line, and only when such a line would
+   * be written: a filtered line costs nothing.
+   */
+  private log<A>(effect: Effect.Effect<A>, level: LogLevel.LogLevel, extra?: Record<string, string>): Effect.Effect<A> {
+    if (!this.context.system.logs(level)) return effect
+    return Effect.annotateLogs(effect, extra === undefined ? this.logAnnotations() : { ...this.logAnnotations(), ...extra })
   }
 }

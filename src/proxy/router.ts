@@ -21,6 +21,7 @@ import {
 import { Registry } from "../dialog/registry.js"
 import { Dialog, type DialogContext, type DialogOrigin, stasisOrigin } from "../dialog/actor.js"
 import { proxyMetrics } from "../observability/metrics.js"
+import { goJsonString } from "../protocol/codec.js"
 
 type Json = Record<string, unknown>
 
@@ -95,13 +96,14 @@ export class Router {
   private noDialogs: Deferred.Deferred<void> | undefined
 
   constructor(
-    context: Omit<DialogContext, "onReleased">,
+    context: Omit<DialogContext, "onReleased" | "serverIdJson">,
     readonly counters: RouterCounters,
     /** The application of frames that lack one (never seen from Asterisk; defensive). */
     private readonly defaultApplication: string
   ) {
     this.dialogContext = {
       ...context,
+      serverIdJson: goJsonString(context.serverId),
       onReleased: (dialog) => {
         this.dialogs.delete(dialog.id)
         this.counters.dialogsEnded++
