@@ -44,6 +44,8 @@ export interface Behaviour<M> {
   readonly onFailure?: ((cause: Cause.Cause<unknown>) => void) | undefined
   /** Releases the actor's resources once it has stopped (by `stop` or by its system's scope closing). */
   readonly onStop?: (() => Effect.Effect<void>) | undefined
+  /** Further log annotations of its failure lines (made only when one is logged). */
+  readonly logAnnotations?: (() => Readonly<Record<string, unknown>>) | undefined
 }
 
 export interface ActorOptions {
@@ -51,8 +53,6 @@ export interface ActorOptions {
   readonly id: string
   /** Messages `offer` accepts at most (default: no bound). */
   readonly capacity?: number | undefined
-  /** Further log annotations of its failure lines (made only when one is logged). */
-  readonly annotations?: (() => Readonly<Record<string, unknown>>) | undefined
 }
 
 export interface Actor<M> {
@@ -127,7 +127,6 @@ class ActorImpl<M> implements Actor<M> {
   constructor(
     private readonly dispatcher: Dispatcher,
     readonly id: string,
-    readonly annotations: (() => Readonly<Record<string, unknown>>) | undefined,
     private readonly capacity: number,
     private readonly behaviour: Behaviour<M>
   ) {}
@@ -195,6 +194,7 @@ class ActorImpl<M> implements Actor<M> {
     tasks.add(fiber)
     fiber.addObserver((exit) => {
       tasks.delete(fiber)
+      if (tasks.size === 0 && this.tasks === tasks) this.tasks = undefined // an idle actor keeps no Set
       if (Exit.isFailure(exit) && !Cause.isInterruptedOnly(exit.cause)) this.dispatcher.failed(this, exit.cause)
       this.notifyIfIdle()
     })
@@ -218,6 +218,11 @@ class ActorImpl<M> implements Actor<M> {
       const waiter = this.idleWaiter ??= Deferred.unsafeMake<void>(FiberId.none)
       return Deferred.await(waiter)
     })
+  }
+
+  /** The behaviour's annotations of a failure line. */
+  logAnnotations(): Readonly<Record<string, unknown>> | undefined {
+    return this.behaviour.logAnnotations?.()
   }
 
   /** The behaviour's supervision policy. */
@@ -304,7 +309,7 @@ export const makeActorSystem: Effect.Effect<ActorSystem, never, Scope.Scope> = E
 
   const failed = (actor: ActorImpl<any>, cause: Cause.Cause<unknown>) => {
     runFork(
-      Effect.logError("actor failed", cause).pipe(Effect.annotateLogs({ actor: actor.id, ...actor.annotations?.() }))
+      Effect.logError("actor failed", cause).pipe(Effect.annotateLogs({ actor: actor.id, ...actor.logAnnotations() }))
     )
     try {
       actor.behaviourOnFailure(cause)
@@ -372,7 +377,7 @@ export const makeActorSystem: Effect.Effect<ActorSystem, never, Scope.Scope> = E
   return {
     logs: (level) => LogLevel.greaterThanEqual(level, minimumLogLevel),
     spawn: <M>(options: ActorOptions, behaviour: Behaviour<M>): Actor<M> => {
-      const actor = new ActorImpl<M>(dispatcher, options.id, options.annotations, options.capacity ?? Infinity, behaviour)
+      const actor = new ActorImpl<M>(dispatcher, options.id, options.capacity ?? Infinity, behaviour)
       if (closed) actor.stop()
       else actors.add(actor)
       return actor

@@ -25,7 +25,7 @@ import { readFileSync } from "node:fs"
 import { Deferred, Duration, Effect, Layer, Redacted, Stream, SubscriptionRef } from "effect"
 import type { Scope } from "effect"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
-import { makeActorSystem } from "../actor/ActorSystem.js"
+import { type Actor, makeActorSystem } from "../actor/ActorSystem.js"
 import { Fifo } from "../actor/Fifo.js"
 import {
   Bus,
@@ -386,6 +386,10 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
         )
       })
 
+    const onUnsubscribed = () => {
+      subscriptions--
+    }
+
     const listen = (
       topic: string,
       handler: MessageHandler,
@@ -408,17 +412,8 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
           return Effect.fail(busError(DRIVER, "subscribe", error))
         }
         subscriptions++
-        const close = Effect.sync(() => {
-          if (inbox.stopped) return
-          inbox.stop()
-          subscriptions--
-          try {
-            if (!subscription.isClosed()) subscription.unsubscribe()
-          } catch {
-            // the connection is closing: the subscription goes with it
-          }
-        })
-        return awaitLive(connection).pipe(Effect.onError(() => close), Effect.as<Subscription>({ close }))
+        const listening = new Listening(inbox, subscription, onUnsubscribed)
+        return awaitLive(connection).pipe(Effect.onError(() => listening.close), Effect.as<Subscription>(listening))
       })
 
     const bus: NatsBus = {
@@ -435,6 +430,28 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     }
     return bus
   })
+
+/** A live subscription: a class, so that 10,000 of them share their methods. */
+class Listening implements Subscription {
+  constructor(
+    private readonly inbox: Actor<string>,
+    private readonly subscription: NatsSubscription,
+    private readonly onUnsubscribed: () => void
+  ) {}
+
+  get close(): Effect.Effect<void> {
+    return Effect.sync(() => {
+      if (this.inbox.stopped) return
+      this.inbox.stop()
+      this.onUnsubscribed()
+      try {
+        if (!this.subscription.isClosed()) this.subscription.unsubscribe()
+      } catch {
+        // the connection is closing: the subscription goes with it
+      }
+    })
+  }
+}
 
 export const layerNats = (options: NatsOptions): Layer.Layer<Bus, BusError> => Layer.scoped(Bus, makeNatsBus(options))
 

@@ -131,10 +131,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     readonly origin: DialogOrigin = stasisOrigin
   ) {
     this.state = initialState(id, context.machine, channelId, application)
-    this.actor = context.system.spawn<DialogEffect>(
-      { id, capacity: context.mailboxSize, annotations: () => this.logAnnotations() },
-      this
-    )
+    this.actor = context.system.spawn<DialogEffect>({ id, capacity: context.mailboxSize }, this)
   }
 
   get closing(): boolean {
@@ -447,7 +444,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     this.onFailure(cause)
   }
 
-  private logAnnotations(): Record<string, string> {
+  logAnnotations(): Record<string, string> {
     return { dialog_id: this.id, channel_id: this.channelId ?? "", application: this.application }
   }
 

@@ -132,27 +132,35 @@ export type DialogEffect =
 export type Transition = readonly [DialogState, ReadonlyArray<DialogEffect>]
 
 /** A new dialog, opened by the StasisStart of `channelId` (or by an application, with no channel). */
+const noEntries: ReadonlySet<never> = new Set()
+const noCommands: ReadonlyArray<never> = []
+
 export const initialState = (
   dialogId: string,
   options: MachineOptions,
   channelId?: string,
   application?: string
-): DialogState => ({
-  dialogId,
-  application,
-  options,
-  announced: false,
-  holding: true,
-  held: undefined,
-  queue: [],
-  inFlight: undefined,
-  members: channelId === undefined ? new Set() : new Set([channelId]),
-  entered: channelId === undefined ? new Set() : new Set([channelId]),
-  bound: channelId === undefined ? new Set() : new Set([channelKey(channelId)]),
-  ending: undefined,
-  ended: false,
-  released: false
-})
+): DialogState => {
+  // One Set for both: a state is never mutated (each change copies), so sharing is safe, and an
+  // idle dialog costs one Set less.
+  const channels: ReadonlySet<string> = channelId === undefined ? noEntries : new Set([channelId])
+  return {
+    dialogId,
+    application,
+    options,
+    announced: false,
+    holding: true,
+    held: undefined,
+    queue: noCommands,
+    inFlight: undefined,
+    members: channels,
+    entered: channels,
+    bound: channelId === undefined ? noEntries : new Set([channelKey(channelId)]),
+    ending: undefined,
+    ended: false,
+    released: false
+  }
+}
 
 export const goneBody = (dialogId: string): string => proxyErrorBody(410, "dialog has ended", { dialog_id: dialogId })
 
