@@ -64,7 +64,11 @@ const startProxySut = async (driver: Driver, target: SutTarget): Promise<Sut> =>
       url: driver === "nats" ? NATS_URL : driver === "rabbitmq" ? AMQP_URL : "",
       queueDeleteGraceMs: QUEUE_DELETE_GRACE_MS
     },
-    endedLingerMs: ENDED_LINGER_MS
+    endedLingerMs: ENDED_LINGER_MS,
+    // The flood (20,000 events on one dialog, written as fast as the simulator can) outruns a bus
+    // with publisher confirms by more than the default bound of 10,000 pending events, which
+    // would end the dialog as overloaded: that is the isolation policy, not what the flood measures.
+    dialogMailboxSize: 100_000
   })
   const scope = Effect.runSync(Scope.make())
   const context = await Effect.runPromise(
