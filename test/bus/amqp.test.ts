@@ -2,7 +2,8 @@ import { afterAll, describe, expect, it } from "@effect/vitest"
 import amqp from "amqplib"
 import { Effect } from "effect"
 import type { BusShape } from "../../src/bus/Bus.js"
-import { type AmqpBus, type AmqpOptions, makeAmqpBus } from "../../src/bus/amqp.js"
+import type { Socket } from "node:net"
+import { type AmqpBus, type AmqpOptions, makeAmqpBus, writeAtOnce } from "../../src/bus/amqp.js"
 import { createdTopics, runBusConformance, uniqueTopic, waitUntil } from "./conformance.js"
 import { seedAmqpTransport } from "../support/seedClient.js"
 import { proxyCases } from "./proxyCases.js"
@@ -123,6 +124,31 @@ describe("rabbitmq driver", () => {
       expect(message.properties.replyTo).toBeUndefined()
       expect(message.properties.messageId).toBeUndefined()
       expect(message.properties.headers ?? {}).toEqual({})
+      yield* deleteQueue(raw, topic)
+    }))
+
+  it.scopedLive("writes a tick's first message to the socket at once, the rest of the tick after it, in order", () =>
+    Effect.gen(function*() {
+      const raw = yield* rawConnection
+      const topic = uniqueTopic("at-once")
+      const channel = yield* Effect.promise(() => raw.createConfirmChannel())
+      yield* Effect.promise(() => channel.assertQueue(topic, SEED_DECLARATION))
+      const writeNow = writeAtOnce(raw, channel)
+      expect(writeNow).toBeDefined()
+      const socket = (raw.connection as unknown as { stream: Socket }).stream
+      const before = socket.bytesWritten
+      channel.publish("", topic, Buffer.from("1"))
+      writeNow!()
+      const afterFirst = socket.bytesWritten
+      channel.publish("", topic, Buffer.from("2"))
+      writeNow!()
+      expect(afterFirst).toBeGreaterThan(before)
+      expect(socket.bytesWritten).toBe(afterFirst)
+      yield* Effect.promise(() => channel.waitForConfirms())
+      const seen: Array<string> = []
+      yield* Effect.promise(() => channel.consume(topic, (m) => m && seen.push(m.content.toString()), { noAck: true }))
+      yield* waitUntil("both messages", () => seen.length === 2)
+      expect(seen).toEqual(["1", "2"])
       yield* deleteQueue(raw, topic)
     }))
 
