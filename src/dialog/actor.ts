@@ -143,11 +143,6 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     return this.actor.depth
   }
 
-  /** Effects queued or being carried out, or an ARI request running. */
-  get busy(): boolean {
-    return this.actor.busy
-  }
-
   /** Feeds one input to the state machine and hands what it decided to the mailbox, in order. */
   input(input: DialogInput): void {
     try {
