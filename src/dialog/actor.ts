@@ -114,7 +114,8 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   state: DialogState
   private readonly actor: Actor<DialogEffect>
   private subscription: Subscription | undefined
-  private readonly commandClock = new CommandClock()
+  /** Made with the first command: most dialogs of a burst are idle. */
+  private clock: CommandClock | undefined
   /** An ARI request of this dialog is running (its answer has not been fed to the machine yet). */
   private sending = false
   /** The supervision policy is running: a failure now stops the dialog outright. */
@@ -226,7 +227,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         })
         if (!bus.tryPublish(topics.responses(this.id), payload)) return false
         this.context.counters.commandsAnswered++
-        this.commandClock.answered(effect.uniqueId, effect.status)
+        this.commandClock().answered(effect.uniqueId, effect.status)
         return true
       }
       case "Announce":
@@ -268,7 +269,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         return this.publish(topics.events(this.id), encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw))
       case "Respond":
         this.context.counters.commandsAnswered++
-        this.commandClock.answered(effect.uniqueId, effect.status)
+        this.commandClock().answered(effect.uniqueId, effect.status)
         return this.publish(
           topics.responses(this.id),
           encodeCommandResponse({ unique_id: effect.uniqueId, status_code: effect.status, response_body: effect.body })
@@ -375,14 +376,18 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         return
       case "Invalid":
         this.context.counters.commandsRejected++
-        this.commandClock.received(decoded.unique_id, "INVALID")
+        this.commandClock().received(decoded.unique_id, "INVALID")
         this.input({ _tag: "InvalidCommand", uniqueId: decoded.unique_id, reason: decoded.reason })
         return
       case "Command":
         this.context.counters.commandsReceived++
-        this.commandClock.received(decoded.command.unique_id, methodLabel(decoded.command.method))
+        this.commandClock().received(decoded.command.unique_id, methodLabel(decoded.command.method))
         this.input({ _tag: "Command", command: decoded.command })
     }
+  }
+
+  private commandClock(): CommandClock {
+    return this.clock ??= new CommandClock()
   }
 
   private appStart(): string {

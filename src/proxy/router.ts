@@ -224,7 +224,7 @@ export class Router {
     const registry = this.registryOf(application)
     const dialog = new Dialog(this.dialogContext, registry, randomUUID(), application, channelId, origin)
     this.dialogs.set(dialog.id, dialog)
-    if (channelId !== undefined) registry.claim(channelKey(channelId), dialog)
+    for (const key of dialog.state.bound) registry.claim(key, dialog) // its channel: the same key string
     this.counters.dialogsStarted++
     return dialog
   }
