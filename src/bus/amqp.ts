@@ -393,15 +393,52 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
       unconfirmed.push(entry)
     }
 
-    /** Writes what waits, in order, while the window has room; stops at a topic not yet declared. */
+    /**
+     * Messages of topics whose queue is being declared, per topic, in order. They wait there while
+     * every other topic's messages go on: one slow declaration (a burst of new dialogs declares
+     * three queues each) must not hold up the events of every call.
+     */
+    const parked = new Map<string, Array<Outgoing>>()
+    let parkedCount = 0
+
+    const unpark = (topic: string) => {
+      const entries = parked.get(topic)
+      if (entries === undefined) return
+      parked.delete(topic)
+      parkedCount -= entries.length
+      pending.prependAll(entries) // older than anything of their topic still in `pending`
+      pump()
+    }
+
+    /** Everything parked, for the reconnect buffer (per-topic order kept). */
+    const takeParked = (): Array<Outgoing> => {
+      const all: Array<Outgoing> = []
+      for (const entries of parked.values()) all.push(...entries)
+      parked.clear()
+      parkedCount = 0
+      return all
+    }
+
+    /**
+     * Writes what waits while the window has room: in order per topic; a topic whose queue is not
+     * declared yet waits (parked) without holding up the others.
+     */
     const pump = (): void => {
       const current = link
       if (current === undefined) return
       while (pending.length > 0 && inflight < confirmWindow) {
         const entry = pending.peek()!
-        if (!declared.has(entry.topic)) {
-          declare(entry.topic, current).then(pump, () => undefined)
-          return
+        const waitingForTopic = parked.get(entry.topic)
+        if (waitingForTopic !== undefined || !declared.has(entry.topic)) {
+          pending.shift()
+          parkedCount++
+          if (waitingForTopic !== undefined) {
+            waitingForTopic.push(entry)
+          } else {
+            parked.set(entry.topic, [entry])
+            declare(entry.topic, current).then(() => unpark(entry.topic), () => undefined)
+          }
+          continue
         }
         try {
           write(entry, current)
@@ -425,7 +462,10 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
     const publishNow = (topic: string, payload: string): Effect.Effect<void, BusError> => {
       cancelRetire(topic)
       const current = link
-      if (current !== undefined && pending.length === 0 && inflight < confirmWindow && declared.has(topic)) {
+      if (
+        current !== undefined && pending.length === 0 && inflight < confirmWindow && declared.has(topic) &&
+        !parked.has(topic)
+      ) {
         try {
           write(new Outgoing(topic, payload), current)
           return Effect.void
@@ -466,7 +506,10 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
 
     const tryPublish = (topic: string, payload: string): boolean => {
       const current = link
-      if (closing || current === undefined || pending.length > 0 || inflight >= confirmWindow || !declared.has(topic)) {
+      if (
+        closing || current === undefined || pending.length > 0 || inflight >= confirmWindow || !declared.has(topic) ||
+        parked.has(topic)
+      ) {
         return false
       }
       try {
@@ -486,7 +529,8 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
       for (const entry of again) entry.written = false
       inflight = 0
       republished += again.length
-      pending.prependAll(again)
+      // Per topic: written but unconfirmed, then parked, then what was never looked at.
+      pending.prependAll([...again, ...takeParked()])
       declared.clear()
       declaring.clear()
       // Waiting publishers are accepted into the reconnect buffer now.
@@ -680,9 +724,9 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
       Effect.gen(function*() {
         closing = true
         const current = link
-        if (pending.length > 0 || (current === undefined && inflight > 0)) {
+        if (pending.length + parkedCount > 0 || (current === undefined && inflight > 0)) {
           yield* Effect.logWarning("RabbitMQ closing with undelivered buffered messages").pipe(
-            Effect.annotateLogs({ count: pending.length })
+            Effect.annotateLogs({ count: pending.length + parkedCount })
           )
         }
         if (current !== undefined) {
@@ -792,7 +836,7 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
       stats: () => ({
         published,
         unconfirmed: inflight,
-        buffered: pending.length,
+        buffered: pending.length + parkedCount,
         dropped,
         nacked,
         republished,

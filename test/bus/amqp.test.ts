@@ -243,6 +243,35 @@ describe("rabbitmq driver", () => {
       yield* deleteQueue(raw, topic)
     }))
 
+  it.scopedLive("a topic whose queue is being declared waits alone: every topic keeps its order, nothing is lost", () =>
+    Effect.gen(function*() {
+      const raw = yield* rawConnection
+      const publisher = yield* makeAmqpBus(options())
+      const consumer = yield* makeAmqpBus(options())
+      const busy = uniqueTopic("busy")
+      const fresh = Array.from({ length: 60 }, (_, i) => uniqueTopic(`fresh${i}`))
+      const received = new Map<string, Array<number>>()
+      for (const topic of [busy, ...fresh]) {
+        received.set(topic, [])
+        yield* consumer.subscribe(topic, (m) => Effect.sync(() => received.get(topic)!.push(Number(m))))
+      }
+      // Interleaved: the first message of each fresh topic waits for its declaration (parked); the
+      // busy topic and the others go on meanwhile, each in its own order.
+      const expected = new Map<string, number>([...received.keys()].map((topic) => [topic, 0]))
+      for (let round = 0; round < 20; round++) {
+        for (const topic of fresh) {
+          yield* publisher.publish(topic, String(expected.get(topic)!))
+          expected.set(topic, expected.get(topic)! + 1)
+          yield* publisher.publish(busy, String(expected.get(busy)!))
+          expected.set(busy, expected.get(busy)! + 1)
+        }
+      }
+      yield* waitUntil("all delivered", () => [...received].every(([topic, got]) => got.length === expected.get(topic)))
+      for (const [topic, got] of received) expect(got).toEqual(Array.from({ length: expected.get(topic)! }, (_, i) => i))
+      expect(publisher.stats().buffered).toBe(0)
+      for (const topic of [busy, ...fresh]) yield* deleteQueue(raw, topic)
+    }))
+
   it.scopedLive("retire is cancelled when the topic is used again within the grace period", () =>
     Effect.gen(function*() {
       const raw = yield* rawConnection
