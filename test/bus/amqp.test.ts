@@ -246,7 +246,8 @@ describe("rabbitmq driver", () => {
   it.scopedLive("a topic whose queue is being declared waits alone: every topic keeps its order, nothing is lost", () =>
     Effect.gen(function*() {
       const raw = yield* rawConnection
-      const publisher = yield* makeAmqpBus(options())
+      // A small window keeps messages waiting in the publisher while declarations complete.
+      const publisher = yield* makeAmqpBus({ ...options(), confirmWindow: 8 })
       const consumer = yield* makeAmqpBus(options())
       const busy = uniqueTopic("busy")
       const fresh = Array.from({ length: 60 }, (_, i) => uniqueTopic(`fresh${i}`))
@@ -258,14 +259,24 @@ describe("rabbitmq driver", () => {
       // Interleaved: the first message of each fresh topic waits for its declaration (parked); the
       // busy topic and the others go on meanwhile, each in its own order.
       const expected = new Map<string, number>([...received.keys()].map((topic) => [topic, 0]))
+      // The busy topic is declared already: its messages fill the window while the others wait.
+      yield* publisher.publish(busy, "0")
+      expected.set(busy, 1)
+      yield* waitUntil("busy declared", () => received.get(busy)!.length === 1)
+      const messages: Array<readonly [string, string]> = []
       for (let round = 0; round < 20; round++) {
         for (const topic of fresh) {
-          yield* publisher.publish(topic, String(expected.get(topic)!))
-          expected.set(topic, expected.get(topic)! + 1)
-          yield* publisher.publish(busy, String(expected.get(busy)!))
-          expected.set(busy, expected.get(busy)! + 1)
+          for (const to of [topic, busy]) {
+            messages.push([to, String(expected.get(to)!)])
+            expected.set(to, expected.get(to)! + 1)
+          }
         }
       }
+      // All offered at once (in this order), as many dialogs publishing in one tick would.
+      yield* Effect.forEach(messages, ([to, payload]) => publisher.publish(to, payload), {
+        concurrency: "unbounded",
+        discard: true
+      })
       yield* waitUntil("all delivered", () => [...received].every(([topic, got]) => got.length === expected.get(topic)))
       for (const [topic, got] of received) expect(got).toEqual(Array.from({ length: expected.get(topic)! }, (_, i) => i))
       expect(publisher.stats().buffered).toBe(0)
