@@ -1,7 +1,7 @@
 // Generates the typed ARI surface of the client (src/client/generated/*.ts) from Asterisk's ARI
 // api-docs (Swagger 1.1/1.2 resource listing + API declarations).
 //
-//   npm run generate:ari                       reads ../shared/ari-api-docs beside the repo
+//   npm run generate:ari                       reads vendor/ari-api-docs (Asterisk 23.4.1's, in the repo)
 //   ARI_API_DOCS=/path/to/api-docs-dir npm run generate:ari
 //
 // Only names and types are emitted: Asterisk's description texts never reach the output.
@@ -13,8 +13,8 @@ import { fileURLToPath, pathToFileURL } from "node:url"
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 export const outputDir = path.join(repoRoot, "src", "client", "generated")
 
-/** The api-docs directory: `$ARI_API_DOCS`, else `../shared/ari-api-docs` relative to the repo root. */
-export const apiDocsDir = () => path.resolve(repoRoot, process.env.ARI_API_DOCS ?? "../shared/ari-api-docs")
+/** The api-docs directory: `$ARI_API_DOCS`, else `vendor/ari-api-docs` in the repo. */
+export const apiDocsDir = () => path.resolve(repoRoot, process.env.ARI_API_DOCS ?? "vendor/ari-api-docs")
 
 // ---------------------------------------------------------------------------------------------
 // Reading

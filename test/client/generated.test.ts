@@ -46,7 +46,7 @@ interface SwaggerDeclaration {
 // The api-docs read independently of the generator, so the coverage checks do not trust it.
 const requireDocs = (): void => {
   if (!existsSync(path.join(docsDir, "resources.json"))) {
-    throw new Error(`ARI api-docs not found at ${docsDir}: put shared/ beside the repo or set ARI_API_DOCS`)
+    throw new Error(`ARI api-docs not found at ${docsDir}: the repository ships them in vendor/ari-api-docs (or set ARI_API_DOCS)`)
   }
 }
 
@@ -330,7 +330,7 @@ describe("makeAriApi", () => {
     }))
 })
 
-// Frames as a real Asterisk 23.4.1 sent them (shared/docs/ari-behaviour.md, samples A and D).
+// Frames as a real Asterisk 23.4.1 sent them (samples A and D of the captures this project's simulator follows).
 const stasisStartFrame = [
   `{"type":"StasisStart","timestamp":"2026-11-30T10:28:16.331+0000","args":[],"channel":{"id":"17960344`,
   `96.2","name":"PJSIP/sipp-00000002","state":"Ring","protocol_id":"1-23982@127.0.0.1","caller":{"name"`,
