@@ -68,7 +68,19 @@ export class AriConfigError extends Schema.TaggedError<AriConfigError>()("AriCon
   message: Schema.String
 }) {}
 
+/**
+ * The one reply to a request. `trouble`: the proxy wrote the reply because ARI could not be asked
+ * or gave no answer in time (502/503/504); a line for the debug log, which says so.
+ */
+export type OnAriReply = (reply: AriReply, trouble: string | undefined) => void
+
 export interface AriRestShape {
+  /**
+   * Executes one command without a fiber (the dialogs' hot path): `onReply` is called exactly once,
+   * later (a refusal: at once). Refusals, ARI trouble and timeouts are replies too. Nothing cancels
+   * it: the deadline bounds it.
+   */
+  readonly request: (request: AriRequest, onReply: OnAriReply) => void
   /** Executes one command. Never fails: refusals, ARI trouble and timeouts are replies too. */
   readonly execute: (request: AriRequest) => Effect.Effect<AriReply>
   /** The channels ARI knows now (GET /channels), to reconcile dialogs after a reconnect. */
@@ -337,49 +349,50 @@ export const makeAriRest = (options: AriRestOptions) =>
         : proxyReply(502, `ARI is unreachable: ${what}`)
     }
 
-    // One Effect.async per command. The deadline is undici's own: the answer's headers must come
-    // within it, and the body may not pause longer (ARI's bodies are small, so in practice the
-    // whole answer). An Effect race cost about 0.3 ms per command, an AbortController with a timer
-    // about 20 µs; undici's timers cost nothing measurable (docs/benchmarks.md).
-    const send = (request: PreparedRequest, original: AriRequest): Effect.Effect<AriReply> =>
-      Effect.async<AriReply>((resume) => {
-        const startedAt = performance.now()
-        const finish = () => {
-          proxyMetrics.ariRestLatency.observe(secondsSince(startedAt))
-        }
-        pool.request({
-          method: request.method,
-          path: base.basePath + request.pathAndQuery,
-          headers: request.body === undefined ? headersWithoutBody : headersWithBody,
-          body: request.body ?? null,
-          headersTimeout: deadlineMs,
-          bodyTimeout: deadlineMs
-        })
-          // Always read the whole body: an unread body keeps the socket from going back to the pool.
-          .then((response) => response.body.text().then((body): AriReply => ({ status: response.statusCode, body })))
-          .then(
-            (reply) => {
-              ariDown = false
-              finish()
-              resume(Effect.succeed(reply))
-            },
-            (failure: unknown) => {
-              const reply = failureReply(failure)
-              finish()
-              resume(Effect.as(
-                Effect.logDebug(`ARI request ${describeRequest(original)} answered ${reply.status}: ${reply.body}`),
-                reply
-              ))
-            }
-          )
-        // Interrupted (the dialog stopped): the answer is ignored; the deadline bounds the request.
+    // No fiber per command: the request runs on undici's promise and answers through a callback
+    // (a fiber to carry each request cost about 45 µs of CPU per command: docs/benchmarks.md). The
+    // deadline is undici's own: the answer's headers must come within it, and the body may not
+    // pause longer (ARI's bodies are small, so in practice the whole answer). An Effect race cost
+    // about 0.3 ms per command, an AbortController with a timer about 20 µs; undici's timers cost
+    // nothing measurable.
+    const send = (request: PreparedRequest, original: AriRequest, onReply: OnAriReply): void => {
+      const startedAt = performance.now()
+      pool.request({
+        method: request.method,
+        path: base.basePath + request.pathAndQuery,
+        headers: request.body === undefined ? headersWithoutBody : headersWithBody,
+        body: request.body ?? null,
+        headersTimeout: deadlineMs,
+        bodyTimeout: deadlineMs
       })
-
-    const execute = (request: AriRequest): Effect.Effect<AriReply> => {
-      const validation = validateAriRequest(request)
-      if (!validation.ok) return Effect.succeed(proxyReply(400, validation.reason))
-      return send(validation.request, request)
+        // Always read the whole body: an unread body keeps the socket from going back to the pool.
+        .then((response) => response.body.text().then((body): AriReply => ({ status: response.statusCode, body })))
+        .then(
+          (reply) => {
+            ariDown = false
+            proxyMetrics.ariRestLatency.observe(secondsSince(startedAt))
+            onReply(reply, undefined)
+          },
+          (failure: unknown) => {
+            proxyMetrics.ariRestLatency.observe(secondsSince(startedAt))
+            const reply = failureReply(failure)
+            onReply(reply, `ARI request ${describeRequest(original)} answered ${reply.status}: ${reply.body}`)
+          }
+        )
     }
+
+    const request = (ariRequest: AriRequest, onReply: OnAriReply): void => {
+      const validation = validateAriRequest(ariRequest)
+      if (validation.ok) send(validation.request, ariRequest, onReply)
+      else onReply(proxyReply(400, validation.reason), undefined)
+    }
+
+    const execute = (ariRequest: AriRequest): Effect.Effect<AriReply> =>
+      Effect.async<AriReply>((resume) =>
+        request(ariRequest, (reply, trouble) =>
+          resume(trouble === undefined ? Effect.succeed(reply) : Effect.as(Effect.logDebug(trouble), reply))
+        )
+      )
 
     const listChannels = (): Effect.Effect<ReadonlyArray<ChannelPresence>, AriUnavailable> =>
       Effect.gen(function*() {
@@ -408,5 +421,5 @@ export const makeAriRest = (options: AriRestOptions) =>
         return channels
       })
 
-    return { execute, listChannels } satisfies AriRestShape
+    return { request, execute, listChannels } satisfies AriRestShape
   })

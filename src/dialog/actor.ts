@@ -17,7 +17,7 @@
  * Supervision: a failure inside a dialog is logged with its ids, its command in flight is answered
  * 500, and the dialog ends as `failed`.
  */
-import { Cause, Effect, Exit, LogLevel, Schedule } from "effect"
+import { Cause, Effect, LogLevel, Schedule } from "effect"
 import type { Actor, ActorSystem, Behaviour } from "../actor/ActorSystem.js"
 import type { BusShape, Subscription } from "../bus/Bus.js"
 import {
@@ -96,7 +96,12 @@ export interface DialogContext {
   readonly releaseAtOnce: () => boolean
   /** A requested dialog that still has no channel after this long ends ("unused"). */
   readonly requestedDialogIdleMs: number
-  readonly execute: (command: DecodedCommand) => Effect.Effect<CommandReply>
+  /**
+   * Sends a command's ARI request; `onReply` gets its one reply, later (`trouble`: a debug line, the
+   * proxy wrote the reply because ARI could not be asked). No fiber per command: every command
+   * takes this path.
+   */
+  readonly execute: (command: DecodedCommand, onReply: (reply: CommandReply, trouble: string | undefined) => void) => void
   readonly counters: DialogCounters
   /** The dialog has released everything; the proxy forgets it. */
   readonly onReleased: (dialog: Dialog) => void
@@ -239,9 +244,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         if (this.context.system.logs(LogLevel.Info)) this.context.system.runFork(this.logEnded(effect.reason))
         return true
       case "Send":
-        this.sending = true
-        // Its log lines (ARI trouble, at debug level) carry the dialog's ids.
-        this.actor.fork(this.log(this.send(effect.command), LogLevel.Debug))
+        this.send(effect.command)
         return true
       case "StartGraceTimer":
         this.context.system.timers.schedule(this.context.attachGraceMs, () => this.input({ _tag: "GraceExpired" }))
@@ -429,14 +432,21 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   }
 
   /** The command's ARI request; its answer (or the proxy's own error answer) goes to the machine. */
-  private send(command: DecodedCommand): Effect.Effect<void> {
-    return Effect.map(Effect.exit(this.context.execute(command)), (exit) => {
-      const reply: CommandReply = Exit.isSuccess(exit)
-        ? exit.value
-        : { status: 500, body: proxyErrorBody(500, "the proxy failed to execute the command: " + Cause.pretty(exit.cause)) }
+  private send(command: DecodedCommand): void {
+    this.sending = true
+    try {
+      this.context.execute(command, (reply, trouble) => {
+        if (this.actor.stopped) return // released meanwhile: nobody waits for the answer
+        this.sending = false
+        if (trouble !== undefined && this.context.system.logs(LogLevel.Debug)) {
+          this.context.system.runFork(this.log(Effect.logDebug(trouble), LogLevel.Debug))
+        }
+        this.input({ _tag: "CommandDone", status: reply.status, body: reply.body })
+      })
+    } catch (error) {
       this.sending = false
-      this.input({ _tag: "CommandDone", status: reply.status, body: reply.body })
-    })
+      this.fail(Cause.die(error))
+    }
   }
 
   private fail(cause: Cause.Cause<unknown>): void {

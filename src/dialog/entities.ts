@@ -117,18 +117,24 @@ export interface CommandEntities {
 
 const noEntities: CommandEntities = { keys: [], newChannels: [], watched: true }
 
+const noQuery = new URLSearchParams()
+
 /** Splits a command url into decoded path segments and query parameters. */
 const parseUrl = (url: string): { segments: Array<string>; query: URLSearchParams } => {
   const mark = url.indexOf("?")
   const path = mark === -1 ? url : url.slice(0, mark)
-  const query = new URLSearchParams(mark === -1 ? "" : url.slice(mark + 1))
-  const segments = path.split("/").filter((s) => s !== "").map((s) => {
-    try {
-      return decodeURIComponent(s)
-    } catch {
-      return s
+  // Most commands have neither a query nor an escape: every command pays this, so skip what is absent.
+  const query = mark === -1 ? noQuery : new URLSearchParams(url.slice(mark + 1))
+  const segments = path.split("/").filter((s) => s !== "")
+  if (path.includes("%")) {
+    for (let i = 0; i < segments.length; i++) {
+      try {
+        segments[i] = decodeURIComponent(segments[i]!)
+      } catch {
+        // kept as given
+      }
     }
-  })
+  }
   return { segments, query }
 }
 

@@ -77,7 +77,7 @@ export const makeProxy = Effect.gen(function*() {
       endedLingerMs: config.endedLingerMs,
       requestedDialogIdleMs: config.requestedDialogIdleMs,
       releaseAtOnce: () => draining,
-      execute: (command) => rest.execute(command),
+      execute: rest.request,
       counters: dialogCounters
     },
     routerCounters,

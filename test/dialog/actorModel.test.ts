@@ -72,19 +72,24 @@ describe("the dialog actor over a bus that refuses and delays", () => {
           }
         }
         const topics = makeTopics()
+        const system = yield* makeActorSystem
         const router = new Router(
           {
             serverId: "s",
             topics,
             bus: moody,
-            system: yield* makeActorSystem,
+            system,
             mailboxSize: 100_000,
             releaseAtOnce: () => false,
             machine: { holdEvents: false, maxHeldEvents: 100 },
             attachGraceMs: 1000,
             endedLingerMs: 1000,
             requestedDialogIdleMs: 1000,
-            execute: (command) => Effect.as(turns(ariDelay()), { status: 200, body: JSON.stringify({ url: command.url }) }),
+            execute: (command, onReply) =>
+              void system.runFork(Effect.map(
+                turns(ariDelay()),
+                () => onReply({ status: 200, body: JSON.stringify({ url: command.url }) }, undefined)
+              )),
             counters: makeDialogCounters()
           },
           makeRouterCounters(),

@@ -26,7 +26,7 @@ const makeRouter = (reply: (method: string, url: string) => { status: number; bo
         attachGraceMs: 1000,
         endedLingerMs: 1000,
         requestedDialogIdleMs: 1000,
-        execute: (command) => Effect.succeed(reply(command.method, command.url)),
+        execute: (command, onReply) => onReply(reply(command.method, command.url), undefined),
         counters: makeDialogCounters()
       },
       makeRouterCounters(),
