@@ -115,6 +115,12 @@ const subscribeRetry = Schedule.exponential("100 millis").pipe(
   Schedule.union(Schedule.spaced("5 seconds"))
 )
 
+/**
+ * The handler a dialog's commands subscription keeps for its whole life: made outside any scope
+ * that holds more (a closure keeps its whole scope alive: 200 bytes per idle dialog).
+ */
+const commandHandler = (dialog: Dialog) => (payload: string) => dialog.receiveCommand(payload)
+
 export class Dialog implements Owner, Behaviour<DialogEffect> {
   state: DialogState
   private readonly actor: Actor<DialogEffect>
@@ -351,16 +357,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
 
   private subscribe(): Effect.Effect<void> {
     return Effect.gen(this, function*() {
-      const listen = this.context.bus.listen(this.context.topics.commands(this.id), (payload) => this.receiveCommand(payload))
-      // The retry is built only when needed: a new call must not pay for it.
-      const subscription = yield* Effect.catchAll(listen, (error) =>
-        Effect.zipRight(
-          this.log(Effect.logWarning("commands subscription failed, retrying", error.message), LogLevel.Warning),
-          listen.pipe(
-            Effect.retry(subscribeRetry),
-            Effect.orDie // the schedule retries forever: the bus driver reconnects on its own
-          )
-        ))
+      const subscription = yield* this.listenForCommands()
       if (this.actor.stopped) return yield* subscription.close
       this.subscription = subscription
       this.input({ _tag: "SubscriptionReady" })
@@ -369,8 +366,21 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     })
   }
 
+  private listenForCommands(): Effect.Effect<Subscription> {
+    const listen = this.context.bus.listen(this.context.topics.commands(this.id), commandHandler(this))
+    // The retry is built only when needed: a new call must not pay for it.
+    return Effect.catchAll(listen, (error) =>
+      Effect.zipRight(
+        this.log(Effect.logWarning("commands subscription failed, retrying", error.message), LogLevel.Warning),
+        listen.pipe(
+          Effect.retry(subscribeRetry),
+          Effect.orDie // the schedule retries forever: the bus driver reconnects on its own
+        )
+      ))
+  }
+
   /** A message from `commands_<dialog_id>`. */
-  private receiveCommand(payload: string): void {
+  receiveCommand(payload: string): void {
     const decoded = decodeCommand(payload)
     switch (decoded._tag) {
       case "NotJson":
@@ -402,7 +412,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     const { timers } = this.context.system
     const checkUse = () => {
       const s = this.state
-      if (s.members.size > 0 || s.ending !== undefined || s.ended) return
+      if (s.members.length > 0 || s.ending !== undefined || s.ended) return
       // A command at work may still bring a channel: look again later.
       if (s.inFlight !== undefined || s.queue.length > 0) {
         timers.schedule(this.context.requestedDialogIdleMs, checkUse)

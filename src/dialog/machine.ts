@@ -77,10 +77,10 @@ export interface DialogState {
   readonly queue: ReadonlyArray<QueuedCommand>
   readonly inFlight: InFlight | undefined
   /** Channels that keep the dialog alive: in Stasis, or created by its commands and not yet gone. */
-  readonly members: ReadonlySet<string>
+  readonly members: ReadonlyArray<string>
   /** The members seen entering Stasis (the others are still being created). */
-  readonly entered: ReadonlySet<string>
-  readonly bound: ReadonlySet<EntityKey>
+  readonly entered: ReadonlyArray<string>
+  readonly bound: ReadonlyArray<EntityKey>
   /** Why the dialog is ending, once it is. */
   readonly ending: DialogEndReason | undefined
   /** DialogEnded has been published. */
@@ -132,7 +132,7 @@ export type DialogEffect =
 export type Transition = readonly [DialogState, ReadonlyArray<DialogEffect>]
 
 /** A new dialog, opened by the StasisStart of `channelId` (or by an application, with no channel). */
-const noEntries: ReadonlySet<never> = new Set()
+const noEntries: ReadonlyArray<never> = []
 const noCommands: ReadonlyArray<never> = []
 
 export const initialState = (
@@ -141,9 +141,10 @@ export const initialState = (
   channelId?: string,
   application?: string
 ): DialogState => {
-  // One Set for both: a state is never mutated (each change copies), so sharing is safe, and an
-  // idle dialog costs one Set less.
-  const channels: ReadonlySet<string> = channelId === undefined ? noEntries : new Set([channelId])
+  // Small arrays, not Sets: a dialog holds a few channels and entities, and a Set's hash table
+  // costs about 230 bytes per idle dialog. One array for both: a state is never mutated (each
+  // change copies), so sharing is safe.
+  const channels: ReadonlyArray<string> = channelId === undefined ? noEntries : [channelId]
   return {
     dialogId,
     application,
@@ -155,7 +156,7 @@ export const initialState = (
     inFlight: undefined,
     members: channels,
     entered: channels,
-    bound: channelId === undefined ? noEntries : new Set([channelKey(channelId)]),
+    bound: channelId === undefined ? noEntries : [channelKey(channelId)],
     ending: undefined,
     ended: false,
     released: false
@@ -165,6 +166,10 @@ export const initialState = (
 export const goneBody = (dialogId: string): string => proxyErrorBody(410, "dialog has ended", { dialog_id: dialogId })
 
 const isSuccess = (status: number) => status >= 200 && status < 300
+
+/** `items` without its later repeats (the Sets this replaced ignored them too). */
+const withoutRepeats = <A>(items: Array<A>): Array<A> =>
+  items.length < 2 ? items : items.filter((item, index) => items.indexOf(item) === index)
 
 /** Effects accumulate in one array per transition; state is replaced, never mutated. */
 class Step {
@@ -180,47 +185,34 @@ class Step {
   }
 
   bind(keys: ReadonlyArray<EntityKey>): Array<EntityKey> {
-    const fresh = keys.filter((key) => !this.state.bound.has(key))
+    const fresh = withoutRepeats(keys.filter((key) => !this.state.bound.includes(key)))
     if (fresh.length > 0) {
-      const bound = new Set(this.state.bound)
-      for (const key of fresh) bound.add(key)
-      this.set({ bound })
+      this.set({ bound: [...this.state.bound, ...fresh] })
       this.emit({ _tag: "Bind", keys: fresh })
     }
     return fresh
   }
 
   unbind(keys: ReadonlyArray<EntityKey>) {
-    const present = keys.filter((key) => this.state.bound.has(key))
+    const present = keys.filter((key) => this.state.bound.includes(key))
     if (present.length > 0) {
-      const bound = new Set(this.state.bound)
-      for (const key of present) bound.delete(key)
-      this.set({ bound })
+      this.set({ bound: this.state.bound.filter((key) => !present.includes(key)) })
       this.emit({ _tag: "Unbind", keys: present })
     }
   }
 
   addMembers(channels: ReadonlyArray<string>): Array<string> {
-    const fresh = channels.filter((id) => !this.state.members.has(id))
-    if (fresh.length > 0) {
-      const members = new Set(this.state.members)
-      for (const id of fresh) members.add(id)
-      this.set({ members })
-    }
+    const fresh = withoutRepeats(channels.filter((id) => !this.state.members.includes(id)))
+    if (fresh.length > 0) this.set({ members: [...this.state.members, ...fresh] })
     return fresh
   }
 
   removeMembers(channels: ReadonlyArray<string>, reason: DialogEndReason) {
-    const present = channels.filter((id) => this.state.members.has(id))
+    const present = channels.filter((id) => this.state.members.includes(id))
     if (present.length === 0) return
-    const members = new Set(this.state.members)
-    const entered = new Set(this.state.entered)
-    for (const id of present) {
-      members.delete(id)
-      entered.delete(id)
-    }
-    this.set({ members, entered })
-    if (members.size === 0 && this.state.ending === undefined) this.set({ ending: reason })
+    const members = this.state.members.filter((id) => !present.includes(id))
+    this.set({ members, entered: this.state.entered.filter((id) => !present.includes(id)) })
+    if (members.length === 0 && this.state.ending === undefined) this.set({ ending: reason })
   }
 
   /** Lets the held events go, in order; never before AppStart is out. */
@@ -281,8 +273,8 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       if (input.channelId !== undefined) {
         if (input.type === "StasisStart") {
           step.addMembers([input.channelId])
-          if (!step.state.entered.has(input.channelId)) {
-            step.set({ entered: new Set([...step.state.entered, input.channelId]) })
+          if (!step.state.entered.includes(input.channelId)) {
+            step.set({ entered: [...step.state.entered, input.channelId] })
           }
           step.bind([channelKey(input.channelId)])
         } else if (input.type === "StasisEnd" || input.type === "ChannelDestroyed") {

@@ -135,13 +135,13 @@ export const makeProxy = Effect.gen(function*() {
   // After a REconnect, events may have been missed: end the dialogs whose channels are gone.
   const reconcile = Effect.gen(function*() {
     // What each dialog had before asking ARI: channels in Stasis, and channels being created.
-    const before = new Map<Dialog, { readonly members: Array<string>; readonly entered: ReadonlySet<string> }>()
+    const before = new Map<Dialog, { readonly members: Array<string>; readonly entered: ReadonlyArray<string> }>()
     for (const dialog of router.dialogs.values()) {
       // Channels the command in flight is creating may not exist at ARI yet: not evidence of loss.
       const creating = dialog.state.inFlight?.newChannels ?? []
       if (dialog.state.ended) continue
       before.set(dialog, {
-        members: [...dialog.state.members].filter((id) => !creating.includes(id)),
+        members: dialog.state.members.filter((id) => !creating.includes(id)),
         entered: dialog.state.entered
       })
     }
@@ -152,8 +152,8 @@ export const makeProxy = Effect.gen(function*() {
       // Gone: no longer at ARI, or was in the dialog's Stasis and is not any more (its StasisEnd
       // was lost with the websocket: it went back to the dialplan, or to another application).
       const gone = members.filter((id) =>
-        dialog.state.members.has(id) &&
-        (!stasisOf.has(id) || (entered.has(id) && stasisOf.get(id) !== dialog.application))
+        dialog.state.members.includes(id) &&
+        (!stasisOf.has(id) || (entered.includes(id) && stasisOf.get(id) !== dialog.application))
       )
       if (gone.length === 0) continue
       dialog.input({ _tag: "ChannelsVanished", channelIds: gone })
