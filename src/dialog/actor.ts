@@ -131,6 +131,11 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   private sending = false
   /** The supervision policy is running: a failure now stops the dialog outright. */
   private failing = false
+  /**
+   * The `seq` of the last event published on the events topic (or dropped: a dropped event keeps
+   * its number, so that the application sees the gap).
+   */
+  private seq = 0
 
   constructor(
     private readonly context: DialogContext,
@@ -198,6 +203,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     if (reason === "overloaded") {
       const dropped = this.actor.drop((effect) => effect._tag === "PublishEvent")
       this.context.counters.eventsDropped += dropped
+      this.seq += dropped
     }
     this.input({ _tag: "Abort", reason })
   }
@@ -205,6 +211,9 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   /** The mailbox is full: this dialog cannot keep up; it alone pays for it. */
   private overflow(): void {
     this.context.counters.eventsDropped++
+    // Its number is used up (the gap shows the loss; if the dialog was already ending and events
+    // are still queued, the gap comes before them rather than after: the count is what matters).
+    this.seq++
     if (this.closing) return
     const depth = this.actor.depth
     this.context.system.runFork(
@@ -223,9 +232,9 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     const { bus, topics } = this.context
     switch (effect._tag) {
       case "PublishEvent": {
-        if (!bus.tryPublish(topics.events(this.id), encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw))) {
-          return false
-        }
+        const wire = encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, this.seq + 1)
+        if (!bus.tryPublish(topics.events(this.id), wire)) return false
+        this.seq++
         this.context.counters.eventsPublished++
         proxyMetrics.eventsPublished.inc(effect.type)
         return true
@@ -245,7 +254,8 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         // A new call's AppStart, without a fiber of its own (new dialogs come in bursts).
         return this.origin._tag === "Stasis" && bus.tryPublish(topics.app(this.application), this.appStart())
       case "PublishEnded":
-        if (!bus.tryPublish(topics.events(this.id), this.dialogEnded(effect.reason))) return false
+        if (!bus.tryPublish(topics.events(this.id), this.dialogEnded(effect.reason, this.seq + 1))) return false
+        this.seq++
         this.countEnded(effect.reason)
         if (this.context.system.logs(LogLevel.Info)) this.context.system.runFork(this.logEnded(effect.reason))
         return true
@@ -275,7 +285,10 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       case "PublishEvent":
         this.context.counters.eventsPublished++
         proxyMetrics.eventsPublished.inc(effect.type)
-        return this.publish(topics.events(this.id), encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw))
+        return this.publish(
+          topics.events(this.id),
+          encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, ++this.seq)
+        )
       case "Respond":
         this.context.counters.commandsAnswered++
         this.commandClock().answered(effect.uniqueId, effect.status)
@@ -289,7 +302,10 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
           : this.grant(this.origin)
       case "PublishEnded":
         this.countEnded(effect.reason)
-        return Effect.zipRight(this.publish(topics.events(this.id), this.dialogEnded(effect.reason)), this.logEnded(effect.reason))
+        return Effect.zipRight(
+          this.publish(topics.events(this.id), this.dialogEnded(effect.reason, ++this.seq)),
+          this.logEnded(effect.reason)
+        )
       default:
         return undefined // done by receiveNow
     }
@@ -333,7 +349,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     )
   }
 
-  private dialogEnded(reason: DialogEndReason): string {
+  private dialogEnded(reason: DialogEndReason, seq: number): string {
     const body = JSON.stringify({
       type: DIALOG_ENDED_TYPE,
       dialog_id: this.id,
@@ -341,7 +357,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       timestamp: ariTimestamp(),
       application: this.application
     })
-    return encodeWireEvent(this.context.serverIdJson, DIALOG_ENDED_TYPE, body)
+    return encodeWireEvent(this.context.serverIdJson, DIALOG_ENDED_TYPE, body, seq)
   }
 
   private countEnded(reason: DialogEndReason): void {

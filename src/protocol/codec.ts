@@ -32,10 +32,20 @@ export const wireTimestamp = (now: number = Date.now()): string => {
   return cachedStamp
 }
 
-/** Builds the Event wrapper around a raw ARI frame; `serverIdJson` is `goJsonString(server_id)`. */
-export const encodeWireEvent = (serverIdJson: string, type: string, ariBody: string, timestamp = wireTimestamp()): string =>
+/**
+ * Builds the Event wrapper around a raw ARI frame; `serverIdJson` is `goJsonString(server_id)`.
+ * `seq` (an extension, after the seed's fields): the event's number in its dialog, from 1;
+ * events outside a dialog (unrouted) have none.
+ */
+export const encodeWireEvent = (
+  serverIdJson: string,
+  type: string,
+  ariBody: string,
+  seq?: number,
+  timestamp = wireTimestamp()
+): string =>
   "{\"server_id\":" + serverIdJson + ",\"timestamp\":\"" + timestamp + "\",\"type\":" + goJsonString(type) +
-  ",\"ari_body\":" + goJsonString(ariBody) + "}"
+  ",\"ari_body\":" + goJsonString(ariBody) + (seq === undefined ? "}" : ",\"seq\":" + seq + "}")
 
 export const encodeAppStart = (message: Pick<AppStart, "application" | "dialog_id" | "server_id">): string =>
   "{\"application\":" + goJsonString(message.application) + ",\"dialog_id\":" + goJsonString(message.dialog_id) +

@@ -12,12 +12,17 @@ export class AppStart extends Schema.Class<AppStart>("AppStart")({
   server_id: Schema.String
 }) {}
 
-/** One ARI event of a dialog, on `events_<dialog_id>`. `ari_body` is the websocket frame verbatim. */
+/**
+ * One ARI event of a dialog, on `events_<dialog_id>`. `ari_body` is the websocket frame verbatim.
+ * `seq` (extension): the event's number in its dialog, from 1 with no gap as published (DialogEnded
+ * included); a gap means events were lost, a number seen twice a duplicate. Seed clients ignore it.
+ */
 export class WireEvent extends Schema.Class<WireEvent>("WireEvent")({
   server_id: Schema.String,
   timestamp: Schema.String,
   type: Schema.String,
-  ari_body: Schema.String
+  ari_body: Schema.String,
+  seq: Schema.optional(Schema.Number)
 }) {}
 
 /**

@@ -183,6 +183,11 @@ const wholeCall: BusCase = {
         `playback events in order: ${types.join(",")}`
       )
       yield* expectTrue(dialog.events.every((e) => e.server_id === "ast-whole"), "server_id on every event")
+      yield* expectEqual(
+        dialog.events.map((e) => e.seq),
+        dialog.events.map((_, i) => i + 1),
+        "seq numbers the dialog's events from 1, DialogEnded included"
+      )
       yield* expectEqual(ended.ari.reason, "channels_left", "DialogEnded reason")
       yield* expectEqual(dialog.responses.map((r) => r.status_code), [200, 204, 201, 204], "responses (attach first)")
     })

@@ -22,7 +22,7 @@ const goReference = (value: string) =>
 describe("wire format", () => {
   it("Event: server_id, timestamp, type, ari_body (a string holding the frame) in Go's field order", () => {
     const frame = "{\"type\":\"StasisStart\",\"timestamp\":\"2026-11-30T10:28:16.331+0000\",\"args\":[]}"
-    const encoded = encodeWireEvent(goJsonString("ast1"), "StasisStart", frame, "2026-11-30T10:28:16.332Z")
+    const encoded = encodeWireEvent(goJsonString("ast1"), "StasisStart", frame, undefined, "2026-11-30T10:28:16.332Z")
     expect(encoded).toBe(
       "{\"server_id\":\"ast1\",\"timestamp\":\"2026-11-30T10:28:16.332Z\",\"type\":\"StasisStart\",\"ari_body\":" +
         JSON.stringify(frame) + "}"
@@ -31,6 +31,12 @@ describe("wire format", () => {
     expect(Object.keys(parsed)).toEqual(["server_id", "timestamp", "type", "ari_body"])
     expect(typeof parsed.ari_body).toBe("string")
     expect(parsed.ari_body).toBe(frame)
+  })
+
+  it("a dialog's Event carries its number, `seq`, after the seed's fields (Go's decoder ignores unknown keys)", () => {
+    const encoded = encodeWireEvent(goJsonString("ast1"), "ChannelDtmfReceived", "{}", 42, "t")
+    expect(encoded).toBe("{\"server_id\":\"ast1\",\"timestamp\":\"t\",\"type\":\"ChannelDtmfReceived\",\"ari_body\":\"{}\",\"seq\":42}")
+    expect(Object.keys(JSON.parse(encoded))).toEqual(["server_id", "timestamp", "type", "ari_body", "seq"])
   })
 
   it("the proxy's timestamp is RFC 3339 (what go-ari-library decodes into time.Time)", () => {
@@ -50,7 +56,7 @@ describe("wire format", () => {
 
   it("escapes <, > and & the way Go does (seed-observed: a caller named <Bob> & co)", () => {
     const frame = "{\"caller\":{\"name\":\"<Bob> & co\"}}"
-    const encoded = encodeWireEvent(goJsonString("s"), "X", frame, "t")
+    const encoded = encodeWireEvent(goJsonString("s"), "X", frame, undefined, "t")
     expect(encoded).toContain("\\u003cBob\\u003e \\u0026 co")
     expect(JSON.parse(encoded).ari_body).toBe(frame)
   })
@@ -64,8 +70,10 @@ describe("wire format", () => {
     "Event and CommandResponse round-trip any content",
     [fc.string(), fc.string(), fc.fullUnicodeString(), fc.integer({ min: 100, max: 599 })],
     ([serverId, type, body, status]) => {
-      const event = JSON.parse(encodeWireEvent(goJsonString(serverId), type, body, "t"))
+      const event = JSON.parse(encodeWireEvent(goJsonString(serverId), type, body, undefined, "t"))
       expect(event).toEqual({ server_id: serverId, timestamp: "t", type, ari_body: body })
+      const numbered = JSON.parse(encodeWireEvent(goJsonString(serverId), type, body, status, "t"))
+      expect(numbered).toEqual({ server_id: serverId, timestamp: "t", type, ari_body: body, seq: status })
       const response = JSON.parse(encodeCommandResponse({ unique_id: type, status_code: status, response_body: body }))
       expect(response).toEqual({ unique_id: type, status_code: status, response_body: body })
     },

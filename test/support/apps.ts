@@ -13,6 +13,8 @@ export interface ReceivedEvent {
   readonly timestamp: string
   readonly type: string
   readonly ari_body: string
+  /** The event's number in its dialog (extension). */
+  readonly seq?: number
   /** `ari_body` parsed. */
   readonly ari: Record<string, any>
 }
