@@ -45,6 +45,7 @@ import type { Writable } from "node:stream"
 import { Duration, Effect, Layer, Runtime, Schedule, SubscriptionRef } from "effect"
 import type { Scope } from "effect"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
+import { redactUrl } from "../config/redact.js"
 import { type Actor, makeActorSystem } from "../actor/ActorSystem.js"
 import { Fifo } from "../actor/Fifo.js"
 import {
@@ -57,7 +58,7 @@ import {
   type SubscribeOptions,
   type Subscription
 } from "./Bus.js"
-import { busError, reconnectSchedule, redactUrl, reveal, type Secret, spawnInbox } from "./internal.js"
+import { busError, reconnectSchedule, reveal, type Secret, spawnInbox } from "./internal.js"
 
 export interface AmqpTlsOptions {
   /** Paths of PEM files. */

@@ -1,6 +1,6 @@
 /**
- * Small helpers shared by the bus drivers: subscription inboxes, secrets, URL redaction and the
- * reconnect schedule. Not part of the public API.
+ * Small helpers shared by the bus drivers: subscription inboxes, secrets and the reconnect schedule.
+ * Not part of the public API.
  */
 import { Duration, Effect, Redacted, Schedule } from "effect"
 import type { Actor, ActorSystem, Behaviour } from "../actor/ActorSystem.js"
@@ -11,9 +11,6 @@ export type Secret = string | Redacted.Redacted<string>
 
 export const reveal = (secret: Secret | undefined): string | undefined =>
   secret === undefined ? undefined : typeof secret === "string" ? secret : Redacted.value(secret)
-
-/** `scheme://user:pass@host/x` → `scheme://***@host/x`: URLs are logged, credentials never. */
-export const redactUrl = (url: string): string => url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, "$1***@")
 
 export const busError = (driver: string, operation: string, cause: unknown): BusError =>
   new BusError({ driver, operation, message: cause instanceof Error ? cause.message : String(cause) })

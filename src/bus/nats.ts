@@ -25,6 +25,7 @@ import { readFileSync } from "node:fs"
 import { Deferred, Duration, Effect, Layer, Redacted, Stream, SubscriptionRef } from "effect"
 import type { Scope } from "effect"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
+import { redactUrl } from "../config/redact.js"
 import { type Actor, makeActorSystem } from "../actor/ActorSystem.js"
 import { Fifo } from "../actor/Fifo.js"
 import {
@@ -37,7 +38,7 @@ import {
   type SubscribeOptions,
   type Subscription
 } from "./Bus.js"
-import { busError, reconnectSchedule, redactUrl, reveal, type Secret, spawnInbox } from "./internal.js"
+import { busError, reconnectSchedule, reveal, type Secret, spawnInbox } from "./internal.js"
 
 export interface NatsTlsOptions {
   /** Paths of PEM files. */

@@ -2,30 +2,30 @@
  * The validated configuration as a service. The reader is a plain `Config`, so a host Effect
  * application can feed it through its own ConfigProvider; the file loader is one such provider.
  */
-import { Config, ConfigError, Context, Effect, Either, Layer, Redacted } from "effect"
+import { Config, ConfigError, Context, Effect, Either, Layer } from "effect"
 import { FileSystem } from "@effect/platform"
-import { hostname } from "node:os"
 import { ConfigInvalid } from "./errors.js"
 import { KEYS } from "./keys.js"
-import type { BusConfig, ProxyConfig } from "./ProxyConfig.js"
+import type { BusConfig, ConfigInput, ProxyConfig } from "./ProxyConfig.js"
+import type { RawValue } from "./setting.js"
 import { makeConfigSource, parseJson } from "./source.js"
 import type { ConfigSource, Env } from "./source.js"
-import { DEFAULTS, INT_RULES, validate } from "./validate.js"
+import { validate, withDefaults } from "./validate.js"
 import type { RawValues } from "./validate.js"
 
-// Every key is read as an optional string: typing and defaults live in validate(), which reports
-// all problems at once and in our own words.
+// Every key is read as optional text: typing and defaults live in the definition (settings.ts), which
+// validate() applies, reporting all problems at once and in our own words.
 const rawValues: Config.Config<RawValues> = Config.all(
   KEYS.map((spec) => {
     const name = spec.path[spec.path.length - 1]!
-    const leaf: Config.Config<string | ReadonlyArray<string>> = spec.list ?
+    const leaf: Config.Config<RawValue> = spec.setting.list ?
       Config.array(Config.string(), name) :
       Config.string(name)
     const nested = spec.path.slice(0, -1).reduceRight((c, segment) => Config.nested(c, segment), leaf)
     return Config.map(Config.option(nested), (value) => [spec.key, value] as const)
   })
 ).pipe(Config.map((entries) => {
-  const values = new Map<string, string | ReadonlyArray<string>>()
+  const values = new Map<string, RawValue>()
   for (const [key, value] of entries) if (value._tag === "Some") values.set(key, value.value)
   return values
 }))
@@ -36,7 +36,7 @@ const rawValues: Config.Config<RawValues> = Config.all(
  */
 export const proxyConfig: Config.Config<ProxyConfig> = Config.mapOrFail(rawValues, (raw) =>
   Either.mapLeft(
-    validate(raw, hostname),
+    validate(raw),
     (problems) =>
       problems.map((p) => ConfigError.InvalidData([...p.path], p.message)).reduce((a, b) => ConfigError.And(a, b))
   ))
@@ -152,84 +152,20 @@ export class ProxyConfigService extends Context.Tag("ari-proxy/ProxyConfigServic
     Layer.succeed(this, makeProxyConfig(partial))
 }
 
-/** A secret given as plain text or already redacted. */
-type SecretInput = string | Redacted.Redacted<string>
-
-export type BusConfigInput = Partial<Omit<BusConfig, "url" | "password" | "token" | "nkeySeed">> & {
-  readonly url?: SecretInput
-  readonly password?: SecretInput | undefined
-  readonly token?: SecretInput | undefined
-  readonly nkeySeed?: SecretInput | undefined
-}
-
-export type ProxyConfigInput = Partial<Omit<ProxyConfig, "bus" | "wsPassword">> & {
-  readonly wsPassword?: SecretInput
-  readonly bus?: BusConfigInput
-}
-
-const secret = (value: SecretInput): Redacted.Redacted<string> =>
-  Redacted.isRedacted(value) ? value : Redacted.make(value)
-
-const optionalSecret = (value: SecretInput | undefined): Redacted.Redacted<string> | undefined =>
-  value === undefined ? undefined : secret(value)
-
-const DEFAULT_STASIS = "http://127.0.0.1:8088/ari"
-
-const originOf = (url: string): string => {
-  try {
-    return new URL(url).origin
-  } catch {
-    return ""
-  }
-}
+/** What makeProxyConfig takes: any settings, secrets as plain text or redacted. */
+export type ProxyConfigInput = ConfigInput<ProxyConfig>
+export type BusConfigInput = ConfigInput<BusConfig>
 
 /**
  * A ProxyConfig from a partial camelCase object, every default filled in (MEMORY bus, application
  * `app`, ARI at 127.0.0.1:8088, serverId `test`). No validation: for tests and embedding.
  */
-export const makeProxyConfig = (partial: ProxyConfigInput = {}): ProxyConfig => {
-  const { bus = {}, wsPassword = "", ...rest } = partial
-  const stasisUrl = rest.stasisUrl ?? DEFAULT_STASIS
-  const origin = rest.origin ?? originOf(stasisUrl)
-  const int = (rule: { readonly default: number }) => rule.default
-  return {
+export const makeProxyConfig = (partial: ProxyConfigInput = {}): ProxyConfig =>
+  withDefaults({
     serverId: "test",
     applications: ["app"],
     websocketUrl: "ws://127.0.0.1:8088/ari/events",
-    wsUser: "",
+    stasisUrl: "http://127.0.0.1:8088/ari",
     messageBus: "MEMORY",
-    logLevel: DEFAULTS.logLevel,
-    logFormat: DEFAULTS.logFormat,
-    httpPort: int(INT_RULES.httpPort),
-    httpHost: DEFAULTS.httpHost,
-    commandTimeoutMs: int(INT_RULES.commandTimeoutMs),
-    restConnections: int(INT_RULES.restConnections),
-    attachGraceMs: int(INT_RULES.attachGraceMs),
-    maxHeldEvents: int(INT_RULES.maxHeldEvents),
-    endedLingerMs: int(INT_RULES.endedLingerMs),
-    requestedDialogIdleMs: int(INT_RULES.requestedDialogIdleMs),
-    dialogMailboxSize: int(INT_RULES.dialogMailboxSize),
-    unroutedEvents: DEFAULTS.unroutedEvents,
-    subscribeAll: DEFAULTS.subscribeAll,
-    reconnectMinMs: int(INT_RULES.reconnectMinMs),
-    reconnectMaxMs: int(INT_RULES.reconnectMaxMs),
-    pingIntervalMs: int(INT_RULES.pingIntervalMs),
-    shutdownTimeoutMs: int(INT_RULES.shutdownTimeoutMs),
-    ...rest,
-    stasisUrl,
-    origin,
-    wsPassword: secret(wsPassword),
-    bus: {
-      queue: "",
-      subjectPrefix: "",
-      publishBufferSize: int(INT_RULES.publishBufferSize),
-      prefetch: int(INT_RULES.prefetch),
-      queueDeleteGraceMs: int(INT_RULES.queueDeleteGraceMs),
-      ...bus,
-      url: secret(bus.url ?? ""),
-      password: optionalSecret(bus.password),
-      token: optionalSecret(bus.token),
-      nkeySeed: optionalSecret(bus.nkeySeed)
-    }
-  }
-}
+    ...partial
+  })

@@ -1,8 +1,7 @@
 /**
- * Keeping secrets out of logs and error messages: URL redaction and the startup summary.
+ * Keeping credentials that URLs carry out of logs and error messages (the config's messages, the
+ * startup log line, the bus drivers' connection logs).
  */
-import { Redacted } from "effect"
-import type { ProxyConfig } from "./ProxyConfig.js"
 
 const MASK = "***"
 const SECRET_QUERY = /^(api_key|apikey|password|pass|token|secret|auth_token|access_token)$/i
@@ -41,49 +40,3 @@ const redactOne = (url: string): string => {
  * comma-separated NATS server lists and on strings that do not parse as URLs.
  */
 export const redactUrl = (url: string): string => url.split(",").map(redactOne).join(",")
-
-const isSet = (secret: Redacted.Redacted<string> | undefined): string =>
-  secret !== undefined && Redacted.value(secret) !== "" ? "<set>" : "<unset>"
-
-/** A summary of the configuration for the startup log line: every setting, no secret. */
-export const describeConfig = (config: ProxyConfig): Record<string, unknown> => ({
-  origin: redactUrl(config.origin),
-  serverId: config.serverId,
-  applications: [...config.applications],
-  websocketUrl: redactUrl(config.websocketUrl),
-  stasisUrl: redactUrl(config.stasisUrl),
-  wsUser: config.wsUser,
-  wsPassword: isSet(config.wsPassword),
-  messageBus: config.messageBus,
-  bus: {
-    url: redactUrl(Redacted.value(config.bus.url)),
-    queue: config.bus.queue,
-    subjectPrefix: config.bus.subjectPrefix,
-    user: config.bus.user,
-    password: isSet(config.bus.password),
-    token: isSet(config.bus.token),
-    nkeySeed: isSet(config.bus.nkeySeed),
-    credsFile: config.bus.credsFile,
-    tls: config.bus.tls === undefined ? undefined : { ...config.bus.tls },
-    publishBufferSize: config.bus.publishBufferSize,
-    prefetch: config.bus.prefetch,
-    queueDeleteGraceMs: config.bus.queueDeleteGraceMs
-  },
-  logLevel: config.logLevel,
-  logFormat: config.logFormat,
-  httpPort: config.httpPort,
-  httpHost: config.httpHost,
-  commandTimeoutMs: config.commandTimeoutMs,
-  restConnections: config.restConnections,
-  attachGraceMs: config.attachGraceMs,
-  maxHeldEvents: config.maxHeldEvents,
-  endedLingerMs: config.endedLingerMs,
-  requestedDialogIdleMs: config.requestedDialogIdleMs,
-  dialogMailboxSize: config.dialogMailboxSize,
-  unroutedEvents: config.unroutedEvents,
-  subscribeAll: config.subscribeAll,
-  reconnectMinMs: config.reconnectMinMs,
-  reconnectMaxMs: config.reconnectMaxMs,
-  pingIntervalMs: config.pingIntervalMs,
-  shutdownTimeoutMs: config.shutdownTimeoutMs
-})

@@ -80,7 +80,7 @@ const flattenJson = (json: unknown, label: string, values: Map<string, string>, 
         } else {
           walk(value, child, canonical + ".", name + ".")
         }
-      } else if (leaf.list) {
+      } else if (leaf.setting.list) {
         for (const k of [...values.keys()]) if (k.startsWith(leaf.key + "[")) values.delete(k)
         const items: ReadonlyArray<unknown> = Array.isArray(value) ? value : [value]
         items.forEach((item, i) => {
@@ -118,7 +118,7 @@ export const makeConfigSource = (options: {
   for (const spec of KEYS) {
     const value = env[spec.env]
     if (value === undefined || value.trim() === "") continue
-    if (spec.list) {
+    if (spec.setting.list) {
       for (const k of [...values.keys()]) if (k.startsWith(spec.key + "[")) values.delete(k)
       values.set(spec.key, value.split(",").map((s) => s.trim()).join(","))
     } else {

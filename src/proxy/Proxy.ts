@@ -15,7 +15,7 @@ import { AriConnectionState, AriSocketOptions, makeAriSocket } from "../ari/sock
 import { Bus } from "../bus/Bus.js"
 import { ProxyConfigService } from "../config/ProxyConfigService.js"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
-import { describeConfig } from "../config/redact.js"
+import { describeConfig } from "../config/describe.js"
 import { type Dialog, type DialogCounters, makeDialogCounters } from "../dialog/actor.js"
 import { encodeWireEvent, goJsonString } from "../protocol/codec.js"
 import { makeTopics, type Topics } from "../protocol/topics.js"

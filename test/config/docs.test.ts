@@ -3,11 +3,17 @@ import { NodeFileSystem } from "@effect/platform-node"
 import { Effect, Redacted } from "effect"
 import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
+import { withSettingsTables } from "../../src/config/docs.js"
 import { KEYS, loadConfigFile, makeProxyConfig } from "../../src/config/index.js"
 
 const root = fileURLToPath(new URL("../../", import.meta.url))
 
 describe("docs and example", () => {
+  it("docs/configuration.md's settings tables are the ones generated from the definition", () => {
+    const doc = readFileSync(root + "docs/configuration.md", "utf8")
+    expect(doc, "docs/configuration.md is stale: run `npm run docs:config`").toBe(withSettingsTables(doc))
+  })
+
   it("docs/configuration.md documents every key with its environment variable", () => {
     const doc = readFileSync(root + "docs/configuration.md", "utf8")
     for (const spec of KEYS) {

@@ -21,6 +21,11 @@ describe("redactUrl", () => {
     expect(redactUrl("amqp://u:p@ss@host/")).toBe("amqp://u:***@host/")
   })
 
+  it("masks a percent-encoded password and keeps an encoded vhost (the bus drivers log such URLs)", () => {
+    expect(redactUrl("amqps://u:p%40ss@host/%2F")).toBe("amqps://u:***@host/%2F")
+    expect(redactUrl("amqp://127.0.0.1:5672/%2F")).toBe("amqp://127.0.0.1:5672/%2F")
+  })
+
   it("masks secret query parameters such as ARI's api_key", () => {
     expect(redactUrl("ws://h/ari/events?app=a&api_key=asterisk:pw"))
       .toBe("ws://h/ari/events?app=a&api_key=asterisk:***")

@@ -122,9 +122,9 @@ describe("validation rules", () => {
     Effect.gen(function*() {
       const bus = { ...base.bus_config, queue: "a b", subject_prefix: "p ", tls: { cert: "/c.pem" } }
       expect(yield* problems({ ...base, bus_config: bus })).toEqual([
-        "bus_config.tls: cert and key must be given together",
         "bus_config.queue: must not contain whitespace (got \"a b\")",
-        "bus_config.subject_prefix: must not contain whitespace (got \"p \")"
+        "bus_config.subject_prefix: must not contain whitespace (got \"p \")",
+        "bus_config.tls: cert and key must be given together"
       ])
     }))
 
@@ -139,14 +139,14 @@ describe("validation rules", () => {
       expect(config.bus.credsFile).toBe("/n.creds")
     }))
 
-  it.effect("every problem is reported in one message", () =>
+  it.effect("every problem is reported in one message, in the order of the docs' tables", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(run({ message_bus: "KAFKA", http_port: "abc", websocket_url: "ws://x/e" }))
       expect(error.message).toBe([
         "Invalid configuration (config.json):",
-        "  - message_bus: must be one of NATS, RABBITMQ, MEMORY (got \"KAFKA\")",
         "  - applications: required, a non-empty list of ARI application names",
         "  - stasis_url: required, e.g. http://127.0.0.1:8088/ari",
+        "  - message_bus: must be one of NATS, RABBITMQ, MEMORY (got \"KAFKA\")",
         "  - http_port: must be a whole number ≥ 0 (got \"abc\")"
       ].join("\n"))
     }))

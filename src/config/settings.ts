@@ -1,0 +1,294 @@
+/**
+ * The configuration, defined once. Everything else derives from this table: the ProxyConfig type,
+ * the keys config.json and a host's ConfigProvider are read under, the `ARI_PROXY_*` variables,
+ * defaults, validation, what the startup log line shows, and the tables of docs/configuration.md
+ * (`npm run docs:config`). A new setting is one entry here, in the order the docs should list it.
+ */
+import { Redacted } from "effect"
+import { hostname } from "node:os"
+import { redactUrl } from "./redact.js"
+import {
+  absoluteUrl,
+  boolean,
+  group,
+  integer,
+  names,
+  oneOf,
+  optionalGroup,
+  parseUrl,
+  secret,
+  secretUrl,
+  show,
+  text,
+  url
+} from "./setting.js"
+
+/** The bus drivers (`message_bus`) and the URLs each takes (MEMORY none). */
+const BUS_URLS = {
+  NATS: { schemes: ["nats:", "tls:"], example: "nats://127.0.0.1:4222" },
+  RABBITMQ: { schemes: ["amqp:", "amqps:"], example: "amqp://127.0.0.1:5672/" },
+  MEMORY: undefined
+} as const
+
+type MessageBus = keyof typeof BUS_URLS
+
+const BUS_KINDS = Object.keys(BUS_URLS) as ReadonlyArray<MessageBus>
+
+/** Problems of `bus_config.url` for the chosen bus: it depends on `message_bus`, so it is a rule of the whole. */
+const busUrlProblems = (kind: MessageBus, url: string): Array<string> => {
+  const rule = BUS_URLS[kind]
+  if (rule === undefined) return []
+  if (url === "") return [`required for message_bus ${kind}, e.g. ${rule.example} (no default is assumed)`]
+  const problems: Array<string> = []
+  const parts = url.split(",").map((p) => p.trim())
+  if (kind === "RABBITMQ" && parts.length > 1) {
+    problems.push(`RABBITMQ takes one URL (got ${parts.length}: ${show(redactUrl(url))})`)
+  }
+  for (const part of parts) {
+    const parsed = parseUrl(part)
+    // Echo only the redacted form: bus URLs carry credentials.
+    if (parsed === undefined || parsed.hostname === "") {
+      problems.push(`not a valid URL (got ${show(redactUrl(part))})`)
+    } else if (!(rule.schemes as ReadonlyArray<string>).includes(parsed.protocol)) {
+      const schemes = rule.schemes.map((s) => s + "//").join(" or ")
+      problems.push(`a ${kind} URL must start with ${schemes} (got ${show(redactUrl(part))})`)
+    }
+  }
+  return problems
+}
+
+const path = (key: string, meaning: string) => text({ key, default: undefined, verbatim: true, type: "path", meaning })
+
+export const settings = group("", {
+  // go-ari-proxy's keys (seed-protocol §1.2)
+  origin: absoluteUrl({
+    key: "origin",
+    seed: true,
+    defaultDoc: "scheme + host of `stasis_url`",
+    meaning: "`Origin` header of the ARI websocket."
+  }),
+  serverId: text({
+    key: "server_id",
+    seed: true,
+    default: hostname(),
+    defaultDoc: "the host name",
+    meaning: "Copied into every Event and AppStart (`server_id`)."
+  }),
+  applications: names({
+    key: "applications",
+    seed: true,
+    of: "ARI application names",
+    meaning: "ARI Stasis applications; one signalling topic each (all share one websocket). Non-empty, distinct, " +
+      "no whitespace (they become topic names)."
+  }),
+  websocketUrl: url({
+    key: "websocket_url",
+    seed: true,
+    schemes: ["ws:", "wss:"],
+    example: "ws://127.0.0.1:8088/ari/events",
+    meaning: "ARI events URL, e.g. `ws://127.0.0.1:8088/ari/events`."
+  }),
+  stasisUrl: url({
+    key: "stasis_url",
+    seed: true,
+    schemes: ["http:", "https:"],
+    example: "http://127.0.0.1:8088/ari",
+    meaning: "ARI REST base, e.g. `http://127.0.0.1:8088/ari`."
+  }),
+  wsUser: text({ key: "ws_user", seed: true, default: "", verbatim: true, meaning: "ARI user." }),
+  wsPassword: secret({
+    key: "ws_password",
+    seed: true,
+    default: Redacted.make(""),
+    meaning: "ARI password. Never logged."
+  }),
+  // The seed was case-sensitive; any case is accepted here.
+  messageBus: oneOf({
+    key: "message_bus",
+    seed: true,
+    options: BUS_KINDS,
+    required: true,
+    default: "MEMORY",
+    normalise: (text) => text.toUpperCase(),
+    meaning: "Bus driver; any case. `MEMORY` is in-process (tests, demo)."
+  }),
+  bus: group("bus_config", {
+    url: secretUrl({
+      key: "url",
+      seed: true,
+      defaultDoc: "**required** for NATS and RABBITMQ; `\"\"` for MEMORY",
+      meaning: "NATS: `nats://` or `tls://`, a comma-separated list allowed (no default such as " +
+        "`nats://127.0.0.1:4222` is assumed). RabbitMQ: one `amqp://` or `amqps://` URI. Credentials inside it are " +
+        "masked in logs."
+    }),
+    queue: text({
+      key: "queue",
+      seed: true,
+      default: "",
+      verbatim: true,
+      noWhitespace: true,
+      meaning: "NATS queue group for the subscriptions (`\"\"`: plain subscriptions)."
+    }),
+    // ours from here on
+    subjectPrefix: text({
+      key: "subject_prefix",
+      default: "",
+      verbatim: true,
+      noWhitespace: true,
+      meaning: "Prefix of every topic name; `\"\"` keeps the seed's names."
+    }),
+    user: text({ key: "user", default: undefined, verbatim: true, meaning: "Broker user." }),
+    password: secret({ key: "password", default: undefined, meaning: "Broker password." }),
+    token: secret({ key: "token", default: undefined, meaning: "NATS token." }),
+    nkeySeed: secret({ key: "nkey_seed", default: undefined, meaning: "NATS nkey seed." }),
+    credsFile: path("creds_file", "NATS credentials file (JWT + nkey)."),
+    tls: optionalGroup("tls", {
+      ca: path("ca", "CA bundle (PEM) for the broker."),
+      cert: path("cert", "Client certificate (PEM); needs `key`."),
+      key: path("key", "Client key (PEM); needs `cert`.")
+    }, (tls, report) => {
+      if ((tls.cert === undefined) !== (tls.key === undefined)) report("cert and key must be given together")
+    }),
+    publishBufferSize: integer({
+      key: "publish_buffer_size",
+      default: 10_000,
+      min: 0,
+      meaning: "Messages kept in order while the broker is unreachable; beyond that they are counted and dropped."
+    }),
+    prefetch: integer({
+      key: "prefetch",
+      default: 256,
+      min: 1,
+      meaning: "RabbitMQ: unacknowledged deliveries per consumer channel."
+    }),
+    queueDeleteGraceMs: integer({
+      key: "queue_delete_grace_ms",
+      default: 60_000,
+      min: 0,
+      meaning: "RabbitMQ: delay after a dialog ends before its queues are deleted."
+    })
+  }),
+  logLevel: oneOf({
+    key: "log_level",
+    options: ["debug", "info", "warning", "error"],
+    default: "info",
+    normalise: (text) => text.toLowerCase() === "warn" ? "warning" : text.toLowerCase(),
+    meaning: "Minimum log level; `warn` is accepted for `warning`, any case."
+  }),
+  logFormat: oneOf({
+    key: "log_format",
+    options: ["json", "pretty", "auto"],
+    default: "auto",
+    normalise: (text) => text.toLowerCase(),
+    meaning: "Log line format; `auto` leaves the choice to the logger (pretty on a terminal, JSON otherwise is " +
+      "the intent)."
+  }),
+  httpPort: integer({
+    key: "http_port",
+    default: 0,
+    min: 0,
+    max: 65535,
+    meaning: "Health/metrics HTTP server port; `0` disables it."
+  }),
+  httpHost: text({
+    key: "http_host",
+    default: "127.0.0.1",
+    type: "host",
+    meaning: "Address the health/metrics server listens on."
+  }),
+  commandTimeoutMs: integer({
+    key: "command_timeout_ms",
+    default: 10_000,
+    min: 1,
+    meaning: "Deadline of one ARI REST request (its answer's headers must come within it, and its body may not " +
+      "stall longer); past it the command is answered 504."
+  }),
+  restConnections: integer({
+    key: "rest_connections",
+    default: 16,
+    min: 1,
+    meaning: "Keep-alive connections to ARI REST."
+  }),
+  attachGraceMs: integer({
+    key: "attach_grace_ms",
+    default: 500,
+    min: 0,
+    meaning: "How long a new dialog holds its events back for an application that never attaches (seed clients)."
+  }),
+  maxHeldEvents: integer({
+    key: "max_held_events",
+    default: 1000,
+    min: 0,
+    meaning: "Events a dialog holds before attach at most; past it they are released at once."
+  }),
+  endedLingerMs: integer({
+    key: "ended_linger_ms",
+    default: 5000,
+    min: 0,
+    meaning: "After DialogEnded, how long late commands still get a 410 answer."
+  }),
+  requestedDialogIdleMs: integer({
+    key: "requested_dialog_idle_ms",
+    default: 60_000,
+    min: 1,
+    meaning: "A dialog an application asked for (docs/protocol.md) ends with reason `unused` if it still has no " +
+      "channel after this long."
+  }),
+  dialogMailboxSize: integer({
+    key: "dialog_mailbox_size",
+    default: 10_000,
+    min: 1,
+    meaning: "Unpublished events a dialog holds at most (its bus publishes cannot keep up); beyond, that dialog " +
+      "alone is ended as `overloaded`, its unpublished events dropped and counted. Also the bound of the " +
+      "unrouted-event publisher."
+  }),
+  unroutedEvents: boolean({
+    key: "unrouted_events",
+    default: true,
+    meaning: "Publish events no dialog owns on `unrouted_<app>`."
+  }),
+  subscribeAll: boolean({
+    key: "subscribe_all",
+    default: false,
+    meaning: "Subscribe the ARI websocket to all events (`subscribeAll=true`)."
+  }),
+  reconnectMinMs: integer({
+    key: "reconnect_min_ms",
+    default: 200,
+    min: 1,
+    meaning: "Shortest websocket reconnect delay."
+  }),
+  reconnectMaxMs: integer({
+    key: "reconnect_max_ms",
+    default: 10_000,
+    min: 1,
+    type: "integer ≥ `reconnect_min_ms`",
+    meaning: "Largest reconnect delay."
+  }),
+  pingIntervalMs: integer({
+    key: "ping_interval_ms",
+    default: 15_000,
+    min: 1,
+    meaning: "Websocket ping period; a connection without a pong for this long is dead."
+  }),
+  shutdownTimeoutMs: integer({
+    key: "shutdown_timeout_ms",
+    default: 15_000,
+    min: 1,
+    meaning: "Deadline for in-flight commands and buffered publishes at shutdown."
+  })
+}, {
+  check: (config, report) => {
+    if (config.reconnectMaxMs < config.reconnectMinMs) {
+      report(
+        `must be at least reconnect_min_ms (${config.reconnectMinMs}), got ${config.reconnectMaxMs}`,
+        "reconnect_max_ms"
+      )
+    }
+    for (const problem of busUrlProblems(config.messageBus, Redacted.value(config.bus.url))) {
+      report(problem, "bus_config.url")
+    }
+  },
+  // The seed needed origin for the websocket Origin header; the ARI server's own origin is a safe default.
+  complete: (config) => config.origin === "" ? { ...config, origin: parseUrl(config.stasisUrl)?.origin ?? "" } : config
+})
