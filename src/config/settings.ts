@@ -201,7 +201,8 @@ export const settings = group("", {
     default: 10_000,
     min: 1,
     meaning: "Deadline of one ARI REST request (its answer's headers must come within it, and its body may not " +
-      "stall longer); past it the command is answered 504."
+      "stall longer); past it the command is answered 504 (undici checks it on a coarse timer: up to about a " +
+      "second late)."
   }),
   restConnections: integer({
     key: "rest_connections",
