@@ -44,6 +44,26 @@ export interface DialogEnd {
   readonly reason: DialogEndReason | "closed"
 }
 
+/** A run of events the proxy numbered but this client never received (lost on the way). */
+export interface EventGap {
+  /** The `seq` of the last event received before the gap. */
+  readonly after: number
+  /** How many events are missing. */
+  readonly missing: number
+}
+
+/**
+ * How the dialog's events arrived, by their `seq` (a proxy that does not number its events, such
+ * as the Go seed, leaves this empty).
+ */
+export interface EventDelivery {
+  /** The `seq` of the last event received. */
+  readonly lastSeq: number
+  /** Events received a second time (a republish after a reconnect) and dropped. */
+  readonly duplicates: number
+  readonly gaps: ReadonlyArray<EventGap>
+}
+
 /** A response as it came back (2xx only: the others are errors). */
 export interface DialogResponse {
   readonly status: number
@@ -113,6 +133,8 @@ export interface AriDialog {
   readonly events: Stream.Stream<DialogEvent>
   /** Resolves when DialogEnded arrives (or the dialog is closed). */
   readonly ended: Effect.Effect<DialogEnd>
+  /** Duplicates dropped and gaps seen so far (each gap is also logged as a warning). */
+  readonly delivery: Effect.Effect<EventDelivery>
   /** The channel of the dialog's first StasisStart: the caller of an inbound call. */
   readonly firstChannel: Effect.Effect<ChannelHandle, Gone>
   readonly channel: (id: string) => ChannelHandle
@@ -213,6 +235,28 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
       return lock
     }
     let end: DialogEnd | undefined
+    let lastSeq = 0
+    let duplicates = 0
+    const gaps: Array<EventGap> = []
+
+    /** By `seq`: false for a duplicate (dropped); a gap is recorded and logged. */
+    const inSequence = (seq: unknown): Effect.Effect<boolean> => {
+      if (typeof seq !== "number") return Effect.succeed(true) // not numbered (the Go proxy)
+      if (seq <= lastSeq) {
+        duplicates++
+        return Effect.succeed(false)
+      }
+      const gap: EventGap | undefined = seq > lastSeq + 1 ? { after: lastSeq, missing: seq - lastSeq - 1 } : undefined
+      lastSeq = seq
+      if (gap === undefined) return Effect.succeed(true)
+      gaps.push(gap)
+      return Effect.as(
+        Effect.logWarning("events of the dialog were lost on the way").pipe(
+          Effect.annotateLogs({ dialog_id: dialogId, after_seq: gap.after, missing: gap.missing })
+        ),
+        true
+      )
+    }
 
     const gone = (method: string, url: string, message: string) =>
       new Gone({ dialogId, method, url, status: 410, message, body: "", ...(end ? { reason: end.reason } : {}) })
@@ -252,8 +296,13 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
       Effect.suspend(() => {
         const wire = parseJson(payload)
         if (wire === undefined || typeof wire.type !== "string" || typeof wire.ari_body !== "string") return Effect.void
-        if (wire.type === DIALOG_ENDED_TYPE) {
-          const reason = parseJson(wire.ari_body)?.reason
+        return Effect.flatMap(inSequence(wire.seq), (fresh) => fresh ? onFreshEvent(wire.type as string, wire.ari_body as string) : Effect.void)
+      })
+
+    const onFreshEvent = (type: string, ariBody: string) =>
+      Effect.suspend(() => {
+        if (type === DIALOG_ENDED_TYPE) {
+          const reason = parseJson(ariBody)?.reason
           const info: DialogEnd = {
             dialogId,
             reason: (typeof reason === "string" ? reason : "channels_left") as DialogEndReason
@@ -264,7 +313,7 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
           const settled = Effect.suspend(() => pending.size === 0 ? Effect.void : Deferred.await(drained))
           return Effect.zipRight(markEnded(info), Effect.forkDaemon(Effect.zipRight(settled, close)))
         }
-        log.append(decodeAriEventJson(wire.ari_body))
+        log.append(decodeAriEventJson(ariBody))
         return Effect.void
       })
 
@@ -407,6 +456,7 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
       ari,
       events: log.stream(),
       ended: Deferred.await(endSignal),
+      delivery: Effect.sync(() => ({ lastSeq, duplicates, gaps: [...gaps] })),
       firstChannel: Effect.map(waitFor("StasisStart"), (start) => channel(start.channel.id)),
       channel,
       channels: {

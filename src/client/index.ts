@@ -10,6 +10,8 @@ export type {
   ChannelHandle,
   ChannelRef,
   DialogEnd,
+  EventDelivery,
+  EventGap,
   DialogEvent,
   DialogResponse,
   OriginateOptions,

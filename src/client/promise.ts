@@ -16,6 +16,7 @@ import type {
   ChannelHandle,
   ChannelRef,
   DialogEnd,
+  EventDelivery,
   DialogEvent,
   DialogResponse,
   OriginateOptions,
@@ -95,6 +96,8 @@ export interface AriDialogPromise {
   /** Every event since the dialog began, then the live ones; ends on DialogEnded. */
   events(): AsyncIterable<DialogEvent>
   readonly ended: Promise<DialogEnd>
+  /** Duplicates dropped and gaps seen so far (by the events' `seq`). */
+  delivery(): Promise<EventDelivery>
   firstChannel(): Promise<ChannelPromise>
   channel(id: string): ChannelPromise
   readonly channels: { originate(options: OriginateOptions): Promise<ChannelPromise> }
@@ -204,6 +207,7 @@ export const connectAriClient = async (options: ConnectOptions): Promise<AriClie
     get ended() {
       return run(inner.ended)
     },
+    delivery: () => run(inner.delivery),
     firstChannel: () => run(inner.firstChannel).then(channel),
     channel: (id) => channel(inner.channel(id)),
     channels: { originate: (originateOptions) => run(inner.channels.originate(originateOptions)).then(channel) },

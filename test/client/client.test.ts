@@ -80,6 +80,22 @@ describe("client: events", () => {
       yield* dialog.ended
     }))
 
+  it.scopedLive("drops an event received twice and reports events lost on the way, by their seq", () =>
+    Effect.gen(function*() {
+      const { bus, client } = yield* clientRig()
+      const dialog = yield* client.createDialog()
+      const topic = client.topics.events(dialog.id)
+      const server = goJsonString("ast-test")
+      const event = (seq: number) => encodeWireEvent(server, "FutureEvent", JSON.stringify({ type: "FutureEvent", n: seq }), seq)
+      for (const seq of [1, 2, 2, 3, 6]) yield* bus.publish(topic, event(seq))
+      const ended = JSON.stringify({ type: "DialogEnded", dialog_id: dialog.id, reason: "channels_left" })
+      yield* bus.publish(topic, encodeWireEvent(server, "DialogEnded", ended, 7))
+      expect((yield* dialog.ended).reason).toBe("channels_left")
+      const events = Chunk.toReadonlyArray(yield* Stream.runCollect(dialog.events))
+      expect(events.map((e) => (e as Record<string, unknown>).n)).toEqual([1, 2, 3, 6])
+      expect(yield* dialog.delivery).toEqual({ lastSeq: 7, duplicates: 1, gaps: [{ after: 3, missing: 2 }] })
+    }))
+
   it.scopedLive("reads DTMF pressed during a prompt, one digit per waitForDtmf, None after a timeout", () =>
     Effect.gen(function*() {
       const rig = yield* clientRig()
