@@ -222,6 +222,20 @@ export const settings = group("", {
     min: 0,
     meaning: "Events a dialog holds before attach at most; past it they are released at once."
   }),
+  dialogLeaseMs: integer({
+    key: "dialog_lease_ms",
+    default: 5000,
+    min: 1,
+    meaning: "The lease an application takes on a dialog when it attaches with one (the typed client does): " +
+      "if it is not renewed within this time (the instance died), the dialog is offered anew, as resumed."
+  }),
+  dialogReplaySize: integer({
+    key: "dialog_replay_size",
+    default: 1000,
+    min: 0,
+    meaning: "Publications (events and answers) a leased dialog keeps until its owner acknowledges them, " +
+      "to replay to the instance that takes it over."
+  }),
   endedLingerMs: integer({
     key: "ended_linger_ms",
     default: 5000,

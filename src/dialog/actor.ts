@@ -24,6 +24,7 @@ import {
   decodeCommand,
   encodeAppStart,
   encodeCommandResponse,
+  encodeResumedAppStart,
   encodeWireEvent,
   proxyErrorBody
 } from "../protocol/codec.js"
@@ -55,6 +56,10 @@ export interface DialogCounters {
   commandsRejected: number
   nonJsonCommands: number
   publishFailures: number
+  /** Dialogs offered anew because their owner's lease lapsed. */
+  dialogsReoffered: number
+  /** Publications sent again to a new owner. */
+  eventsReplayed: number
   eventsDropped: number
 }
 
@@ -65,6 +70,8 @@ export const makeDialogCounters = (): DialogCounters => ({
   commandsRejected: 0,
   nonJsonCommands: 0,
   publishFailures: 0,
+  dialogsReoffered: 0,
+  eventsReplayed: 0,
   eventsDropped: 0
 })
 
@@ -103,8 +110,20 @@ export interface DialogContext {
    */
   readonly execute: (command: DecodedCommand, onReply: (reply: CommandReply, trouble: string | undefined) => void) => void
   readonly counters: DialogCounters
+  /**
+   * Publications a leased dialog keeps for a new owner's replay (`dialog_replay_size`; those the
+   * owner acknowledged are let go). Default 1,000.
+   */
+  readonly replayLimit?: number | undefined
   /** The dialog has released everything; the proxy forgets it. */
   readonly onReleased: (dialog: Dialog) => void
+}
+
+/** A publication kept for a replay: an event (with its `seq`) or an answer. */
+interface Publication {
+  readonly topic: string
+  readonly payload: string
+  readonly seq: number | undefined
 }
 
 /** The Asterisk-style timestamp of ari_body (`2026-11-30T10:28:16.331+0000`). */
@@ -136,6 +155,12 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
    * its number, so that the application sees the gap).
    */
   private seq = 0
+  /** While a lease is held: when it lapses, on the system's clock (ms); 0 before the first lease. */
+  private leaseDeadline = 0
+  /** The last `seq` the owner acknowledged (RENEW), sent to the next owner with the new offer. */
+  private acked = 0
+  /** What was published since the owner's last acknowledgement, for a new owner's replay. */
+  private replay: Array<Publication> | undefined
 
   constructor(
     private readonly context: DialogContext,
@@ -235,6 +260,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         const wire = encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, this.seq + 1)
         if (!bus.tryPublish(topics.events(this.id), wire)) return false
         this.seq++
+        if (this.replay !== undefined) this.keep(topics.events(this.id), wire, this.seq)
         this.context.counters.eventsPublished++
         proxyMetrics.eventsPublished.inc(effect.type)
         return true
@@ -246,6 +272,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
           response_body: effect.body
         })
         if (!bus.tryPublish(topics.responses(this.id), payload)) return false
+        if (this.replay !== undefined) this.keep(topics.responses(this.id), payload, undefined)
         this.context.counters.commandsAnswered++
         this.commandClock().answered(effect.uniqueId, effect.status)
         return true
@@ -272,6 +299,13 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       case "Release":
         this.actor.stop() // onStop releases the subscription and the topics
         return true
+      case "LeaseTaken":
+        this.replay ??= []
+        this.renewLease()
+        return true
+      case "Acknowledged":
+        this.acknowledge(effect.seq)
+        return true
       default:
         return false
     }
@@ -285,21 +319,27 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       case "PublishEvent":
         this.context.counters.eventsPublished++
         proxyMetrics.eventsPublished.inc(effect.type)
-        return this.publish(
+        return this.publishKept(
           topics.events(this.id),
-          encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, ++this.seq)
+          encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, ++this.seq),
+          this.seq
         )
       case "Respond":
         this.context.counters.commandsAnswered++
         this.commandClock().answered(effect.uniqueId, effect.status)
-        return this.publish(
+        return this.publishKept(
           topics.responses(this.id),
-          encodeCommandResponse({ unique_id: effect.uniqueId, status_code: effect.status, response_body: effect.body })
+          encodeCommandResponse({ unique_id: effect.uniqueId, status_code: effect.status, response_body: effect.body }),
+          undefined
         )
       case "Announce":
         return this.origin._tag === "Stasis"
           ? this.publish(topics.app(this.application), this.appStart())
           : this.grant(this.origin)
+      case "Replay":
+        return this.replayAfter(effect.after)
+      case "Reoffer":
+        return this.reoffer()
       case "PublishEnded":
         this.countEnded(effect.reason)
         return Effect.zipRight(
@@ -397,6 +437,8 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
 
   /** A message from `commands_<dialog_id>`. */
   receiveCommand(payload: string): void {
+    // Any command renews the lease (the owner is alive); RENEW exists for owners with nothing to ask.
+    if (this.state.lease === "held") this.renewLease()
     const decoded = decodeCommand(payload)
     switch (decoded._tag) {
       case "NotJson":
@@ -473,6 +515,113 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       this.sending = false
       this.fail(Cause.die(error))
     }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Leases: an owner that stops renewing is replaced
+
+  private renewLease(): void {
+    const { timers } = this.context.system
+    const first = this.leaseDeadline === 0
+    this.leaseDeadline = timers.now() + this.leaseMs()
+    if (first) timers.schedule(this.leaseCheckMs(), () => this.checkLease())
+  }
+
+  /** Every quarter lease: lapsed (or, once lapsed, still nobody's after a whole lease) → the machine. */
+  private checkLease(): void {
+    if (this.actor.stopped || this.state.ended) return
+    const { timers } = this.context.system
+    if (timers.now() >= this.leaseDeadline) {
+      this.leaseDeadline = timers.now() + this.leaseMs() // the next offer, if nobody takes this one
+      this.input({ _tag: "LeaseLapsed" })
+    }
+    if (!this.state.ended) timers.schedule(this.leaseCheckMs(), () => this.checkLease())
+  }
+
+  private leaseMs(): number {
+    return this.context.machine.leaseMs ?? 0
+  }
+
+  private leaseCheckMs(): number {
+    return Math.max(1, Math.floor(this.leaseMs() / 4))
+  }
+
+  private keep(topic: string, payload: string, seq: number | undefined): void {
+    const replay = this.replay!
+    replay.push({ topic, payload, seq })
+    if (replay.length > (this.context.replayLimit ?? 1000)) replay.shift() // the oldest is lost to a replay
+  }
+
+  /** The owner has every event up to `seq`: what was published before it need not be replayed. */
+  private acknowledge(seq: number): void {
+    if (seq <= this.acked) return
+    this.acked = Math.min(seq, this.seq)
+    const replay = this.replay
+    if (replay === undefined) return
+    const after = replay.findIndex((publication) => publication.seq !== undefined && publication.seq > this.acked)
+    replay.splice(0, after === -1 ? replay.length : after)
+  }
+
+  /** Publishes again, in order, what went out after event `after` (events and answers). */
+  private replayAfter(after: number): Effect.Effect<void> | undefined {
+    const replay = this.replay
+    if (replay === undefined) return undefined
+    const start = replay.findIndex((publication) => publication.seq !== undefined && publication.seq > after)
+    if (start === -1) return undefined
+    const again = replay.slice(start)
+    this.context.counters.eventsReplayed += again.length
+    return Effect.forEach(again, (publication) => this.publish(publication.topic, publication.payload), { discard: true })
+  }
+
+  /**
+   * Offers the dialog anew on the application's topic: an AppStart marked resumed, with the last
+   * event its owner acknowledged and what the dialog holds now (asked of ARI).
+   */
+  private reoffer(): Effect.Effect<void> {
+    return Effect.gen(this, function*() {
+      this.context.counters.dialogsReoffered++
+      const get = (url: string) =>
+        Effect.async<unknown>((resume) =>
+          this.context.execute({ unique_id: "", method: "GET", url, body: "" }, (reply) => {
+            let parsed: unknown
+            try {
+              parsed = reply.status === 200 ? JSON.parse(reply.body) : undefined
+            } catch {
+              parsed = undefined
+            }
+            resume(Effect.succeed(parsed))
+          })
+        )
+      const ids = (prefix: string) => this.state.bound.filter((key) => key.startsWith(prefix)).map((key) => key.slice(2))
+      const fetch = (resource: string, list: ReadonlyArray<string>) =>
+        Effect.map(
+          Effect.forEach(list, (id) => get(`/${resource}/${encodeURIComponent(id)}`), { concurrency: 4 }),
+          (found) => found.filter((entity) => entity !== undefined)
+        )
+      const snapshot = {
+        channels: yield* fetch("channels", this.state.members),
+        bridges: yield* fetch("bridges", ids("b:")),
+        playbacks: yield* fetch("playbacks", ids("p:"))
+      }
+      yield* this.log(Effect.logWarning("dialog's owner stopped renewing its lease: offered anew"), LogLevel.Warning, {
+        last_seq: String(this.acked)
+      })
+      yield* this.publish(
+        this.context.topics.app(this.application),
+        encodeResumedAppStart({
+          application: this.application,
+          dialog_id: this.id,
+          server_id: this.context.serverId,
+          last_seq: this.acked,
+          state: snapshot
+        })
+      )
+    })
+  }
+
+  private publishKept(topic: string, payload: string, seq: number | undefined): Effect.Effect<void> {
+    if (this.replay !== undefined) this.keep(topic, payload, seq)
+    return this.publish(topic, payload)
   }
 
   private fail(cause: Cause.Cause<unknown>): void {

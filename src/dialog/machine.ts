@@ -10,10 +10,13 @@
  *   once, in arrival order; after the end, commands are answered 410;
  * - the dialog ends when its last channel has left Stasis or been destroyed, after its held events
  *   are out and its commands are answered; DialogEnded is its last publication;
- * - every entity it bound is unbound at the end.
+ * - every entity it bound is unbound at the end;
+ * - an application that attached with a lease and stops renewing it loses the dialog: its events
+ *   are held again and the dialog is offered anew (the actor's timer says when); the instance that
+ *   attaches next gets what it missed replayed before anything newer.
  */
 import { type DecodedCommand, proxyErrorBody } from "../protocol/codec.js"
-import { ATTACH_METHOD, type DialogEndReason } from "../protocol/messages.js"
+import { ATTACH_METHOD, type DialogEndReason, RENEW_METHOD } from "../protocol/messages.js"
 import { channelKey, commandEntities, type EntityKey, responseEntities } from "./entities.js"
 
 export interface MachineOptions {
@@ -21,7 +24,15 @@ export interface MachineOptions {
   readonly holdEvents: boolean
   /** Held events beyond this many are released at once. */
   readonly maxHeldEvents: number
+  /** The lease an application may take when it attaches; undefined: none is granted. */
+  readonly leaseMs?: number | undefined
 }
+
+/**
+ * Who drives the dialog: `none` (nobody took a lease: seed clients, which are never replaced),
+ * `held` (an application renews its lease), `lapsed` (it stopped: the dialog is offered anew).
+ */
+export type LeaseState = "none" | "held" | "lapsed"
 
 export interface HeldEvent {
   readonly type: string
@@ -87,6 +98,7 @@ export interface DialogState {
   readonly ended: boolean
   /** Its subscriptions have been released. */
   readonly released: boolean
+  readonly lease: LeaseState
 }
 
 export type DialogInput =
@@ -115,6 +127,8 @@ export type DialogInput =
   | { readonly _tag: "ChannelsVanished"; readonly channelIds: ReadonlyArray<string> }
   /** End now (shutdown, overload): held events go out, commands finish, then DialogEnded. */
   | { readonly _tag: "Abort"; readonly reason: DialogEndReason }
+  /** The lease was not renewed in time (or, once lapsed, nobody took the dialog in time). */
+  | { readonly _tag: "LeaseLapsed" }
   | { readonly _tag: "LingerOver" }
 
 export type DialogEffect =
@@ -128,6 +142,14 @@ export type DialogEffect =
   | { readonly _tag: "PublishEnded"; readonly reason: DialogEndReason }
   | { readonly _tag: "StartLingerTimer" }
   | { readonly _tag: "Release" }
+  /** An application took the lease: it must renew it within `leaseMs`. */
+  | { readonly _tag: "LeaseTaken" }
+  /** The application has every event up to `seq`: they need not be kept for a replay. */
+  | { readonly _tag: "Acknowledged"; readonly seq: number }
+  /** Publishes again what was published after event `after` (a new owner resumes the dialog). */
+  | { readonly _tag: "Replay"; readonly after: number }
+  /** Offers the dialog anew on the application's topic, as resumed. */
+  | { readonly _tag: "Reoffer" }
 
 export type Transition = readonly [DialogState, ReadonlyArray<DialogEffect>]
 
@@ -159,7 +181,8 @@ export const initialState = (
     bound: channelId === undefined ? noEntries : [channelKey(channelId)],
     ending: undefined,
     ended: false,
-    released: false
+    released: false,
+    lease: "none"
   }
 }
 
@@ -258,6 +281,49 @@ class Step {
 
 const ignore = (state: DialogState): Transition => [state, []]
 
+/** What an ATTACH asks: `{"lease":true,"resume_after":N}` (both optional; "" asks neither). */
+const attachRequest = (body: string): { readonly lease: boolean; readonly resumeAfter: number | undefined } => {
+  const fields = jsonFields(body)
+  const resumeAfter = fields?.resume_after
+  return {
+    lease: fields?.lease === true,
+    resumeAfter: typeof resumeAfter === "number" && Number.isInteger(resumeAfter) && resumeAfter >= 0 ? resumeAfter : undefined
+  }
+}
+
+const jsonFields = (body: string): Record<string, unknown> | undefined => {
+  if (body === "") return undefined
+  try {
+    const parsed: unknown = JSON.parse(body)
+    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? parsed as Record<string, unknown> : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * RENEW (`{"acked":N}`): the owner is alive and has every event up to N. Answered in its turn; 409
+ * once the lease has lapsed (the dialog was offered anew: the old owner must let it go).
+ */
+const renew = (state: DialogState, command: DecodedCommand): Transition => {
+  const step = new Step(state)
+  const acked = jsonFields(command.body)?.acked
+  const held = state.lease === "held"
+  if (held && typeof acked === "number" && Number.isInteger(acked)) step.emit({ _tag: "Acknowledged", seq: acked })
+  const answer: QueuedCommand = held
+    ? { _tag: "Answer", uniqueId: command.unique_id, status: 200, body: JSON.stringify({ lease_ms: state.options.leaseMs }) }
+    : {
+      _tag: "Answer",
+      uniqueId: command.unique_id,
+      status: 409,
+      body: proxyErrorBody(409, state.lease === "lapsed" ? "the lease has lapsed: the dialog was offered anew" : "no lease was taken")
+    }
+  step.set({ queue: [...state.queue, answer] })
+  step.pump()
+  step.settle()
+  return step.done()
+}
+
 export const transition = (state: DialogState, input: DialogInput): Transition => {
   switch (input._tag) {
     case "Event": {
@@ -315,19 +381,28 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
         const body = proxyErrorBody(503, `too many commands waiting (${maxQueuedCommands})`)
         return [state, [{ _tag: "Respond", uniqueId: input.command.unique_id, status: 503, body }]]
       }
+      const method = input.command.method.toUpperCase()
+      if (method === RENEW_METHOD) return renew(state, input.command)
       const step = new Step(state)
       // A command shows the application listens (the Go client subscribes before it sends any);
       // ATTACH says so explicitly. Either way the held events go out now.
       const heldEvents = state.held?.count ?? 0
+      let answer: Record<string, unknown> | undefined
+      if (method === ATTACH_METHOD) {
+        answer = { dialog_id: state.dialogId, held_events: heldEvents }
+        const request = attachRequest(input.command.body)
+        if (request.lease && state.options.leaseMs !== undefined) {
+          // A new owner: what it missed goes out before the events held since the lease lapsed.
+          if (request.resumeAfter !== undefined) step.emit({ _tag: "Replay", after: request.resumeAfter })
+          step.set({ lease: "held" })
+          step.emit({ _tag: "LeaseTaken" })
+          answer.lease_ms = state.options.leaseMs
+        }
+      }
       step.release()
       // ATTACH is answered in its turn like any command, so that answers keep arrival order.
-      const queued: QueuedCommand = input.command.method.toUpperCase() === ATTACH_METHOD
-        ? {
-          _tag: "Answer",
-          uniqueId: input.command.unique_id,
-          status: 200,
-          body: JSON.stringify({ dialog_id: state.dialogId, held_events: heldEvents })
-        }
+      const queued: QueuedCommand = answer !== undefined
+        ? { _tag: "Answer", uniqueId: input.command.unique_id, status: 200, body: JSON.stringify(answer) }
         : { _tag: "Request", command: input.command }
       step.set({ queue: [...step.state.queue, queued] })
       step.pump()
@@ -383,6 +458,21 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       if (state.ending === undefined) step.set({ ending: input.reason })
       step.release()
       step.settle()
+      return step.done()
+    }
+    case "LeaseLapsed": {
+      if (state.ended || state.lease === "none") return ignore(state)
+      const step = new Step(state)
+      if (state.ending !== undefined) {
+        // Over while nobody drove it: let it end (what is held goes out), no new offer.
+        step.set({ lease: "lapsed" })
+        step.release()
+        step.settle()
+        return step.done()
+      }
+      // Held until the next owner attaches, so that its replay comes first.
+      step.set({ lease: "lapsed", holding: true })
+      step.emit({ _tag: "Reoffer" })
       return step.done()
     }
     case "LingerOver": {

@@ -15,11 +15,14 @@ const goEscapes: Record<string, string> = {
   "\u2029": "\\u2029"
 }
 
-/** A JSON string literal as Go's encoding/json writes it. */
-export const goJsonString = (value: string): string => {
+/** JSON as Go's encoding/json writes it (compact, `<` `>` `&` escaped). */
+const goJson = (value: unknown): string => {
   const json = JSON.stringify(value)
   return goUnsafe.test(json) ? json.replace(goUnsafeAll, (c) => goEscapes[c]!) : json
 }
+
+/** A JSON string literal as Go's encoding/json writes it. */
+export const goJsonString: (value: string) => string = goJson
 
 /** RFC 3339 time of the proxy, computed at most once per millisecond (it is stamped on every event). */
 let cachedMillis = -1
@@ -50,6 +53,21 @@ export const encodeWireEvent = (
 export const encodeAppStart = (message: Pick<AppStart, "application" | "dialog_id" | "server_id">): string =>
   "{\"application\":" + goJsonString(message.application) + ",\"dialog_id\":" + goJsonString(message.dialog_id) +
   ",\"server_id\":" + goJsonString(message.server_id) + "}"
+
+/**
+ * Extension: the AppStart of a dialog offered anew because its owner stopped renewing its lease:
+ * the seed's fields, then `resumed`, the last `seq` the owner acknowledged and what the dialog
+ * holds now (ARI's channels, bridges and playbacks).
+ */
+export const encodeResumedAppStart = (message: {
+  readonly application: string
+  readonly dialog_id: string
+  readonly server_id: string
+  readonly last_seq: number
+  readonly state: { readonly channels: ReadonlyArray<unknown>; readonly bridges: ReadonlyArray<unknown>; readonly playbacks: ReadonlyArray<unknown> }
+}): string =>
+  encodeAppStart(message).slice(0, -1) + ",\"resumed\":true,\"last_seq\":" + message.last_seq + ",\"state\":" +
+  goJson(message.state) + "}"
 
 export const encodeCommandResponse = (response: Pick<CommandResponse, "unique_id" | "status_code" | "response_body">): string =>
   "{\"unique_id\":" + goJsonString(response.unique_id) + ",\"status_code\":" + String(response.status_code) +

@@ -51,6 +51,12 @@ export class CommandResponse extends Schema.Class<CommandResponse>("CommandRespo
 export const ATTACH_METHOD = "ATTACH"
 
 /**
+ * Extension: the method that renews an application's lease on a dialog (`{"acked":N}`: it has
+ * every event up to `seq` N). Answered 200 `{"lease_ms":…}`, or 409 once the lease has lapsed.
+ */
+export const RENEW_METHOD = "RENEW"
+
+/**
  * Extension: the type of the last event of every dialog, published on `events_<dialog_id>` as an
  * ordinary Event whose `ari_body` is `{"type":"DialogEnded","dialog_id":…,"reason":…,"timestamp":…}`.
  * Seed clients ignore event types they do not know.

@@ -144,6 +144,10 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
       .counter("ari_proxy_bus_dropped_messages_total", "Messages lost because the bus buffer was full.",
         busStats.dropped)
       .counter("ari_proxy_bus_publish_failures_total", "Publishes the bus refused.", stats.dialogs.publishFailures)
+      .counter("ari_proxy_dialogs_reoffered_total", "Dialogs offered anew because their owner's lease lapsed.",
+        stats.dialogs.dialogsReoffered)
+      .counter("ari_proxy_events_replayed_total", "Publications sent again to the instance that took a dialog over.",
+        stats.dialogs.eventsReplayed)
       .gauge("ari_proxy_mailbox_depth_max", "Pending outputs in the fullest dialog mailbox.", stats.deepestMailbox)
       .gauge("ari_proxy_bound_entities", "ARI entities (channels, bridges, ...) bound to a dialog.",
         stats.boundEntities)
