@@ -4,7 +4,7 @@
  * so that their CPU time is their own; the in-memory ones must share the benchmark's process.
  */
 import { Context, Effect, Exit, Layer, Logger, LogLevel, Scope } from "effect"
-import type { AmqpBus } from "../src/bus/amqp.js"
+import type { AmqpBus } from "../src/bus/amqp/index.js"
 import { Bus, type BusShape } from "../src/bus/Bus.js"
 import { makeMemoryBus } from "../src/bus/memory.js"
 import { makeProxyConfig } from "../src/config/ProxyConfigService.js"

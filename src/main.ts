@@ -8,7 +8,7 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect, Either, Layer } from "effect"
 import { parseArgs, usage } from "./config/args.js"
 import { ConfigWarnings, loadConfigFile } from "./config/ProxyConfigService.js"
-import { runDemo } from "./demo.js"
+import { runDemo } from "./demo/demo.js"
 import { loggerLayer } from "./proxy/logging.js"
 import { proxyApplication } from "./proxy/application.js"
 

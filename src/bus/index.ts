@@ -4,12 +4,12 @@
  */
 import type { Layer } from "effect"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
-import { layerAmqpFromConfig } from "./amqp.js"
+import { layerAmqpFromConfig } from "./amqp/index.js"
 import type { Bus, BusError } from "./Bus.js"
 import { layerMemory } from "./memory.js"
 import { layerNatsFromConfig } from "./nats.js"
 
-export * from "./amqp.js"
+export * from "./amqp/index.js"
 export * from "./Bus.js"
 export * from "./memory.js"
 export * from "./nats.js"

@@ -3,8 +3,8 @@
  * with Promises, async iterables and errors that are the same classes (`instanceof NotFound`).
  */
 import { Cause, Effect, Exit, Fiber, Scope, Stream } from "effect"
-import type { AmqpOptions } from "../bus/amqp.js"
-import { makeAmqpBus } from "../bus/amqp.js"
+import type { AmqpOptions } from "../bus/amqp/index.js"
+import { makeAmqpBus } from "../bus/amqp/index.js"
 import type { BusShape } from "../bus/Bus.js"
 import { makeMemoryBus } from "../bus/memory.js"
 import { makeNatsBus, type NatsOptions } from "../bus/nats.js"

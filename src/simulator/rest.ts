@@ -2,7 +2,25 @@
  * The ARI REST resources under `/ari`: routing (404 Resource not found, 405 Invalid method with Allow),
  * and one handler per operation of the API description files.
  */
-import type { Engine } from "./engine.js"
+import { applicationJson, applicationNames, changeSubscription } from "./engine/applications.js"
+import { addToBridge, createBridge, destroyBridge, getBridge, removeFromBridge } from "./engine/bridges.js"
+import {
+  answer,
+  continueInDialplan,
+  controlled,
+  controlledAnswerable,
+  endpointChannelIds,
+  getChannel,
+  getChannelVariable,
+  hangupByAri,
+  move,
+  setChannelVariable,
+  snoop
+} from "./engine/channels.js"
+import type { Engine } from "./engine/core.js"
+import { create, dial, originate } from "./engine/outbound.js"
+import { controlPlayback, getPlayback, play, stopPlayback } from "./engine/playbacks.js"
+import { finishRecording, getLiveRecording, record } from "./engine/recordings.js"
 import { AriError, ariError } from "./errors.js"
 import type { Params, Reply } from "./http.js"
 import { noContent, ok } from "./http.js"
@@ -55,10 +73,11 @@ const originateRequest = (params: Params, channelId: string | undefined) => ({
 
 const playOnChannel = (context: RouteContext, playbackId: string | undefined): Reply => {
   const { engine, params } = context
-  const channel = engine.controlledAnswerable(pathParam(context, "channelId"))
+  const channel = controlledAnswerable(engine, pathParam(context, "channelId"))
   if ((params.int("skipms") ?? 0) < 0) throw ariError(400, "Bad Request", "skipms cannot be negative")
   if ((params.int("offsetms") ?? 0) < 0) throw ariError(400, "Bad Request", "offsetms cannot be negative")
-  const playback = engine.play(
+  const playback = play(
+    engine,
     `channel:${channel.id}`,
     params.list("media"),
     params.get("lang") ?? channel.language,
@@ -69,14 +88,14 @@ const playOnChannel = (context: RouteContext, playbackId: string | undefined): R
 
 const playOnBridge = (context: RouteContext, playbackId: string | undefined): Reply => {
   const { engine, params } = context
-  const bridge = engine.getBridge(pathParam(context, "bridgeId"))
-  const playback = engine.play(`bridge:${bridge.id}`, params.list("media"), params.get("lang") ?? "en", playbackId)
+  const bridge = getBridge(engine, pathParam(context, "bridgeId"))
+  const playback = play(engine, `bridge:${bridge.id}`, params.list("media"), params.get("lang") ?? "en", playbackId)
   return { status: 201, location: `/ari/playbacks/${playback.id}`, body: playbackJson(playback) }
 }
 
 const recordReply = (context: RouteContext, targetUri: string): Reply => {
   const { engine, params } = context
-  const recording = engine.record(targetUri, {
+  const recording = record(engine, targetUri, {
     name: params.get("name"),
     format: params.get("format"),
     maxDurationSeconds: params.int("maxDurationSeconds"),
@@ -91,14 +110,14 @@ const recordReply = (context: RouteContext, targetUri: string): Reply => {
 
 const snoopReply = (context: RouteContext, snoopId: string | undefined): Reply => {
   const { engine, params } = context
-  const snoop = engine.snoop(pathParam(context, "channelId"), {
+  const snoopChannel = snoop(engine, pathParam(context, "channelId"), {
     spy: params.get("spy"),
     whisper: params.get("whisper"),
     app: params.get("app"),
     appArgs: params.get("appArgs"),
     snoopId
   })
-  return ok(channelSnapshot(snoop))
+  return ok(channelSnapshot(snoopChannel))
 }
 
 const endpointJson = (engine: Engine, endpoint: string) => {
@@ -107,7 +126,7 @@ const endpointJson = (engine: Engine, endpoint: string) => {
     technology: endpoint.slice(0, slash),
     resource: endpoint.slice(slash + 1),
     state: "online",
-    channel_ids: engine.endpointChannelIds(endpoint)
+    channel_ids: endpointChannelIds(engine, endpoint)
   }
 }
 
@@ -177,10 +196,10 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
   ["channels", {
     GET: ({ engine }) => ok([...engine.channels.values()].filter((c) => !c.hangingUp).map((c) => channelSnapshot(c))),
     POST: ({ engine, params }) =>
-      ok(channelSnapshot(engine.originate(originateRequest(params, params.get("channelId")))))
+      ok(channelSnapshot(originate(engine, originateRequest(params, params.get("channelId")))))
   }],
   ["channels/create", {
-    POST: ({ engine, params }) => ok(channelSnapshot(engine.create(originateRequest(params, params.get("channelId")))))
+    POST: ({ engine, params }) => ok(channelSnapshot(create(engine, originateRequest(params, params.get("channelId")))))
   }],
   ["channels/externalMedia", {
     POST: () => {
@@ -188,16 +207,16 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
     }
   }],
   ["channels/:channelId", {
-    GET: (c) => ok(channelSnapshot(c.engine.getChannel(pathParam(c, "channelId")))),
-    POST: (c) => ok(channelSnapshot(c.engine.originate(originateRequest(c.params, pathParam(c, "channelId"))))),
+    GET: (c) => ok(channelSnapshot(getChannel(c.engine, pathParam(c, "channelId")))),
+    POST: (c) => ok(channelSnapshot(originate(c.engine, originateRequest(c.params, pathParam(c, "channelId"))))),
     DELETE: (c) => {
-      c.engine.hangupByAri(pathParam(c, "channelId"), c.params.get("reason"), c.params.get("reason_code"))
+      hangupByAri(c.engine, pathParam(c, "channelId"), c.params.get("reason"), c.params.get("reason_code"))
       return noContent()
     }
   }],
   ["channels/:channelId/continue", {
     POST: (c) => {
-      c.engine.continueInDialplan(pathParam(c, "channelId"), {
+      continueInDialplan(c.engine, pathParam(c, "channelId"), {
         context: c.params.get("context"),
         extension: c.params.get("extension"),
         priority: c.params.int("priority")
@@ -207,13 +226,13 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
   }],
   ["channels/:channelId/move", {
     POST: (c) => {
-      c.engine.move(pathParam(c, "channelId"), c.params.get("app"), c.params.get("appArgs"))
+      move(c.engine, pathParam(c, "channelId"), c.params.get("app"), c.params.get("appArgs"))
       return noContent()
     }
   }],
   ["channels/:channelId/redirect", {
     POST: (c) => {
-      c.engine.controlledAnswerable(pathParam(c, "channelId"))
+      controlledAnswerable(c.engine, pathParam(c, "channelId"))
       if ((c.params.get("endpoint") ?? "") === "") {
         throw ariError(400, "Not Found", "Required parameter 'endpoint' not provided.")
       }
@@ -224,7 +243,7 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
     POST: (c) =>
       new Promise<Reply>((resolve, reject) => {
         try {
-          c.engine.answer(pathParam(c, "channelId"), () => resolve(noContent()))
+          answer(c.engine, pathParam(c, "channelId"), () => resolve(noContent()))
         } catch (error) {
           reject(error)
         }
@@ -233,24 +252,24 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
   ...(["ring", "hold", "moh", "silence", "mute"] as const).map((action) =>
     [`channels/:channelId/${action}`, {
       POST: (c: RouteContext) => {
-        c.engine.controlledAnswerable(pathParam(c, "channelId"))
+        controlledAnswerable(c.engine, pathParam(c, "channelId"))
         return muteDirection(action, c) ?? noContent()
       },
       DELETE: (c: RouteContext) => {
-        c.engine.controlledAnswerable(pathParam(c, "channelId"))
+        controlledAnswerable(c.engine, pathParam(c, "channelId"))
         return muteDirection(action, c) ?? noContent()
       }
     }] as const
   ),
   ["channels/:channelId/progress", {
     POST: (c) => {
-      c.engine.controlledAnswerable(pathParam(c, "channelId"))
+      controlledAnswerable(c.engine, pathParam(c, "channelId"))
       return noContent()
     }
   }],
   ["channels/:channelId/dtmf", {
     POST: (c) => {
-      c.engine.controlledAnswerable(pathParam(c, "channelId"))
+      controlledAnswerable(c.engine, pathParam(c, "channelId"))
       if ((c.params.get("dtmf") ?? "") === "") throw ariError(400, "Bad Request", "DTMF is required")
       return noContent()
     }
@@ -259,14 +278,14 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
   ["channels/:channelId/play/:playbackId", { POST: (c) => playOnChannel(c, pathParam(c, "playbackId")) }],
   ["channels/:channelId/record", {
     POST: (c) => {
-      const channel = c.engine.controlled(pathParam(c, "channelId"))
+      const channel = controlled(c.engine, pathParam(c, "channelId"))
       return recordReply(c, `channel:${channel.id}`)
     }
   }],
   ["channels/:channelId/variable", {
-    GET: (c) => ok({ value: c.engine.getChannelVariable(pathParam(c, "channelId"), c.params.get("variable")) }),
+    GET: (c) => ok({ value: getChannelVariable(c.engine, pathParam(c, "channelId"), c.params.get("variable")) }),
     POST: (c) => {
-      c.engine.setChannelVariable(pathParam(c, "channelId"), c.params.get("variable"), c.params.get("value"))
+      setChannelVariable(c.engine, pathParam(c, "channelId"), c.params.get("variable"), c.params.get("value"))
       return noContent()
     }
   }],
@@ -274,7 +293,7 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
   ["channels/:channelId/snoop/:snoopId", { POST: (c) => snoopReply(c, pathParam(c, "snoopId")) }],
   ["channels/:channelId/dial", {
     POST: (c) => {
-      c.engine.dial(pathParam(c, "channelId"), c.params.get("caller"))
+      dial(c.engine, pathParam(c, "channelId"), c.params.get("caller"))
       return noContent()
     }
   }],
@@ -282,44 +301,44 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
   ["bridges", {
     GET: ({ engine }) => ok([...engine.bridges.values()].map(bridgeSnapshot)),
     POST: ({ engine, params }) =>
-      ok(bridgeSnapshot(engine.createBridge({
+      ok(bridgeSnapshot(createBridge(engine, {
         type: params.get("type"),
         bridgeId: params.get("bridgeId"),
         name: params.get("name")
       })))
   }],
   ["bridges/:bridgeId", {
-    GET: (c) => ok(bridgeSnapshot(c.engine.getBridge(pathParam(c, "bridgeId")))),
+    GET: (c) => ok(bridgeSnapshot(getBridge(c.engine, pathParam(c, "bridgeId")))),
     POST: (c) =>
-      ok(bridgeSnapshot(c.engine.createBridge({
+      ok(bridgeSnapshot(createBridge(c.engine, {
         type: c.params.get("type"),
         bridgeId: pathParam(c, "bridgeId"),
         name: c.params.get("name")
       }))),
     DELETE: (c) => {
-      c.engine.destroyBridge(pathParam(c, "bridgeId"))
+      destroyBridge(c.engine, pathParam(c, "bridgeId"))
       return noContent()
     }
   }],
   ["bridges/:bridgeId/addChannel", {
     POST: (c) => {
-      c.engine.addToBridge(pathParam(c, "bridgeId"), c.params.list("channel"))
+      addToBridge(c.engine, pathParam(c, "bridgeId"), c.params.list("channel"))
       return noContent()
     }
   }],
   ["bridges/:bridgeId/removeChannel", {
     POST: (c) => {
-      c.engine.removeFromBridge(pathParam(c, "bridgeId"), c.params.list("channel"))
+      removeFromBridge(c.engine, pathParam(c, "bridgeId"), c.params.list("channel"))
       return noContent()
     }
   }],
   ["bridges/:bridgeId/moh", {
     POST: (c) => {
-      c.engine.getBridge(pathParam(c, "bridgeId"))
+      getBridge(c.engine, pathParam(c, "bridgeId"))
       return noContent()
     },
     DELETE: (c) => {
-      c.engine.getBridge(pathParam(c, "bridgeId"))
+      getBridge(c.engine, pathParam(c, "bridgeId"))
       return noContent()
     }
   }],
@@ -327,21 +346,21 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
   ["bridges/:bridgeId/play/:playbackId", { POST: (c) => playOnBridge(c, pathParam(c, "playbackId")) }],
   ["bridges/:bridgeId/record", {
     POST: (c) => {
-      const bridge = c.engine.getBridge(pathParam(c, "bridgeId"))
+      const bridge = getBridge(c.engine, pathParam(c, "bridgeId"))
       return recordReply(c, `bridge:${bridge.id}`)
     }
   }],
   // ---- playbacks
   ["playbacks/:playbackId", {
-    GET: (c) => ok(playbackJson(c.engine.getPlayback(pathParam(c, "playbackId")))),
+    GET: (c) => ok(playbackJson(getPlayback(c.engine, pathParam(c, "playbackId")))),
     DELETE: (c) => {
-      c.engine.stopPlayback(pathParam(c, "playbackId"))
+      stopPlayback(c.engine, pathParam(c, "playbackId"))
       return noContent()
     }
   }],
   ["playbacks/:playbackId/control", {
     POST: (c) => {
-      c.engine.controlPlayback(pathParam(c, "playbackId"), c.params.get("operation"))
+      controlPlayback(c.engine, pathParam(c, "playbackId"), c.params.get("operation"))
       return noContent()
     }
   }],
@@ -361,26 +380,26 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
     }
   }],
   ["recordings/live/:recordingName", {
-    GET: (c) => ok(recordingJson(c.engine.getLiveRecording(pathParam(c, "recordingName")))),
+    GET: (c) => ok(recordingJson(getLiveRecording(c.engine, pathParam(c, "recordingName")))),
     DELETE: (c) => {
-      c.engine.finishRecording(c.engine.getLiveRecording(pathParam(c, "recordingName")), "canceled")
+      finishRecording(c.engine, getLiveRecording(c.engine, pathParam(c, "recordingName")), "canceled")
       return noContent()
     }
   }],
   ["recordings/live/:recordingName/stop", {
     POST: (c) => {
-      c.engine.finishRecording(c.engine.getLiveRecording(pathParam(c, "recordingName")), "done")
+      finishRecording(c.engine, getLiveRecording(c.engine, pathParam(c, "recordingName")), "done")
       return noContent()
     }
   }],
   ...(["pause", "mute"] as const).map((action) =>
     [`recordings/live/:recordingName/${action}`, {
       POST: (c: RouteContext) => {
-        c.engine.getLiveRecording(pathParam(c, "recordingName"))
+        getLiveRecording(c.engine, pathParam(c, "recordingName"))
         return noContent()
       },
       DELETE: (c: RouteContext) => {
-        c.engine.getLiveRecording(pathParam(c, "recordingName"))
+        getLiveRecording(c.engine, pathParam(c, "recordingName"))
         return noContent()
       }
     }] as const
@@ -407,25 +426,25 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
   ["asterisk/modules/:moduleName", { GET: (c) => ok(moduleJson(pathParam(c, "moduleName"))) }],
   // ---- applications
   ["applications", {
-    GET: ({ engine }) => ok([...engine.applicationNames()].map((name) => engine.applicationJson(name)))
+    GET: ({ engine }) => ok([...applicationNames(engine)].map((name) => applicationJson(engine, name)))
   }],
   ["applications/:applicationName", {
     GET: (c) => {
       const name = pathParam(c, "applicationName")
-      if (!c.engine.applicationNames().includes(name)) throw ariError(404, "Not Found", "Application not found")
-      return ok(c.engine.applicationJson(name))
+      if (!applicationNames(c.engine).includes(name)) throw ariError(404, "Not Found", "Application not found")
+      return ok(applicationJson(c.engine, name))
     }
   }],
   ["applications/:applicationName/subscription", {
     POST: (c) => {
       const name = pathParam(c, "applicationName")
-      c.engine.changeSubscription(name, c.params.list("eventSource"), true)
-      return ok(c.engine.applicationJson(name))
+      changeSubscription(c.engine, name, c.params.list("eventSource"), true)
+      return ok(applicationJson(c.engine, name))
     },
     DELETE: (c) => {
       const name = pathParam(c, "applicationName")
-      c.engine.changeSubscription(name, c.params.list("eventSource"), false)
-      return ok(c.engine.applicationJson(name))
+      changeSubscription(c.engine, name, c.params.list("eventSource"), false)
+      return ok(applicationJson(c.engine, name))
     }
   }],
   // ---- endpoints

@@ -7,8 +7,10 @@ import type { IncomingMessage, ServerResponse } from "node:http"
 import type { Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { handleControl } from "./control.js"
-import { Engine } from "./engine.js"
-import type { InboundCall } from "./engine.js"
+import { holdsApp } from "./engine/applications.js"
+import { Engine } from "./engine/core.js"
+import type { InboundCall } from "./engine/farEnd.js"
+import { answerFromRemote, hangupFromRemote, placeInboundCall, sendDtmfFromRemote } from "./engine/farEnd.js"
 import { ControlError } from "./errors.js"
 import { makeEventBuilders } from "./events.js"
 import {
@@ -112,8 +114,8 @@ const isTrue = (value: string | null) =>
 export const startSimulator = async (options: SimulatorOptions = {}): Promise<SimulatorHandle> => {
   const resolved = resolveOptions(options)
   const events = makeEventBuilders(resolved.asteriskId)
-  const holdsApp = (app: string): boolean => engine.holdsApp(app)
-  const hub = new AppHub(events, resolved.recordLogs, resolved.websocketWriteTimeoutMs, holdsApp)
+  const engineHoldsApp = (app: string): boolean => holdsApp(engine, app)
+  const hub = new AppHub(events, resolved.recordLogs, resolved.websocketWriteTimeoutMs, engineHoldsApp)
   const engine = new Engine(resolved, hub, events)
   const requestLog: Array<RecordedRequest> = []
   const hungResponses = new Set<ServerResponse>()
@@ -246,10 +248,10 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
       const all = eventOptions?.subscribeAll === true ? "&subscribeAll=true" : ""
       return `${wsUrl}?app=${encodeURIComponent(list)}&api_key=${apiKey}${all}`
     },
-    placeCall: (call) => engine.placeInboundCall(call).id,
-    sendDtmf: (channelId, digits, durationMs = 160) => engine.sendDtmfFromRemote(channelId, digits, durationMs),
-    hangup: (channelId, cause) => engine.hangupFromRemote(channelId, cause),
-    answer: (channelId) => engine.answerFromRemote(channelId),
+    placeCall: (call) => placeInboundCall(engine, call).id,
+    sendDtmf: (channelId, digits, durationMs = 160) => sendDtmfFromRemote(engine, channelId, digits, durationMs),
+    hangup: (channelId, cause) => hangupFromRemote(engine, channelId, cause),
+    answer: (channelId) => answerFromRemote(engine, channelId),
     flood: (app, count, floodOptions) => {
       const channel = floodOptions?.channelId !== undefined
         ? channelSnapshot(controlChannel(floodOptions.channelId))

@@ -3,7 +3,8 @@ import amqp from "amqplib"
 import { Effect } from "effect"
 import type { BusShape } from "../../src/bus/Bus.js"
 import type { Socket } from "node:net"
-import { type AmqpBus, type AmqpOptions, makeAmqpBus, writeAtOnce } from "../../src/bus/amqp.js"
+import { patchAmqplibWrites } from "../../src/bus/amqp/amqplibWrites.js"
+import { type AmqpBus, type AmqpOptions, makeAmqpBus } from "../../src/bus/amqp/index.js"
 import { createdTopics, runBusConformance, uniqueTopic, waitUntil } from "./conformance.js"
 import { seedAmqpTransport } from "../support/seedClient.js"
 import { proxyCases } from "./proxyCases.js"
@@ -127,21 +128,22 @@ describe("rabbitmq driver", () => {
       yield* deleteQueue(raw, topic)
     }))
 
-  it.scopedLive("writes a tick's first message to the socket at once, the rest of the tick after it, in order", () =>
+  it.scopedLive("amqplib's internals still fit the patch: a tick's first message written at once, the rest after", () =>
     Effect.gen(function*() {
       const raw = yield* rawConnection
       const topic = uniqueTopic("at-once")
       const channel = yield* Effect.promise(() => raw.createConfirmChannel())
       yield* Effect.promise(() => channel.assertQueue(topic, SEED_DECLARATION))
-      const writeNow = writeAtOnce(raw, channel)
-      expect(writeNow).toBeDefined()
+      const writes = patchAmqplibWrites(raw, channel)
+      // Fails when amqplib changed under the patch: update amqplibWrites.ts (or drop it).
+      expect(writes).toMatchObject({ corked: true, writesAtOnce: true })
       const socket = (raw.connection as unknown as { stream: Socket }).stream
       const before = socket.bytesWritten
       channel.publish("", topic, Buffer.from("1"))
-      writeNow!()
+      writes.flushPublisher()
       const afterFirst = socket.bytesWritten
       channel.publish("", topic, Buffer.from("2"))
-      writeNow!()
+      writes.flushPublisher()
       expect(afterFirst).toBeGreaterThan(before)
       expect(socket.bytesWritten).toBe(afterFirst)
       yield* Effect.promise(() => channel.waitForConfirms())

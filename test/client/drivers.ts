@@ -6,7 +6,7 @@
 import amqp from "amqplib"
 import { Effect, Logger, LogLevel } from "effect"
 import type { Scope } from "effect"
-import { makeAmqpBus } from "../../src/bus/amqp.js"
+import { makeAmqpBus } from "../../src/bus/amqp/index.js"
 import type { BusError, BusShape } from "../../src/bus/Bus.js"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import { makeNatsBus } from "../../src/bus/nats.js"

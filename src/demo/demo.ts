@@ -1,22 +1,22 @@
 /**
  * `ari-proxy demo`: the whole product in one process, with no Asterisk and no broker. The ARI
  * simulator stands in for Asterisk, the proxy runs on the in-memory bus (or on the broker of the
- * `-config` file, if it names NATS or RabbitMQ), and the IVR example (src/examples/ivr.ts) takes
- * the calls through the client library. A few callers ring in one after another and press their
- * keys; every message that crosses the bus is printed on one line; then a summary, and exit 0.
+ * `-config` file, if it names NATS or RabbitMQ), and the IVR (ivr.ts, beside this file) takes the
+ * calls through the client library. A few callers ring in one after another and press their keys;
+ * every message that crosses the bus is printed on one line; then a summary, and exit 0.
  */
 import { FileSystem } from "@effect/platform"
 import { Context, Effect, Either, Layer, Logger, LogLevel, Queue } from "effect"
-import { Bus, type BusShape } from "./bus/Bus.js"
-import { layerFromConfig } from "./bus/index.js"
-import { makeMemoryBus } from "./bus/memory.js"
-import { makeAriClient } from "./client/AriClient.js"
-import { parseArgs } from "./config/args.js"
-import { loadConfigFile, makeProxyConfig, ProxyConfigService } from "./config/ProxyConfigService.js"
-import { ivr, type IvrOutcome } from "./examples/ivr.js"
-import { layerWithAri, Proxy } from "./proxy/Proxy.js"
-import type { SimEventRecord } from "./simulator/index.js"
-import { makeSimulator } from "./simulator/effect.js"
+import { Bus, type BusShape } from "../bus/Bus.js"
+import { layerFromConfig } from "../bus/index.js"
+import { makeMemoryBus } from "../bus/memory.js"
+import { makeAriClient } from "../client/AriClient.js"
+import { parseArgs } from "../config/args.js"
+import { loadConfigFile, makeProxyConfig, ProxyConfigService } from "../config/ProxyConfigService.js"
+import { layerWithAri, Proxy } from "../proxy/Proxy.js"
+import type { SimEventRecord } from "../simulator/index.js"
+import { makeSimulator } from "../simulator/effect.js"
+import { ivr, type IvrOutcome } from "./ivr.js"
 
 const application = "demo"
 const agentEndpoint = "PJSIP/bob"

@@ -1,8 +1,8 @@
 /**
- * An IVR with the Effect client: answer, play a menu and read one key. 1 connects the caller to
- * an agent (a second leg, bridged with the first); any other key, or none, gets a goodbye.
- *
- *   AriClient.serve((dialog) => ivr(dialog, { agentEndpoint: "PJSIP/alice" }))
+ * The demo's IVR: the call flow of examples/ivr.ts (answer, a menu, one key: 1 bridges the caller
+ * to an agent, any other key or none gets a goodbye). A copy, not an import: the built package
+ * runs the demo and carries src/ only; the example imports "ari-proxy/client" as an application
+ * does.
  */
 import { Effect, Option } from "effect"
 import type { AriDialog } from "../client/index.js"

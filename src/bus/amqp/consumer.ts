@@ -1,0 +1,161 @@
+/**
+ * Consuming: a bounded prefetch per consumer; a delivery is acknowledged once its handler's effect
+ * has completed. Deliveries received on a channel that has since died are skipped, not handled:
+ * the broker requeues them and delivers them again after the reconnect.
+ */
+import type { ConsumeMessage } from "amqplib"
+import { Effect, Schedule } from "effect"
+import type { Actor, ActorSystem } from "../../actor/ActorSystem.js"
+import type { BusError, MessageHandler, SubscribeOptions, Subscription } from "../Bus.js"
+import { busError, spawnInbox } from "../internal.js"
+import { type AmqpConnection, DRIVER, type Link, type RunLog } from "./connection.js"
+import type { Topology } from "./topology.js"
+
+interface Delivery {
+  readonly payload: string
+  readonly message: ConsumeMessage
+  readonly link: Link
+}
+
+interface AmqpSubscription {
+  readonly topic: string
+  /** Hands deliveries to the subscription's handler (one at a time, in order). */
+  readonly inbox: Actor<Delivery>
+  /** Generation of the link the consumer was (or is being) started on. */
+  consuming: number
+  started: Promise<void> | undefined
+  consumerTag: string | undefined
+  closed: boolean
+}
+
+export const makeConsumer = (
+  connection: AmqpConnection,
+  topology: Topology,
+  inboxes: ActorSystem,
+  runLog: RunLog
+) => {
+  const { cancelRetire, declare } = topology
+  const subscriptions = new Set<AmqpSubscription>()
+  const subscribedTopics = new Map<string, number>()
+
+  const onDelivery = (subscription: AmqpSubscription, current: Link) => (message: ConsumeMessage | null) => {
+    if (message === null) {
+      // Cancelled by the broker: the queue was deleted. Consume again after a reconnect only.
+      subscription.consumerTag = undefined
+      runLog(Effect.logWarning("RabbitMQ cancelled a consumer (queue deleted?)").pipe(
+        Effect.annotateLogs({ topic: subscription.topic })
+      ))
+      return
+    }
+    subscription.inbox.offer({ payload: message.content.toString("utf8"), message, link: current })
+  }
+
+  const startConsuming = (subscription: AmqpSubscription, current: Link): Promise<void> => {
+    subscription.consuming = current.generation
+    const started = declare(subscription.topic, current)
+      .then(() => current.consumer.consume(subscription.topic, onDelivery(subscription, current), { noAck: false }))
+      .then((ok) => {
+        if (subscription.closed || connection.link !== current) {
+          current.consumer.cancel(ok.consumerTag).catch(() => undefined)
+          return
+        }
+        subscription.consumerTag = ok.consumerTag
+      })
+    subscription.started = started
+    started.catch(() => undefined)
+    return started
+  }
+
+  /** A new link: every open subscription consumes again on it. */
+  const consumeAgain = (current: Link): Promise<unknown> =>
+    Promise.all(
+      [...subscriptions].filter((s) => !s.closed).map((s) => startConsuming(s, current).catch(() => undefined))
+    )
+
+  /** The link is gone, and its consumers with it. */
+  const forgetConsumers = () => {
+    for (const subscription of subscriptions) subscription.consumerTag = undefined
+  }
+
+  const awaitLink: Effect.Effect<Link, BusError> = Effect.suspend(() =>
+    connection.link !== undefined ?
+      Effect.succeed(connection.link) :
+      Effect.fail(busError(DRIVER, "subscribe", connection.closing ? "the bus is closed" : "not connected"))
+  ).pipe(Effect.retry({ schedule: Schedule.spaced("20 millis"), while: () => !connection.closing }))
+
+  const acknowledge = (delivery: Delivery) => {
+    if (delivery.link !== connection.link) return
+    try {
+      delivery.link.consumer.ack(delivery.message)
+    } catch {
+      // channel closed meanwhile: the message is redelivered
+    }
+  }
+
+  const listen = (
+    topic: string,
+    handler: MessageHandler,
+    _options?: SubscribeOptions
+  ): Effect.Effect<Subscription, BusError> =>
+    Effect.gen(function*() {
+      cancelRetire(topic)
+      // Acknowledged once its handler has handled it.
+      const inbox = spawnInbox(inboxes, topic, { inline: true }, (delivery: Delivery) => {
+        // From a dead channel: the broker requeued it and delivers it again.
+        if (delivery.link !== connection.link) return
+        const handling = handler(delivery.payload)
+        if (handling === undefined) return acknowledge(delivery)
+        return Effect.tap(handling, () => acknowledge(delivery))
+      })
+      const subscription: AmqpSubscription = {
+        topic,
+        inbox,
+        consuming: -1,
+        started: undefined,
+        consumerTag: undefined,
+        closed: false
+      }
+      subscriptions.add(subscription)
+      subscribedTopics.set(topic, (subscribedTopics.get(topic) ?? 0) + 1)
+      const close = Effect.suspend(() => {
+        if (subscription.closed) return Effect.void
+        subscription.closed = true
+        inbox.stop()
+        subscriptions.delete(subscription)
+        const count = (subscribedTopics.get(topic) ?? 1) - 1
+        if (count === 0) subscribedTopics.delete(topic)
+        else subscribedTopics.set(topic, count)
+        const current = connection.link
+        const tag = subscription.consumerTag
+        subscription.consumerTag = undefined
+        if (current === undefined || tag === undefined || subscription.consuming !== current.generation) {
+          return Effect.void
+        }
+        return Effect.promise(() => current.consumer.cancel(tag).catch(() => undefined)).pipe(
+          Effect.timeout("2 seconds"),
+          Effect.ignore
+        )
+      })
+      // Live once the broker has answered consume-ok; a connection lost meanwhile: wait and retry.
+      yield* Effect.gen(function*() {
+        const current = yield* awaitLink
+        const started = subscription.consuming === current.generation && subscription.started !== undefined ?
+          subscription.started :
+          startConsuming(subscription, current)
+        yield* Effect.tryPromise({ try: () => started, catch: (error) => busError(DRIVER, "subscribe", error) })
+      }).pipe(
+        Effect.retry({ schedule: Schedule.spaced("50 millis"), while: () => !connection.closing }),
+        Effect.onError(() => close)
+      )
+      return { close }
+    })
+
+  return {
+    listen,
+    consumeAgain,
+    forgetConsumers,
+    /** Whether a subscription of ours consumes `topic` (its queue must not be deleted). */
+    consumes: (topic: string) => (subscribedTopics.get(topic) ?? 0) > 0,
+    subscriptionCount: () => subscriptions.size
+  }
+}

@@ -1,0 +1,260 @@
+/**
+ * Publishing: messages are written at once, in order, and their confirms are awaited in the
+ * background; at most `confirmWindow` messages may be unconfirmed, beyond that `publish` suspends
+ * until confirms come back (a slow broker slows the publisher down; nothing is lost). A topic whose
+ * queue is being declared waits alone (parked, in order) without holding up the others. If the
+ * connection or a channel is lost, every unconfirmed message is published again after the
+ * reconnect, before anything newer and in order: delivery is at least once (a message the broker
+ * had taken but not yet confirmed arrives twice). A nack (the broker could not take a message,
+ * rare) is counted and logged, not retried, since a retry would reorder the topic.
+ * While disconnected, publishes are accepted into a buffer of `publishBufferSize` messages, flushed
+ * in order after the reconnect; beyond that they are counted (`stats().dropped`) and logged.
+ */
+import type { Options } from "amqplib"
+import { Effect } from "effect"
+import { Fifo } from "../../actor/Fifo.js"
+import type { BusError } from "../Bus.js"
+import { busError } from "../internal.js"
+import { type AmqpConnection, DRIVER, errorMessage, type Link, type RunLog } from "./connection.js"
+import type { AmqpSettings } from "./options.js"
+import type { Topology } from "./topology.js"
+
+/** The seed's message properties: nothing else is set (amqplib adds the empty headers table, as the seed). */
+const PUBLISH_PROPERTIES: Options.Publish = { contentType: "application/json", deliveryMode: 1 }
+
+const PENDING = 0
+const CONFIRMED = 1
+const NACKED = 2
+
+/** One message on its way to the broker. */
+class Outgoing {
+  state = PENDING
+  written = false
+  /** Wakes the publisher waiting for room in the confirm window. */
+  resume: (() => void) | undefined = undefined
+  generation = -1
+  constructor(readonly topic: string, readonly payload: string) {}
+}
+
+export const makePublisher = (
+  settings: AmqpSettings,
+  connection: AmqpConnection,
+  topology: Topology,
+  runLog: RunLog
+) => {
+  const { confirmWindow, publishBufferSize } = settings
+  const { cancelRetire, declare, declared } = topology
+
+  // `pending` is accepted but unwritten, `unconfirmed` is written, oldest first.
+  const pending = new Fifo<Outgoing>()
+  const unconfirmed = new Fifo<Outgoing>()
+  let inflight = 0
+  let published = 0
+  let dropped = 0
+  let nacked = 0
+  let republished = 0
+  let overflowLogged = false
+  let nackLogged = false
+
+  const settle = (entry: Outgoing, error: unknown) => {
+    if (entry.state !== PENDING || entry.generation !== connection.link?.generation) return
+    if (error === null || error === undefined) {
+      entry.state = CONFIRMED
+    } else if (errorMessage(error) === "message nacked") {
+      entry.state = NACKED
+      nacked++
+      if (!nackLogged) {
+        nackLogged = true
+        runLog(Effect.logWarning("RabbitMQ nacked a message (counted in stats().nacked)").pipe(
+          Effect.annotateLogs({ topic: entry.topic })
+        ))
+      }
+    } else {
+      return // the channel closed: the loss handler publishes it again
+    }
+    inflight--
+    while (unconfirmed.length > 0 && unconfirmed.peek()!.state !== PENDING) unconfirmed.shift()
+    if (pending.length > 0) pump()
+  }
+
+  const write = (entry: Outgoing, current: Link) => {
+    entry.generation = current.generation
+    current.publisher.publish("", entry.topic, Buffer.from(entry.payload, "utf8"), PUBLISH_PROPERTIES, (error) =>
+      settle(entry, error))
+    current.flushPublisher()
+    entry.written = true
+    inflight++
+    published++
+    unconfirmed.push(entry)
+  }
+
+  /**
+   * Messages of topics whose queue is being declared, per topic, in order. They wait there while
+   * every other topic's messages go on: one slow declaration (a burst of new dialogs declares
+   * three queues each) must not hold up the events of every call.
+   */
+  const parked = new Map<string, Array<Outgoing>>()
+  let parkedCount = 0
+
+  const unpark = (topic: string) => {
+    const entries = parked.get(topic)
+    if (entries === undefined) return
+    parked.delete(topic)
+    parkedCount -= entries.length
+    pending.prependAll(entries) // older than anything of their topic still in `pending`
+    pump()
+  }
+
+  /** Everything parked, for the reconnect buffer (per-topic order kept). */
+  const takeParked = (): Array<Outgoing> => {
+    const all: Array<Outgoing> = []
+    for (const entries of parked.values()) all.push(...entries)
+    parked.clear()
+    parkedCount = 0
+    return all
+  }
+
+  /**
+   * Writes what waits while the window has room: in order per topic; a topic whose queue is not
+   * declared yet waits (parked) without holding up the others.
+   */
+  const pump = (): void => {
+    const current = connection.link
+    if (current === undefined) return
+    while (pending.length > 0 && inflight < confirmWindow) {
+      const entry = pending.peek()!
+      const waitingForTopic = parked.get(entry.topic)
+      if (waitingForTopic !== undefined || !declared.has(entry.topic)) {
+        pending.shift()
+        parkedCount++
+        if (waitingForTopic !== undefined) {
+          waitingForTopic.push(entry)
+        } else {
+          parked.set(entry.topic, [entry])
+          declare(entry.topic, current).then(() => unpark(entry.topic), () => undefined)
+        }
+        continue
+      }
+      try {
+        write(entry, current)
+      } catch {
+        return // channel closed under us: the loss handler takes over
+      }
+      pending.shift()
+      const resume = entry.resume
+      if (resume !== undefined) {
+        entry.resume = undefined
+        resume()
+      }
+    }
+    if (pending.length === 0) overflowLogged = false
+  }
+
+  const publishNow = (topic: string, payload: string): Effect.Effect<void, BusError> => {
+    cancelRetire(topic)
+    const current = connection.link
+    if (
+      current !== undefined && pending.length === 0 && inflight < confirmWindow && declared.has(topic) &&
+      !parked.has(topic)
+    ) {
+      try {
+        write(new Outgoing(topic, payload), current)
+        return Effect.void
+      } catch {
+        // the channel just closed: queue it below, the loss handler will publish it
+      }
+    }
+    if (connection.closing) return Effect.fail(busError(DRIVER, "publish", "the bus is closed"))
+    const entry = new Outgoing(topic, payload)
+    if (current === undefined) {
+      if (pending.length >= publishBufferSize) {
+        dropped++
+        if (overflowLogged) return Effect.void
+        overflowLogged = true
+        return Effect.logWarning("RabbitMQ unreachable and the publish buffer is full: dropping messages").pipe(
+          Effect.annotateLogs({ driver: DRIVER, bufferSize: publishBufferSize, topic })
+        )
+      }
+      pending.push(entry)
+      return Effect.void
+    }
+    pending.push(entry)
+    pump()
+    if (entry.written) return Effect.void
+    // Window full or the queue is being declared: wait for our turn (backpressure).
+    return Effect.async<void>((resume) => {
+      if (entry.written || connection.link === undefined) return resume(Effect.void)
+      entry.resume = () => resume(Effect.void)
+      return Effect.sync(() => {
+        entry.resume = undefined
+      })
+    })
+  }
+
+  // Hot path: one suspend per message; the fast path is a synchronous write.
+  const publish = (topic: string, payload: string): Effect.Effect<void, BusError> =>
+    Effect.suspend(() => publishNow(topic, payload))
+
+  const tryPublish = (topic: string, payload: string): boolean => {
+    const current = connection.link
+    if (
+      connection.closing || current === undefined || pending.length > 0 || inflight >= confirmWindow ||
+      !declared.has(topic) || parked.has(topic)
+    ) {
+      return false
+    }
+    try {
+      cancelRetire(topic)
+      write(new Outgoing(topic, payload), current)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  /**
+   * The connection is gone: unconfirmed messages go back in front of the buffer, in order; returns
+   * how many.
+   */
+  const requeueUnconfirmed = (): number => {
+    const again = unconfirmed.takeAll().filter((entry) => entry.state === PENDING)
+    for (const entry of again) entry.written = false
+    inflight = 0
+    republished += again.length
+    // Per topic: written but unconfirmed, then parked, then what was never looked at.
+    pending.prependAll([...again, ...takeParked()])
+    return again.length
+  }
+
+  /** Waiting publishers are accepted into the reconnect buffer now. */
+  const releaseWaiting = () => {
+    const waiting = pending.takeAll()
+    for (const entry of waiting) {
+      const resume = entry.resume
+      entry.resume = undefined
+      if (resume !== undefined) resume()
+    }
+    pending.prependAll(waiting)
+  }
+
+  return {
+    publish,
+    tryPublish,
+    pump,
+    requeueUnconfirmed,
+    releaseWaiting,
+    /** Accepted and not yet written, parked ones aside. */
+    pendingCount: () => pending.length,
+    /** Accepted and not yet written, parked ones included. */
+    buffered: () => pending.length + parkedCount,
+    inflight: () => inflight,
+    stats: () => ({
+      published,
+      unconfirmed: inflight,
+      buffered: pending.length + parkedCount,
+      dropped,
+      nacked,
+      republished
+    })
+  }
+}
