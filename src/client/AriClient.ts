@@ -10,7 +10,7 @@ import { Cause, Context, Deferred, Duration, Effect, ExecutionStrategy, Layer, Q
 import { Bus, type BusError, type BusShape } from "../bus/Bus.js"
 import { DialogRequest } from "../protocol/messages.js"
 import { makeTopics, type Topics } from "../protocol/topics.js"
-import { type AriDialog, joinDialog } from "./dialog.js"
+import { type AriDialog, joinDialog, type ResumedFrom } from "./dialog.js"
 import { type AriRequestError, type CreateDialogError, DialogRequestRefused, DialogRequestTimeout } from "./errors.js"
 
 export interface AriClientOptions {
@@ -24,6 +24,14 @@ export interface AriClientOptions {
   readonly requestTimeoutMs?: number
   /** How long `createDialog` waits for a proxy's answer. Default 5 s. */
   readonly createDialogTimeoutMs?: number
+}
+
+export interface ServeOptions {
+  /**
+   * Runs once this instance listens on the application's topic (a readiness probe; on NATS an
+   * AppStart published before that reaches another instance or nobody).
+   */
+  readonly onListening?: Effect.Effect<void>
 }
 
 export interface CreateDialogOptions {
@@ -43,8 +51,12 @@ export interface AriClientShape {
   /**
    * Handles every dialog this instance takes with `handler`, concurrently, until interrupted. A
    * dialog is closed when its handler returns; a handler's failure is logged, not propagated.
+   * A dialog taken over from an instance that died mid-call has `dialog.resumed` set.
    */
-  readonly serve: <E, R>(handler: (dialog: AriDialog) => Effect.Effect<void, E, R>) => Effect.Effect<never, BusError, R>
+  readonly serve: <E, R>(
+    handler: (dialog: AriDialog) => Effect.Effect<void, E, R>,
+    options?: ServeOptions
+  ) => Effect.Effect<never, BusError, R>
   /** Asks a proxy for a new dialog (no call in it yet), joins it and returns it; it closes with the scope. */
   readonly createDialog: (options?: CreateDialogOptions) => Effect.Effect<AriDialog, CreateDialogError, Scope.Scope>
   /** Joins a dialog whose id is known (e.g. passed on by another process); it closes with the scope. */
@@ -60,6 +72,18 @@ const parseGrant = (payload: string): Record<string, unknown> | undefined => {
   }
 }
 
+/** A resumed AppStart (the dialog's owner died): where to resume and what the call holds. */
+const resumedFrom = (start: Record<string, unknown>): ResumedFrom | undefined => {
+  if (start.resumed !== true) return undefined
+  const state = typeof start.state === "object" && start.state !== null ? start.state as Record<string, unknown> : {}
+  // ARI's own objects, passed on as the proxy got them.
+  const list = <A>(name: string): ReadonlyArray<A> => (Array.isArray(state[name]) ? state[name] : []) as ReadonlyArray<A>
+  return {
+    lastSeq: typeof start.last_seq === "number" ? start.last_seq : 0,
+    state: { channels: list("channels"), bridges: list("bridges"), playbacks: list("playbacks") }
+  }
+}
+
 /** Builds a client over `bus`; the client itself holds no resources (its dialogs and streams do). */
 export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClientShape => {
   const { application } = options
@@ -71,10 +95,11 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
   let requests = 0
   const nextRequestId = () => `${instance}-${++requests}`
 
-  const join = (parent: Scope.Scope, dialogId: string, serverId: string) =>
-    joinDialog(parent, { bus, topics, application, dialogId, serverId, requestTimeoutMs, nextRequestId })
+  const join = (parent: Scope.Scope, dialogId: string, serverId: string, resume?: ResumedFrom) =>
+    joinDialog(parent, { bus, topics, application, dialogId, serverId, requestTimeoutMs, nextRequestId, resume })
 
-  const dialogs: Stream.Stream<AriDialog, BusError> = Stream.unwrapScoped(Effect.gen(function*() {
+  const takeDialogs = (onListening: Effect.Effect<void>): Stream.Stream<AriDialog, BusError> =>
+    Stream.unwrapScoped(Effect.gen(function*() {
     // The dialogs live in a scope made before the subscription to `<app>`: scopes close in
     // reverse, so on stop this instance leaves the queue group first and takes no new call while
     // it closes the ones it has.
@@ -89,7 +114,7 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
         }
         const serverId = typeof start.server_id === "string" ? start.server_id : ""
         // Join in the background: the next AppStart is delivered only once this handler returns.
-        return join(scope, start.dialog_id, serverId).pipe(
+        return join(scope, start.dialog_id, serverId, resumedFrom(start)).pipe(
           Effect.flatMap((dialog) => Queue.offer(joined, dialog)),
           Effect.catchAll((error) => Effect.logWarning(`could not join dialog ${start.dialog_id}`, error.message)),
           Effect.forkIn(scope),
@@ -97,13 +122,15 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
         )
       })
     yield* bus.subscribe(topics.app(application), onAppStart, { queue })
+    yield* onListening
     return Stream.fromQueue(joined)
   }))
+  const dialogs = takeDialogs(Effect.void)
 
-  const serve = <E, R>(handler: (dialog: AriDialog) => Effect.Effect<void, E, R>) =>
+  const serve = <E, R>(handler: (dialog: AriDialog) => Effect.Effect<void, E, R>, serveOptions: ServeOptions = {}) =>
     Effect.scoped(Effect.gen(function*() {
       const scope = yield* Effect.scope
-      yield* Stream.runForEach(dialogs, (dialog) =>
+      yield* Stream.runForEach(takeDialogs(serveOptions.onListening ?? Effect.void), (dialog) =>
         handler(dialog).pipe(
           Effect.catchAllCause((cause) =>
             Cause.isInterruptedOnly(cause) ?

@@ -4,16 +4,17 @@
  * topics first and only then attaches, so the proxy releases the events it held to a listener.
  */
 import { randomUUID } from "node:crypto"
-import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Option, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Option, Schedule, Scope, Stream } from "effect"
 import type { BusShape } from "../bus/Bus.js"
 import { encodeCommand } from "../protocol/codec.js"
-import { ATTACH_METHOD, DIALOG_ENDED_TYPE, type DialogEndReason } from "../protocol/messages.js"
+import { ATTACH_METHOD, DIALOG_ENDED_TYPE, type DialogEndReason, RENEW_METHOD } from "../protocol/messages.js"
 import type { Topics } from "../protocol/topics.js"
 import { type AriRequestError, errorFromResponse, Gone, RequestTimeout } from "./errors.js"
 import { makeEventLog } from "./eventLog.js"
 import {
   type AriApiEffect,
   type AriEvent,
+  type Bridge,
   buildRequest,
   type BridgesAddChannelParams,
   type BridgesCreateParams,
@@ -27,6 +28,7 @@ import {
   isUnknownAriEvent,
   makeAriApiEffect,
   type OperationDescriptor,
+  type Playback,
   type PlaybackFinished,
   type StasisStart,
   type UnknownAriEvent
@@ -38,10 +40,28 @@ export type DialogEvent = AriEvent | UnknownAriEvent
 /** The typed event of one type, e.g. `AriEventOfType<"StasisStart">`. */
 export type AriEventOfType<T extends AriEvent["type"]> = Extract<AriEvent, { readonly type: T }>
 
-/** How a dialog ended: DialogEnded's reason, or `closed` when the application let go of it first. */
+/**
+ * How a dialog ended: DialogEnded's reason; `closed` when the application let go of it first;
+ * `lease_lost` when this instance failed to renew its lease in time and the dialog was offered to
+ * another instance (a long pause: this instance must not drive it any more).
+ */
 export interface DialogEnd {
   readonly dialogId: string
-  readonly reason: DialogEndReason | "closed"
+  readonly reason: DialogEndReason | "closed" | "lease_lost"
+}
+
+/** What the proxy says a dialog holds, when it offers it anew (ARI's own JSON objects). */
+export interface DialogSnapshot {
+  readonly channels: ReadonlyArray<Channel>
+  readonly bridges: ReadonlyArray<Bridge>
+  readonly playbacks: ReadonlyArray<Playback>
+}
+
+/** A dialog taken over from an instance that stopped renewing its lease (it died). */
+export interface ResumedFrom {
+  /** The last event the previous owner acknowledged: the events after it are replayed to this instance. */
+  readonly lastSeq: number
+  readonly state: DialogSnapshot
 }
 
 /** A run of events the proxy numbered but this client never received (lost on the way). */
@@ -127,6 +147,12 @@ export interface AriDialog {
   /** The proxy (Asterisk) the dialog lives on. */
   readonly serverId: string
   readonly application: string
+  /**
+   * Set when this instance took the dialog over from one that died mid-call: `events` starts after
+   * the last event the previous owner acknowledged (replayed, then live), and `state` says what
+   * the call holds now.
+   */
+  readonly resumed: ResumedFrom | undefined
   /** The whole ARI 11 surface, typed; requests go through this dialog. */
   readonly ari: AriApiEffect<AriRequestError>
   /** Every event since the dialog began (each reader gets them all), then the live ones; completes on DialogEnded. */
@@ -173,6 +199,8 @@ export interface JoinOptions {
   readonly requestTimeoutMs: number
   /** A unique_id no other request of this client uses. */
   readonly nextRequestId: () => string
+  /** Taking over a dialog whose owner died (a resumed AppStart). */
+  readonly resume?: ResumedFrom | undefined
 }
 
 interface Pending {
@@ -235,28 +263,18 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
       return lock
     }
     let end: DialogEnd | undefined
-    let lastSeq = 0
+    let lastSeq = options.resume?.lastSeq ?? 0
     let duplicates = 0
     const gaps: Array<EventGap> = []
-
-    /** By `seq`: false for a duplicate (dropped); a gap is recorded and logged. */
-    const inSequence = (seq: unknown): Effect.Effect<boolean> => {
-      if (typeof seq !== "number") return Effect.succeed(true) // not numbered (the Go proxy)
-      if (seq <= lastSeq) {
-        duplicates++
-        return Effect.succeed(false)
-      }
-      const gap: EventGap | undefined = seq > lastSeq + 1 ? { after: lastSeq, missing: seq - lastSeq - 1 } : undefined
-      lastSeq = seq
-      if (gap === undefined) return Effect.succeed(true)
-      gaps.push(gap)
-      return Effect.as(
-        Effect.logWarning("events of the dialog were lost on the way").pipe(
-          Effect.annotateLogs({ dialog_id: dialogId, after_seq: gap.after, missing: gap.missing })
-        ),
-        true
-      )
-    }
+    /**
+     * While resuming a dialog: events after a gap wait here until the proxy's replay fills it
+     * (RabbitMQ delivers what was published while nobody read before the replay). Undefined once
+     * the replay is complete, or when not resuming.
+     */
+    let waiting: Map<number, { readonly type: string; readonly ariBody: string }> | undefined =
+      options.resume === undefined ? undefined : new Map()
+    /** The last event the replay covers, from the answer to ATTACH. */
+    let replayThrough: number | undefined
 
     const gone = (method: string, url: string, message: string) =>
       new Gone({ dialogId, method, url, status: 410, message, body: "", ...(end ? { reason: end.reason } : {}) })
@@ -292,11 +310,61 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
       )
     })
 
+    const noteGap = (after: number, missing: number) => {
+      gaps.push({ after, missing })
+      return Effect.logWarning("events of the dialog were lost on the way").pipe(
+        Effect.annotateLogs({ dialog_id: dialogId, after_seq: after, missing })
+      )
+    }
+
+    /** One event by its `seq`: duplicates dropped, gaps noted, order restored while resuming. */
+    const accept = (seq: unknown, type: string, ariBody: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (typeof seq !== "number") return onFreshEvent(type, ariBody) // not numbered (the Go proxy)
+        if (seq <= lastSeq || waiting?.has(seq) === true) {
+          duplicates++
+          return Effect.void
+        }
+        if (waiting !== undefined && seq > lastSeq + 1) {
+          waiting.set(seq, { type, ariBody })
+          return Effect.void
+        }
+        const gap = seq > lastSeq + 1 ? noteGap(lastSeq, seq - lastSeq - 1) : Effect.void
+        lastSeq = seq
+        return Effect.zipRight(gap, Effect.zipRight(onFreshEvent(type, ariBody), drainWaiting))
+      })
+
+    /** Hands on the waiting events that now follow on; once the replay is complete, all of them. */
+    const drainWaiting: Effect.Effect<void> = Effect.suspend(() => {
+      if (waiting === undefined) return Effect.void
+      const next = waiting.get(lastSeq + 1)
+      if (next !== undefined) {
+        waiting.delete(lastSeq + 1)
+        lastSeq++
+        return Effect.zipRight(onFreshEvent(next.type, next.ariBody), drainWaiting)
+      }
+      if (replayThrough === undefined || lastSeq < replayThrough) return Effect.void
+      // The replay is complete: what still waits came after a real loss.
+      const rest = [...waiting.entries()].sort(([a], [b]) => a - b)
+      waiting = undefined
+      return Effect.forEach(rest, ([seq, event]) => accept(seq, event.type, event.ariBody), { discard: true })
+    })
+
+    /** The answer to a resuming ATTACH: the replay covers `from`..`through` (older ones were gone). */
+    const replayCovers = (from: number, through: number) =>
+      Effect.suspend(() => {
+        const lost = from - 1 - lastSeq
+        const gap = lost > 0 ? noteGap(lastSeq, lost) : Effect.void
+        if (lost > 0) lastSeq = from - 1
+        replayThrough = through
+        return Effect.zipRight(gap, drainWaiting)
+      })
+
     const onEvent = (payload: string) =>
       Effect.suspend(() => {
         const wire = parseJson(payload)
         if (wire === undefined || typeof wire.type !== "string" || typeof wire.ari_body !== "string") return Effect.void
-        return Effect.flatMap(inSequence(wire.seq), (fresh) => fresh ? onFreshEvent(wire.type as string, wire.ari_body as string) : Effect.void)
+        return accept(wire.seq, wire.type, wire.ari_body)
       })
 
     const onFreshEvent = (type: string, ariBody: string) =>
@@ -449,10 +517,33 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
       destroy: () => ari.bridges.destroy({ bridgeId: id })
     })
 
+    /**
+     * Renews the lease three times per period, each RENEW on its own (the proxy renews on receipt;
+     * its answer may wait behind a slow command). A 409 means the lease lapsed and the dialog went
+     * to another instance: this one lets go of it.
+     */
+    const renewLease = (leaseMs: number) => {
+      const renewOnce = Effect.suspend(() => request(RENEW_METHOD, "", JSON.stringify({ acked: lastSeq }))).pipe(
+        Effect.catchAll((error) =>
+          error._tag === "Conflict" ?
+            Effect.zipRight(
+              Effect.logWarning("the dialog's lease lapsed: it was offered to another instance").pipe(
+                Effect.annotateLogs({ dialog_id: dialogId })
+              ),
+              Effect.zipRight(markEnded({ dialogId, reason: "lease_lost" }), Effect.forkDaemon(close))
+            ) :
+            Effect.void // a timeout or the end: the next renewal (or the end) settles it
+        ),
+        Effect.forkIn(scope)
+      )
+      return Effect.repeat(renewOnce, Schedule.spaced(Duration.millis(Math.max(1, Math.floor(leaseMs / 3)))))
+    }
+
     const dialog: AriDialog = {
       id: dialogId,
       serverId,
       application,
+      resumed: options.resume,
       ari,
       events: log.stream(),
       ended: Deferred.await(endSignal),
@@ -497,8 +588,16 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
     const attached = yield* Effect.gen(function*() {
       yield* bus.subscribe(topics.events(dialogId), onEvent)
       yield* bus.subscribe(topics.responses(dialogId), onResponse)
-      // Subscribed to both: now the proxy may publish the events it held for us.
-      yield* request(ATTACH_METHOD, "")
+      // Subscribed to both: now the proxy may publish the events it held for us (after those a
+      // dead owner missed, when resuming). We take a lease and keep renewing it while we live.
+      const attach = options.resume === undefined ? { lease: true } : { lease: true, resume_after: options.resume.lastSeq }
+      const answer = yield* request(ATTACH_METHOD, "", JSON.stringify(attach))
+      const attachedAs = parseJson(answer.body)
+      const { replay_from: from, replay_through: through } = attachedAs ?? {}
+      if (typeof from === "number" && typeof through === "number") yield* replayCovers(from, through)
+      else if (waiting !== undefined) yield* replayCovers(lastSeq + 1, lastSeq) // nothing was replayed
+      const leaseMs = attachedAs?.lease_ms
+      if (typeof leaseMs === "number" && leaseMs > 0) yield* Effect.forkIn(renewLease(leaseMs), scope)
     }).pipe(Scope.extend(scope), Effect.exit)
     if (Exit.isFailure(attached)) {
       yield* Scope.close(scope, Exit.void)

@@ -14,8 +14,10 @@ export type {
   EventGap,
   DialogEvent,
   DialogResponse,
+  DialogSnapshot,
   OriginateOptions,
-  PlaybackHandle
+  PlaybackHandle,
+  ResumedFrom
 } from "./dialog.js"
 export * from "./errors.js"
 export * from "./ari.js"

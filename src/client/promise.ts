@@ -17,6 +17,7 @@ import type {
   ChannelRef,
   DialogEnd,
   EventDelivery,
+  ResumedFrom,
   DialogEvent,
   DialogResponse,
   OriginateOptions,
@@ -92,6 +93,8 @@ export interface AriDialogPromise {
   readonly id: string
   readonly serverId: string
   readonly application: string
+  /** Set when this instance took the dialog over from one that died mid-call. */
+  readonly resumed: ResumedFrom | undefined
   readonly ari: AriApiPromise
   /** Every event since the dialog began, then the live ones; ends on DialogEnded. */
   events(): AsyncIterable<DialogEvent>
@@ -196,6 +199,7 @@ export const connectAriClient = async (options: ConnectOptions): Promise<AriClie
     id: inner.id,
     serverId: inner.serverId,
     application: inner.application,
+    resumed: inner.resumed,
     // The generated surface, each call run through the dialog's Effect one.
     ari: makeAriApiPromise((operation: OperationDescriptor, params: object) => {
       const resource = (inner.ari as unknown as Record<string, Record<string, (p: object) => Effect.Effect<unknown>>>)[

@@ -161,6 +161,8 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   private acked = 0
   /** What was published since the owner's last acknowledgement, for a new owner's replay. */
   private replay: Array<Publication> | undefined
+  /** The replay done for an ATTACH not answered yet: its answer says which events it covered. */
+  private replayed: { readonly uniqueId: string; readonly from: number; readonly through: number } | undefined
 
   constructor(
     private readonly context: DialogContext,
@@ -269,9 +271,10 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         const payload = encodeCommandResponse({
           unique_id: effect.uniqueId,
           status_code: effect.status,
-          response_body: effect.body
+          response_body: this.answerBody(effect.uniqueId, effect.body)
         })
         if (!bus.tryPublish(topics.responses(this.id), payload)) return false
+        this.answered(effect.uniqueId)
         if (this.replay !== undefined) this.keep(topics.responses(this.id), payload, undefined)
         this.context.counters.commandsAnswered++
         this.commandClock().answered(effect.uniqueId, effect.status)
@@ -324,20 +327,23 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
           encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, ++this.seq),
           this.seq
         )
-      case "Respond":
+      case "Respond": {
         this.context.counters.commandsAnswered++
         this.commandClock().answered(effect.uniqueId, effect.status)
-        return this.publishKept(
-          topics.responses(this.id),
-          encodeCommandResponse({ unique_id: effect.uniqueId, status_code: effect.status, response_body: effect.body }),
-          undefined
-        )
+        const payload = encodeCommandResponse({
+          unique_id: effect.uniqueId,
+          status_code: effect.status,
+          response_body: this.answerBody(effect.uniqueId, effect.body)
+        })
+        this.answered(effect.uniqueId)
+        return this.publishKept(topics.responses(this.id), payload, undefined)
+      }
       case "Announce":
         return this.origin._tag === "Stasis"
           ? this.publish(topics.app(this.application), this.appStart())
           : this.grant(this.origin)
       case "Replay":
-        return this.replayAfter(effect.after)
+        return this.replayAfter(effect.after, effect.uniqueId)
       case "Reoffer":
         return this.reoffer()
       case "PublishEnded":
@@ -562,15 +568,34 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     replay.splice(0, after === -1 ? replay.length : after)
   }
 
-  /** Publishes again, in order, what went out after event `after` (events and answers). */
-  private replayAfter(after: number): Effect.Effect<void> | undefined {
-    const replay = this.replay
-    if (replay === undefined) return undefined
+  /**
+   * Publishes again, in order, what went out after event `after` (events and answers), and notes
+   * the events it covered for the answer to the ATTACH that asked (`uniqueId`).
+   */
+  private replayAfter(after: number, uniqueId: string): Effect.Effect<void> | undefined {
+    const replay = this.replay ?? []
     const start = replay.findIndex((publication) => publication.seq !== undefined && publication.seq > after)
-    if (start === -1) return undefined
-    const again = replay.slice(start)
+    const again = start === -1 ? [] : replay.slice(start)
+    this.replayed = { uniqueId, from: again[0]?.seq ?? this.seq + 1, through: this.seq }
+    if (again.length === 0) return undefined
     this.context.counters.eventsReplayed += again.length
     return Effect.forEach(again, (publication) => this.publish(publication.topic, publication.payload), { discard: true })
+  }
+
+  /**
+   * The body of an answer; the ATTACH of a resumed dialog also says which events its replay covered
+   * (`replay_from`..`replay_through`: from the first event the proxy still had), since they may
+   * reach the application after later ones (RabbitMQ keeps what was published while nobody read).
+   */
+  private answerBody(uniqueId: string, body: string): string {
+    const replayed = this.replayed
+    if (replayed === undefined || replayed.uniqueId !== uniqueId) return body
+    return body.slice(0, -1) + ",\"replay_from\":" + replayed.from + ",\"replay_through\":" + replayed.through + "}"
+  }
+
+  /** An answer went out: the replay's note was for it, if its id matches. */
+  private answered(uniqueId: string): void {
+    if (this.replayed?.uniqueId === uniqueId) this.replayed = undefined
   }
 
   /**

@@ -146,8 +146,11 @@ export type DialogEffect =
   | { readonly _tag: "LeaseTaken" }
   /** The application has every event up to `seq`: they need not be kept for a replay. */
   | { readonly _tag: "Acknowledged"; readonly seq: number }
-  /** Publishes again what was published after event `after` (a new owner resumes the dialog). */
-  | { readonly _tag: "Replay"; readonly after: number }
+  /**
+   * Publishes again what was published after event `after` (a new owner resumes the dialog); the
+   * answer to its ATTACH (`uniqueId`, which comes later) says which events the replay covered.
+   */
+  | { readonly _tag: "Replay"; readonly after: number; readonly uniqueId: string }
   /** Offers the dialog anew on the application's topic, as resumed. */
   | { readonly _tag: "Reoffer" }
 
@@ -393,7 +396,7 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
         const request = attachRequest(input.command.body)
         if (request.lease && state.options.leaseMs !== undefined) {
           // A new owner: what it missed goes out before the events held since the lease lapsed.
-          if (request.resumeAfter !== undefined) step.emit({ _tag: "Replay", after: request.resumeAfter })
+          if (request.resumeAfter !== undefined) step.emit({ _tag: "Replay", after: request.resumeAfter, uniqueId: input.command.unique_id })
           step.set({ lease: "held" })
           step.emit({ _tag: "LeaseTaken" })
           answer.lease_ms = state.options.leaseMs

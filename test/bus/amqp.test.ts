@@ -81,6 +81,7 @@ runBusConformance("rabbitmq", {
   }),
   fanOut: false,
   brokerPort: AMQP_PORT,
+  instanceProcess: { bus: "rabbitmq", url: `amqp://guest:guest@127.0.0.1:${AMQP_PORT}` },
   // The Go client declares and consumes the queues itself, on its own connections and channels.
   seedTransport: seedAmqpTransport(`amqp://guest:guest@127.0.0.1:${AMQP_PORT}`),
   leftBehind: (bus: BusShape, topics) =>

@@ -39,6 +39,11 @@ export interface BusConformanceTarget {
    * (RabbitMQ: its own connections, channels and queue declarations). Default: a world connection.
    */
   readonly seedTransport?: Effect.Effect<SeedTransport, unknown, Scope.Scope>
+  /**
+   * How an application instance in another process reaches this broker (test/support/appInstance.ts);
+   * absent (the memory bus): such an instance runs in this process instead.
+   */
+  readonly instanceProcess?: { readonly bus: "nats" | "rabbitmq"; readonly url: string }
 }
 
 export interface BusCase {

@@ -21,6 +21,7 @@ runBusConformance("nats", {
   }),
   fanOut: true,
   brokerPort: NATS_PORT,
+  instanceProcess: { bus: "nats", url: `nats://127.0.0.1:${NATS_PORT}` },
   leftBehind: (bus) =>
     Effect.sync(() => {
       const nats = bus as NatsBus

@@ -5,15 +5,18 @@
  * and other test files cannot collide; on RabbitMQ the queues the cases leave are deleted by the
  * test file (`createdTopics`).
  */
-import { Deferred, Duration, Effect, Option, Queue } from "effect"
-import type { Scope } from "effect"
+import { spawn } from "node:child_process"
+import path from "node:path"
+import { Chunk, Deferred, Duration, Effect, Exit, Option, Queue, Scope, Stream } from "effect"
 import type { BusShape } from "../../src/bus/Bus.js"
+import { type AriDialog, makeAriClient } from "../../src/client/index.js"
 import type { ProxyShape } from "../../src/proxy/Proxy.js"
 import type { SimulatorHandle } from "../../src/simulator/index.js"
 import { startApp, type TestDialog } from "../support/apps.js"
 import { startProxy, startSim } from "../support/harness.js"
 import { startSeedApp } from "../support/seedClient.js"
 import {
+  type BusConformanceTarget,
   type BusCase,
   type BusWorld,
   createdTopics,
@@ -402,11 +405,124 @@ const seedClient: BusCase = {
     })
 }
 
+
+/** The lease of the failover case: short, so that the case is quick. */
+const LEASE_MS = 1500
+
+/**
+ * An application instance that takes one call and then dies without a word: in a process of its
+ * own, killed with SIGKILL (NATS, RabbitMQ), or here with its scope closed (the memory bus).
+ */
+const doomedInstance = (target: BusConformanceTarget, world: BusWorld, application: string) =>
+  Effect.gen(function*() {
+    const taken = yield* Deferred.make<{ readonly dialog_id: string; readonly channel_id: string }>()
+    const listening = yield* Deferred.make<void>()
+    const spec = target.instanceProcess
+    if (spec === undefined) {
+      const scope = yield* Scope.make()
+      const bus = yield* Scope.extend(world.connect, scope)
+      yield* untilConnected(bus)
+      yield* makeAriClient(bus, { application }).serve((dialog) =>
+        Effect.gen(function*() {
+          const caller = yield* dialog.firstChannel
+          yield* caller.answer()
+          yield* Deferred.succeed(taken, { dialog_id: dialog.id, channel_id: caller.id })
+          return yield* Effect.never
+        }), { onListening: Deferred.succeed(listening, undefined) }).pipe(Effect.forkIn(scope))
+      return { taken, listening, kill: Scope.close(scope, Exit.void) }
+    }
+    const root = path.resolve(import.meta.dirname, "../..")
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(
+          process.execPath,
+          [path.join(root, "node_modules/vite-node/vite-node.mjs"), "test/support/appInstance.ts", "--",
+            JSON.stringify({ ...spec, application })],
+          { cwd: root, stdio: ["ignore", "pipe", "inherit"] }
+        )
+      ),
+      (child) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
+    )
+    let output = ""
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      output += chunk
+      const lines = output.split("\n")
+      if (lines.includes("{\"listening\":true}")) Deferred.unsafeDone(listening, Exit.void)
+      const line = lines.find((candidate) => candidate.startsWith("{\"dialog_id\""))
+      if (line !== undefined) Deferred.unsafeDone(taken, Exit.succeed(JSON.parse(line)))
+    })
+    return { taken, listening, kill: Effect.sync(() => child.kill("SIGKILL")) }
+  })
+
+const instanceFailover: BusCase = {
+  name: "proxy: an application instance killed mid-call is replaced within the lease; the next one misses nothing",
+  timeoutMs: 60_000,
+  run: (target) =>
+    Effect.gen(function*() {
+      const world = yield* target.world
+      const application = newApplication()
+      const sim = yield* startSim()
+      const proxyBus = yield* world.connect
+      yield* untilConnected(proxyBus)
+      yield* startProxy(sim, proxyBus, {
+        applications: [application],
+        serverId: "ast-failover",
+        endedLingerMs: ENDED_LINGER_MS,
+        dialogLeaseMs: LEASE_MS
+      })
+
+      const first = yield* doomedInstance(target, world, application)
+      yield* Deferred.await(first.listening).pipe(within(20_000, "the first instance listening"))
+      const channelId = sim.placeCall({ app: application })
+      const taken = yield* Deferred.await(first.taken).pipe(within(20_000, "the first instance took the call"))
+      rememberDialog(taken.dialog_id)
+      yield* expectEqual(taken.channel_id, channelId, "the first instance's call")
+      yield* first.kill
+      const killedAt = Date.now()
+      // Pressed while nobody drives the call: the next instance must still see them.
+      sim.sendDtmf(channelId, "123", 5)
+
+      const appBus = yield* world.connect
+      yield* untilConnected(appBus)
+      const resumed = yield* Deferred.make<{ readonly dialog: AriDialog; readonly after: number }>()
+      const handled = yield* Deferred.make<string>()
+      const secondListening = yield* Deferred.make<void>()
+      yield* makeAriClient(appBus, { application }).serve((dialog) =>
+        Effect.gen(function*() {
+          yield* Deferred.succeed(resumed, { dialog, after: Date.now() - killedAt })
+          const caller = dialog.channel(channelId)
+          const digits = yield* caller.dtmf.pipe(Stream.take(3), Stream.runCollect)
+          const prompt = yield* caller.play({ media: "sound:hello-world" })
+          yield* prompt.finished
+          yield* caller.hangup()
+          yield* Deferred.succeed(handled, Chunk.join(digits, ""))
+          yield* dialog.ended
+        }), { onListening: Deferred.succeed(secondListening, undefined) }).pipe(Effect.forkScoped)
+      yield* Deferred.await(secondListening).pipe(within(5_000, "the second instance listening"))
+
+      const { dialog, after } = yield* Deferred.await(resumed).pipe(within(LEASE_MS + 5_000, "the dialog offered anew"))
+      yield* expectEqual(dialog.id, taken.dialog_id, "the dialog taken over")
+      yield* expectTrue(after < LEASE_MS + 1_000, `taken over ${after} ms after the kill (lease ${LEASE_MS} ms)`)
+      yield* expectTrue(dialog.resumed !== undefined, "marked as resumed")
+      yield* expectEqual(
+        dialog.resumed?.state.channels.map((channel) => channel.id),
+        [channelId],
+        "the call's channels in the resumed AppStart"
+      )
+      yield* expectEqual(yield* Deferred.await(handled).pipe(within(15_000, "the prompt and hang-up")), "123", "digits")
+      const end = yield* dialog.ended.pipe(within(5_000, "DialogEnded"))
+      yield* expectEqual(end.reason, "channels_left", "DialogEnded reason")
+      const delivery = yield* dialog.delivery
+      yield* expectEqual(delivery.gaps, [], "no event lost on the way")
+    })
+}
+
 export const proxyCases: ReadonlyArray<BusCase> = [
   wholeCall,
   queueGroupDistribution,
   twoProxies,
   responseCorrelation,
   teardown,
-  seedClient
+  seedClient,
+  instanceFailover
 ]
