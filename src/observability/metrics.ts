@@ -53,7 +53,7 @@ export class Histogram {
   }
 }
 
-export const commandMethods = ["GET", "POST", "PUT", "DELETE", "ATTACH", "OTHER", "INVALID"] as const
+export const commandMethods = ["GET", "POST", "PUT", "DELETE", "ATTACH", "RENEW", "OTHER", "INVALID"] as const
 export type CommandMethod = typeof commandMethods[number]
 /** Index = Math.floor(status / 100); 0 stands for anything outside 1xx..5xx. */
 export const statusClasses = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"] as const
@@ -71,6 +71,8 @@ export const methodLabel = (method: string): CommandMethod => {
       return "DELETE"
     case "ATTACH":
       return "ATTACH"
+    case "RENEW":
+      return "RENEW"
     default:
       return "OTHER"
   }
