@@ -8,6 +8,7 @@
 import { randomUUID } from "node:crypto"
 import { Cause, Context, Deferred, Duration, Effect, ExecutionStrategy, Layer, Queue, Scope, Stream } from "effect"
 import { Bus, type BusError, type BusShape } from "../bus/Bus.js"
+import { parseJsonObject } from "../protocol/json.js"
 import { DialogRequest } from "../protocol/messages.js"
 import { makeTopics, type Topics } from "../protocol/topics.js"
 import { type AriDialog, joinDialog, type ResumedFrom } from "./dialog.js"
@@ -63,14 +64,6 @@ export interface AriClientShape {
   readonly joinDialog: (dialogId: string, serverId?: string) => Effect.Effect<AriDialog, AriRequestError, Scope.Scope>
 }
 
-const parseGrant = (payload: string): Record<string, unknown> | undefined => {
-  try {
-    const parsed: unknown = JSON.parse(payload)
-    return typeof parsed === "object" && parsed !== null ? (parsed as Record<string, unknown>) : undefined
-  } catch {
-    return undefined
-  }
-}
 
 /** A resumed AppStart (the dialog's owner died): where to resume and what the call holds. */
 const resumedFrom = (start: Record<string, unknown>): ResumedFrom | undefined => {
@@ -108,7 +101,7 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
     yield* Effect.addFinalizer(() => Queue.shutdown(joined))
     const onAppStart = (payload: string) =>
       Effect.suspend(() => {
-        const start = parseGrant(payload)
+        const start = parseJsonObject(payload)
         if (start === undefined || typeof start.dialog_id !== "string") {
           return Effect.logWarning(`ignored a malformed AppStart on ${topics.app(application)}`)
         }
@@ -155,7 +148,7 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
         // Listen before asking: a proxy answers as soon as the dialog is open.
         yield* bus.subscribe(replyTo, (payload) =>
           Effect.suspend(() => {
-            const parsed = parseGrant(payload)
+            const parsed = parseJsonObject(payload)
             const ours = parsed !== undefined && parsed.request_id === requestId
             return ours ? Deferred.succeed(answer, parsed) : Effect.void
           }))

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto"
 import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Option, Schedule, Scope, Stream } from "effect"
 import type { BusShape } from "../bus/Bus.js"
 import { encodeCommand } from "../protocol/codec.js"
+import { parseJsonObject } from "../protocol/json.js"
 import { ATTACH_METHOD, DIALOG_ENDED_TYPE, type DialogEndReason, RENEW_METHOD } from "../protocol/messages.js"
 import type { Topics } from "../protocol/topics.js"
 import { type AriRequestError, errorFromResponse, Gone, RequestTimeout } from "./errors.js"
@@ -210,14 +211,7 @@ interface Pending {
 }
 
 /** A parsed wire message, or undefined if it is not what it should be (ignored, as a seed client would). */
-const parseJson = (payload: string): Record<string, unknown> | undefined => {
-  try {
-    const parsed: unknown = JSON.parse(payload)
-    return typeof parsed === "object" && parsed !== null ? (parsed as Record<string, unknown>) : undefined
-  } catch {
-    return undefined
-  }
-}
+const parseJson = parseJsonObject
 
 /** A response body as a value: JSON parsed, "" (204) as undefined, anything else as text. */
 const parseBody = (body: string): unknown => {

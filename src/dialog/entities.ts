@@ -5,6 +5,7 @@
  * Keys are typed by kind (`c:` channel, `b:` bridge, `p:` playback, `r:` live recording, `l:` a
  * Local channel pair) because ARI lets applications choose ids, so a bridge and a channel may share one.
  */
+import { isJsonObject, type JsonObject, parseJsonObject } from "../protocol/json.js"
 
 export type EntityKey = string
 
@@ -60,20 +61,17 @@ const targetKey = (uri: unknown): EntityKey | undefined => {
   return undefined
 }
 
-type Json = Record<string, unknown>
-
-const isObject = (value: unknown): value is Json => typeof value === "object" && value !== null
 
 /**
  * The entity keys an ARI event names, primary entity first. A Local channel also yields its pair
  * key; a playback or recording also yields the key of its target (it may start before the
  * response that would have bound it arrives).
  */
-export const eventEntityKeys = (event: Json): Array<EntityKey> => {
+export const eventEntityKeys = (event: JsonObject): Array<EntityKey> => {
   const keys: Array<EntityKey> = []
   for (const field of channelFields) {
     const channel = event[field]
-    if (isObject(channel) && typeof channel.id === "string") {
+    if (isJsonObject(channel) && typeof channel.id === "string") {
       keys.push(channelKey(channel.id))
       const pair = localPairOf(channel.name)
       if (pair !== undefined) keys.push(pair)
@@ -81,19 +79,19 @@ export const eventEntityKeys = (event: Json): Array<EntityKey> => {
   }
   for (const field of bridgeFields) {
     const bridge = event[field]
-    if (isObject(bridge) && typeof bridge.id === "string") keys.push(bridgeKey(bridge.id))
+    if (isJsonObject(bridge) && typeof bridge.id === "string") keys.push(bridgeKey(bridge.id))
   }
   if (typeof event.destination_bridge === "string" && event.destination_bridge !== "") {
     keys.push(bridgeKey(event.destination_bridge))
   }
   const playback = event.playback
-  if (isObject(playback)) {
+  if (isJsonObject(playback)) {
     if (typeof playback.id === "string") keys.push(playbackKey(playback.id))
     const target = targetKey(playback.target_uri)
     if (target !== undefined) keys.push(target)
   }
   const recording = event.recording
-  if (isObject(recording)) {
+  if (isJsonObject(recording)) {
     if (typeof recording.name === "string") keys.push(recordingKey(recording.name))
     const target = targetKey(recording.target_uri)
     if (target !== undefined) keys.push(target)
@@ -138,15 +136,7 @@ const parseUrl = (url: string): { segments: Array<string>; query: URLSearchParam
   return { segments, query }
 }
 
-const parseBody = (body: string): Json => {
-  if (body === "") return {}
-  try {
-    const parsed: unknown = JSON.parse(body)
-    return isObject(parsed) && !Array.isArray(parsed) ? parsed : {}
-  } catch {
-    return {}
-  }
-}
+const parseBody = (body: string): JsonObject => parseJsonObject(body) ?? {}
 
 /**
  * Entities named by a command's path, query string and JSON body. Only creating methods (POST,

@@ -16,6 +16,7 @@
  *   attaches next gets what it missed replayed before anything newer.
  */
 import { type DecodedCommand, proxyErrorBody } from "../protocol/codec.js"
+import { parseJsonObject } from "../protocol/json.js"
 import { ATTACH_METHOD, type DialogEndReason, RENEW_METHOD } from "../protocol/messages.js"
 import { channelKey, commandEntities, type EntityKey, responseEntities } from "./entities.js"
 
@@ -294,15 +295,7 @@ const attachRequest = (body: string): { readonly lease: boolean; readonly resume
   }
 }
 
-const jsonFields = (body: string): Record<string, unknown> | undefined => {
-  if (body === "") return undefined
-  try {
-    const parsed: unknown = JSON.parse(body)
-    return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed) ? parsed as Record<string, unknown> : undefined
-  } catch {
-    return undefined
-  }
-}
+const jsonFields = parseJsonObject
 
 /**
  * RENEW (`{"acked":N}`): the owner is alive and has every event up to N. Answered in its turn; 409

@@ -22,8 +22,7 @@ import { Registry } from "../dialog/registry.js"
 import { Dialog, type DialogContext, type DialogOrigin, stasisOrigin } from "../dialog/actor.js"
 import { proxyMetrics } from "../observability/metrics.js"
 import { goJsonString } from "../protocol/codec.js"
-
-type Json = Record<string, unknown>
+import { isJsonObject, type JsonObject } from "../protocol/json.js"
 
 export interface RouterCounters {
   eventsReceived: number
@@ -49,22 +48,21 @@ export type RouteOutcome =
   | { readonly _tag: "Unrouted"; readonly application: string; readonly type: string }
   | { readonly _tag: "Malformed"; readonly reason: string }
 
-const isObject = (value: unknown): value is Json => typeof value === "object" && value !== null
 
 /** The entity an event says is gone: unbound once the event is published. */
-const finishedEntity = (type: string, event: Json): EntityKey | undefined => {
+const finishedEntity = (type: string, event: JsonObject): EntityKey | undefined => {
   switch (type) {
     case "ChannelDestroyed":
-      return isObject(event.channel) && typeof event.channel.id === "string" ? channelKey(event.channel.id) : undefined
+      return isJsonObject(event.channel) && typeof event.channel.id === "string" ? channelKey(event.channel.id) : undefined
     case "BridgeDestroyed":
-      return isObject(event.bridge) && typeof event.bridge.id === "string" ? bridgeKey(event.bridge.id) : undefined
+      return isJsonObject(event.bridge) && typeof event.bridge.id === "string" ? bridgeKey(event.bridge.id) : undefined
     case "PlaybackFinished":
-      return isObject(event.playback) && typeof event.playback.id === "string"
+      return isJsonObject(event.playback) && typeof event.playback.id === "string"
         ? playbackKey(event.playback.id)
         : undefined
     case "RecordingFinished":
     case "RecordingFailed":
-      return isObject(event.recording) && typeof event.recording.name === "string"
+      return isJsonObject(event.recording) && typeof event.recording.name === "string"
         ? recordingKey(event.recording.name)
         : undefined
     default:
@@ -73,14 +71,14 @@ const finishedEntity = (type: string, event: Json): EntityKey | undefined => {
 }
 
 /** The keys of an event's own entity: what a dialog adopts when the event reached it another way. */
-const primaryKeys = (event: Json): Array<EntityKey> => {
-  const channel = isObject(event.channel) ? event.channel : isObject(event.peer) ? event.peer : undefined
+const primaryKeys = (event: JsonObject): Array<EntityKey> => {
+  const channel = isJsonObject(event.channel) ? event.channel : isJsonObject(event.peer) ? event.peer : undefined
   if (channel !== undefined && typeof channel.id === "string") {
     const pair = localPairOf(channel.name)
     return pair === undefined ? [channelKey(channel.id)] : [channelKey(channel.id), pair]
   }
-  if (isObject(event.playback) && typeof event.playback.id === "string") return [playbackKey(event.playback.id)]
-  if (isObject(event.recording) && typeof event.recording.name === "string") {
+  if (isJsonObject(event.playback) && typeof event.playback.id === "string") return [playbackKey(event.playback.id)]
+  if (isJsonObject(event.recording) && typeof event.recording.name === "string") {
     return [recordingKey(event.recording.name)]
   }
   return []
@@ -131,7 +129,7 @@ export class Router {
       this.counters.malformedFrames++
       return { _tag: "Malformed", reason: "not JSON" }
     }
-    if (!isObject(event) || typeof event.type !== "string") {
+    if (!isJsonObject(event) || typeof event.type !== "string") {
       this.counters.malformedFrames++
       return { _tag: "Malformed", reason: "not an ARI event (no type)" }
     }
@@ -139,7 +137,7 @@ export class Router {
     proxyMetrics.eventsReceived.inc(type)
     const application = typeof event.application === "string" ? event.application : this.defaultApplication
     if (type === "ApplicationReplaced") this.counters.applicationReplaced++
-    const channelId = isObject(event.channel) && typeof event.channel.id === "string" ? event.channel.id : undefined
+    const channelId = isJsonObject(event.channel) && typeof event.channel.id === "string" ? event.channel.id : undefined
 
     if (type === "StasisStart" && channelId !== undefined) {
       const home = this.homeOfNewChannel(this.registryOf(application), event, channelId)
@@ -184,12 +182,12 @@ export class Router {
    * The live dialog a channel entering Stasis joins: its own (originated by the dialog), the one
    * of the channel it replaces, or the one of its Local pair.
    */
-  private homeOfNewChannel(registry: Registry<Dialog>, event: Json, channelId: string): Dialog | undefined {
+  private homeOfNewChannel(registry: Registry<Dialog>, event: JsonObject, channelId: string): Dialog | undefined {
     const candidates: Array<EntityKey> = [channelKey(channelId)]
-    if (isObject(event.replace_channel) && typeof event.replace_channel.id === "string") {
+    if (isJsonObject(event.replace_channel) && typeof event.replace_channel.id === "string") {
       candidates.push(channelKey(event.replace_channel.id))
     }
-    const pair = isObject(event.channel) ? localPairOf(event.channel.name) : undefined
+    const pair = isJsonObject(event.channel) ? localPairOf(event.channel.name) : undefined
     if (pair !== undefined) candidates.push(pair)
     for (const key of candidates) {
       const owner = registry.ownerOf(key)
