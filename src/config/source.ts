@@ -177,6 +177,12 @@ export const locateJsonError = (text: string): { readonly pos: number; readonly 
   const ws = () => {
     while (i < text.length && " \t\n\r".includes(text[i]!)) i++
   }
+  /** After an object's member or an array's item: true past a ',', false past `close`. */
+  const another = (close: "}" | "]"): boolean => {
+    ws()
+    if (text[i] === "," || text[i] === close) return text[i++] === ","
+    return fail(`expected ',' or '${close}', ${describe()}`)
+  }
   const literal = (word: string) => {
     for (const c of word) {
       if (text[i] !== c) fail(i >= text.length ? "unexpected end of input" : `invalid literal (expected ${word})`)
@@ -239,7 +245,7 @@ export const locateJsonError = (text: string): { readonly pos: number; readonly 
         i++
         return
       }
-      for (;;) {
+      do {
         ws()
         if (text[i] !== "\"") fail(`expected a double-quoted property name, ${describe()}`)
         string()
@@ -247,17 +253,7 @@ export const locateJsonError = (text: string): { readonly pos: number; readonly 
         if (text[i] !== ":") fail(`expected ':', ${describe()}`)
         i++
         value()
-        ws()
-        if (text[i] === ",") {
-          i++
-          continue
-        }
-        if (text[i] === "}") {
-          i++
-          return
-        }
-        fail(`expected ',' or '}', ${describe()}`)
-      }
+      } while (another("}"))
     } else if (c === "[") {
       i++
       ws()
@@ -265,19 +261,8 @@ export const locateJsonError = (text: string): { readonly pos: number; readonly 
         i++
         return
       }
-      for (;;) {
-        value()
-        ws()
-        if (text[i] === ",") {
-          i++
-          continue
-        }
-        if (text[i] === "]") {
-          i++
-          return
-        }
-        fail(`expected ',' or ']', ${describe()}`)
-      }
+      do value()
+      while (another("]"))
     } else if (c === "\"") string()
     else if (c === "t") literal("true")
     else if (c === "f") literal("false")
