@@ -119,6 +119,18 @@ export interface DialogContext {
   readonly onReleased: (dialog: Dialog) => void
 }
 
+/** What a leased dialog keeps for a new owner. */
+interface LeaseKeeping {
+  /** When the lease lapses, on the system's clock (ms). */
+  deadline: number
+  /** The last `seq` the owner acknowledged (RENEW), sent to the next owner with the new offer. */
+  acked: number
+  /** What was published since the owner's last acknowledgement, for a new owner's replay. */
+  readonly replay: Array<Publication>
+  /** The replay done for an ATTACH not answered yet: its answer says which events it covered. */
+  replayed: { readonly uniqueId: string; readonly from: number; readonly through: number } | undefined
+}
+
 /** A publication kept for a replay: an event (with its `seq`) or an answer. */
 interface Publication {
   readonly topic: string
@@ -155,14 +167,8 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
    * its number, so that the application sees the gap).
    */
   private seq = 0
-  /** While a lease is held: when it lapses, on the system's clock (ms); 0 before the first lease. */
-  private leaseDeadline = 0
-  /** The last `seq` the owner acknowledged (RENEW), sent to the next owner with the new offer. */
-  private acked = 0
-  /** What was published since the owner's last acknowledgement, for a new owner's replay. */
-  private replay: Array<Publication> | undefined
-  /** The replay done for an ATTACH not answered yet: its answer says which events it covered. */
-  private replayed: { readonly uniqueId: string; readonly from: number; readonly through: number } | undefined
+  /** Made when an application first takes a lease: seed clients' dialogs never pay for it. */
+  private lease: LeaseKeeping | undefined
 
   constructor(
     private readonly context: DialogContext,
@@ -262,7 +268,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         const wire = encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, this.seq + 1)
         if (!bus.tryPublish(topics.events(this.id), wire)) return false
         this.seq++
-        if (this.replay !== undefined) this.keep(topics.events(this.id), wire, this.seq)
+        if (this.lease !== undefined) this.keep(topics.events(this.id), wire, this.seq)
         this.context.counters.eventsPublished++
         proxyMetrics.eventsPublished.inc(effect.type)
         return true
@@ -275,7 +281,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         })
         if (!bus.tryPublish(topics.responses(this.id), payload)) return false
         this.answered(effect.uniqueId)
-        if (this.replay !== undefined) this.keep(topics.responses(this.id), payload, undefined)
+        if (this.lease !== undefined) this.keep(topics.responses(this.id), payload, undefined)
         this.context.counters.commandsAnswered++
         this.commandClock().answered(effect.uniqueId, effect.status)
         return true
@@ -303,7 +309,6 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         this.actor.stop() // onStop releases the subscription and the topics
         return true
       case "LeaseTaken":
-        this.replay ??= []
         this.renewLease()
         return true
       case "Acknowledged":
@@ -528,17 +533,22 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
 
   private renewLease(): void {
     const { timers } = this.context.system
-    const first = this.leaseDeadline === 0
-    this.leaseDeadline = timers.now() + this.leaseMs()
-    if (first) timers.schedule(this.leaseCheckMs(), () => this.checkLease())
+    const deadline = timers.now() + this.leaseMs()
+    if (this.lease !== undefined) {
+      this.lease.deadline = deadline
+      return
+    }
+    this.lease = { deadline, acked: 0, replay: [], replayed: undefined }
+    timers.schedule(this.leaseCheckMs(), () => this.checkLease())
   }
 
   /** Every quarter lease: lapsed (or, once lapsed, still nobody's after a whole lease) → the machine. */
   private checkLease(): void {
     if (this.actor.stopped || this.state.ended) return
     const { timers } = this.context.system
-    if (timers.now() >= this.leaseDeadline) {
-      this.leaseDeadline = timers.now() + this.leaseMs() // the next offer, if nobody takes this one
+    const lease = this.lease!
+    if (timers.now() >= lease.deadline) {
+      lease.deadline = timers.now() + this.leaseMs() // the next offer, if nobody takes this one
       this.input({ _tag: "LeaseLapsed" })
     }
     if (!this.state.ended) timers.schedule(this.leaseCheckMs(), () => this.checkLease())
@@ -553,18 +563,18 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   }
 
   private keep(topic: string, payload: string, seq: number | undefined): void {
-    const replay = this.replay!
+    const replay = this.lease!.replay
     replay.push({ topic, payload, seq })
     if (replay.length > (this.context.replayLimit ?? 1000)) replay.shift() // the oldest is lost to a replay
   }
 
   /** The owner has every event up to `seq`: what was published before it need not be replayed. */
   private acknowledge(seq: number): void {
-    if (seq <= this.acked) return
-    this.acked = Math.min(seq, this.seq)
-    const replay = this.replay
-    if (replay === undefined) return
-    const after = replay.findIndex((publication) => publication.seq !== undefined && publication.seq > this.acked)
+    const lease = this.lease
+    if (lease === undefined || seq <= lease.acked) return
+    lease.acked = Math.min(seq, this.seq)
+    const replay = lease.replay
+    const after = replay.findIndex((publication) => publication.seq !== undefined && publication.seq > lease.acked)
     replay.splice(0, after === -1 ? replay.length : after)
   }
 
@@ -573,10 +583,12 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
    * the events it covered for the answer to the ATTACH that asked (`uniqueId`).
    */
   private replayAfter(after: number, uniqueId: string): Effect.Effect<void> | undefined {
-    const replay = this.replay ?? []
+    const lease = this.lease
+    if (lease === undefined) return undefined
+    const replay = lease.replay
     const start = replay.findIndex((publication) => publication.seq !== undefined && publication.seq > after)
     const again = start === -1 ? [] : replay.slice(start)
-    this.replayed = { uniqueId, from: again[0]?.seq ?? this.seq + 1, through: this.seq }
+    lease.replayed = { uniqueId, from: again[0]?.seq ?? this.seq + 1, through: this.seq }
     if (again.length === 0) return undefined
     this.context.counters.eventsReplayed += again.length
     return Effect.forEach(again, (publication) => this.publish(publication.topic, publication.payload), { discard: true })
@@ -588,14 +600,14 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
    * reach the application after later ones (RabbitMQ keeps what was published while nobody read).
    */
   private answerBody(uniqueId: string, body: string): string {
-    const replayed = this.replayed
+    const replayed = this.lease?.replayed
     if (replayed === undefined || replayed.uniqueId !== uniqueId) return body
     return body.slice(0, -1) + ",\"replay_from\":" + replayed.from + ",\"replay_through\":" + replayed.through + "}"
   }
 
   /** An answer went out: the replay's note was for it, if its id matches. */
   private answered(uniqueId: string): void {
-    if (this.replayed?.uniqueId === uniqueId) this.replayed = undefined
+    if (this.lease?.replayed?.uniqueId === uniqueId) this.lease.replayed = undefined
   }
 
   /**
@@ -629,7 +641,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         playbacks: yield* fetch("playbacks", ids("p:"))
       }
       yield* this.log(Effect.logWarning("dialog's owner stopped renewing its lease: offered anew"), LogLevel.Warning, {
-        last_seq: String(this.acked)
+        last_seq: String(this.lease?.acked ?? 0)
       })
       yield* this.publish(
         this.context.topics.app(this.application),
@@ -637,7 +649,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
           application: this.application,
           dialog_id: this.id,
           server_id: this.context.serverId,
-          last_seq: this.acked,
+          last_seq: this.lease?.acked ?? 0,
           state: snapshot
         })
       )
@@ -645,7 +657,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   }
 
   private publishKept(topic: string, payload: string, seq: number | undefined): Effect.Effect<void> {
-    if (this.replay !== undefined) this.keep(topic, payload, seq)
+    if (this.lease !== undefined) this.keep(topic, payload, seq)
     return this.publish(topic, payload)
   }
 
