@@ -17,15 +17,27 @@ interface Delivery {
   readonly link: Link
 }
 
-interface AmqpSubscription {
-  readonly topic: string
-  /** Hands deliveries to the subscription's handler (one at a time, in order). */
-  readonly inbox: Actor<Delivery>
+/**
+ * One subscription (one per dialog): a class whose `close` is made when asked for, so that an
+ * idle subscription holds its state and no Effect.
+ */
+class AmqpSubscription implements Subscription {
   /** Generation of the link the consumer was (or is being) started on. */
-  consuming: number
-  started: Promise<void> | undefined
-  consumerTag: string | undefined
-  closed: boolean
+  consuming = -1
+  started: Promise<void> | undefined = undefined
+  consumerTag: string | undefined = undefined
+  closed = false
+
+  constructor(
+    readonly topic: string,
+    /** Hands deliveries to the subscription's handler (one at a time, in order). */
+    readonly inbox: Actor<Delivery>,
+    private readonly release: (subscription: AmqpSubscription) => Effect.Effect<void>
+  ) {}
+
+  get close(): Effect.Effect<void> {
+    return Effect.suspend(() => this.release(this))
+  }
 }
 
 export const makeConsumer = (
@@ -92,6 +104,28 @@ export const makeConsumer = (
     }
   }
 
+  /** Stops the subscription's inbox and cancels its consumer (bounded: the broker may not answer). */
+  const release = (subscription: AmqpSubscription): Effect.Effect<void> => {
+    if (subscription.closed) return Effect.void
+    subscription.closed = true
+    subscription.inbox.stop()
+    subscriptions.delete(subscription)
+    const { topic } = subscription
+    const count = (subscribedTopics.get(topic) ?? 1) - 1
+    if (count === 0) subscribedTopics.delete(topic)
+    else subscribedTopics.set(topic, count)
+    const current = connection.link
+    const tag = subscription.consumerTag
+    subscription.consumerTag = undefined
+    if (current === undefined || tag === undefined || subscription.consuming !== current.generation) {
+      return Effect.void
+    }
+    return Effect.promise(() => current.consumer.cancel(tag).catch(() => undefined)).pipe(
+      Effect.timeout("2 seconds"),
+      Effect.ignore
+    )
+  }
+
   const listen = (
     topic: string,
     handler: MessageHandler,
@@ -107,35 +141,9 @@ export const makeConsumer = (
         if (handling === undefined) return acknowledge(delivery)
         return Effect.tap(handling, () => acknowledge(delivery))
       })
-      const subscription: AmqpSubscription = {
-        topic,
-        inbox,
-        consuming: -1,
-        started: undefined,
-        consumerTag: undefined,
-        closed: false
-      }
+      const subscription = new AmqpSubscription(topic, inbox, release)
       subscriptions.add(subscription)
       subscribedTopics.set(topic, (subscribedTopics.get(topic) ?? 0) + 1)
-      const close = Effect.suspend(() => {
-        if (subscription.closed) return Effect.void
-        subscription.closed = true
-        inbox.stop()
-        subscriptions.delete(subscription)
-        const count = (subscribedTopics.get(topic) ?? 1) - 1
-        if (count === 0) subscribedTopics.delete(topic)
-        else subscribedTopics.set(topic, count)
-        const current = connection.link
-        const tag = subscription.consumerTag
-        subscription.consumerTag = undefined
-        if (current === undefined || tag === undefined || subscription.consuming !== current.generation) {
-          return Effect.void
-        }
-        return Effect.promise(() => current.consumer.cancel(tag).catch(() => undefined)).pipe(
-          Effect.timeout("2 seconds"),
-          Effect.ignore
-        )
-      })
       // Live once the broker has answered consume-ok; a connection lost meanwhile: wait and retry.
       yield* Effect.gen(function*() {
         const current = yield* awaitLink
@@ -145,9 +153,9 @@ export const makeConsumer = (
         yield* Effect.tryPromise({ try: () => started, catch: (error) => busError(DRIVER, "subscribe", error) })
       }).pipe(
         Effect.retry({ schedule: Schedule.spaced("50 millis"), while: () => !connection.closing }),
-        Effect.onError(() => close)
+        Effect.onError(() => subscription.close)
       )
-      return { close }
+      return subscription
     })
 
   return {
