@@ -53,9 +53,9 @@ export interface BusShape {
    * Publishes one message. Completes once the driver has accepted it (written or buffered, in
    * order). A driver under pressure while connected (RabbitMQ's window of unconfirmed messages is
    * full) suspends here, which slows the publisher rather than losing the message. While the
-   * broker is unreachable, messages wait in a bounded buffer (`publish_buffer_size`) and are sent
-   * in order after the reconnect; past that bound they are dropped, counted and logged, so that
-   * a long outage cannot stall the reading of ARI.
+   * broker is unreachable, messages wait in a bounded buffer (`publish_buffer_size` messages,
+   * `publish_buffer_bytes` bytes) and are sent in order after the reconnect; past that bound they
+   * are dropped, counted and logged, so that a long outage cannot stall the reading of ARI.
    */
   readonly publish: (topic: string, payload: string) => Effect.Effect<void, BusError>
   /**

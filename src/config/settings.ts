@@ -155,6 +155,13 @@ export const settings = group("", {
       min: 0,
       meaning: "Messages kept in order while the broker is unreachable; beyond that they are counted and dropped."
     }),
+    publishBufferBytes: integer({
+      key: "publish_buffer_bytes",
+      default: 64 * 1024 * 1024,
+      defaultDoc: "`67108864` (64 MiB)",
+      min: 0,
+      meaning: "The same buffer's bound in bytes (UTF-8 payloads); a message that does not fit is counted and dropped."
+    }),
     prefetch: integer({
       key: "prefetch",
       default: 256,

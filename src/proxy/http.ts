@@ -72,6 +72,8 @@ export const readiness = (observed: Observed | undefined): Effect.Effect<Readine
 
 interface BusStats {
   readonly buffered: number
+  /** Absent from a driver that does not measure its buffer in bytes. */
+  readonly bufferedBytes?: number | undefined
   readonly dropped: number
   readonly reconnects: number
 }
@@ -141,6 +143,8 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
       .gauge("ari_proxy_bus_connected", "1 while the bus is connected.", state.bus === "connected" ? 1 : 0)
       .counter("ari_proxy_bus_reconnects_total", "Bus reconnections.", busStats.reconnects)
       .gauge("ari_proxy_bus_buffered_messages", "Messages the bus driver holds, not yet written.", busStats.buffered)
+      .gauge("ari_proxy_bus_buffered_bytes", "Bytes of the messages the bus driver holds, not yet written.",
+        busStats.bufferedBytes ?? 0)
       .counter("ari_proxy_bus_dropped_messages_total", "Messages lost because the bus buffer was full.",
         busStats.dropped)
       .counter("ari_proxy_bus_publish_failures_total", "Publishes the bus refused.", stats.dialogs.publishFailures)

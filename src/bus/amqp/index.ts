@@ -31,7 +31,12 @@ export interface AmqpBusStats {
   readonly unconfirmed: number
   /** Messages accepted and not yet written (waiting for the window, a declaration or the reconnect). */
   readonly buffered: number
-  /** Messages lost because the reconnect buffer was full. */
+  /** Their UTF-8 bytes. */
+  readonly bufferedBytes: number
+  /**
+   * Messages lost because the outage buffer was full: published while disconnected, or unconfirmed
+   * when the connection died and not kept to be published again.
+   */
   readonly dropped: number
   /** Messages the broker nacked. */
   readonly nacked: number
@@ -74,16 +79,17 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
         Effect.suspend(() => {
           const waiting = publisher.pendingCount()
           publisher.pump()
-          return Effect.as(Effect.promise(() => consumer.consumeAgain(current)), waiting)
+          return publisher.reportOutageDrops.pipe(
+            Effect.zipRight(Effect.promise(() => consumer.consumeAgain(current))),
+            Effect.as(waiting)
+          )
         }),
       lost: (lost) => {
         if (connection.link !== lost) return
         connection.link = undefined
-        const again = publisher.requeueUnconfirmed()
         topology.forgetDeclarations()
-        publisher.releaseWaiting()
         consumer.forgetConsumers()
-        return again
+        return publisher.takeBack()
       },
       subscriptions: consumer.subscriptionCount
     }, runLog)
@@ -100,6 +106,7 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
             Effect.annotateLogs({ count: publisher.buffered() })
           )
         }
+        if (current === undefined) yield* publisher.reportOutageDrops // an outage that never ended
         if (current !== undefined) {
           yield* Effect.promise(() => current.publisher.waitForConfirms().catch(() => undefined)).pipe(
             Effect.timeout("2 seconds"),
@@ -149,6 +156,7 @@ export const amqpOptionsFromConfig = (config: ProxyConfig): AmqpOptions => {
     tls: bus.tls,
     subjectPrefix: bus.subjectPrefix,
     publishBufferSize: bus.publishBufferSize,
+    publishBufferBytes: bus.publishBufferBytes,
     prefetch: bus.prefetch,
     queueDeleteGraceMs: bus.queueDeleteGraceMs
   }

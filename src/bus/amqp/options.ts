@@ -23,6 +23,8 @@ export interface AmqpOptions {
   readonly subjectPrefix?: string | undefined
   /** Messages kept in order while disconnected; beyond that they are counted and dropped. Default 10,000. */
   readonly publishBufferSize?: number | undefined
+  /** The same buffer's bound in bytes (UTF-8 payloads). Default 64 MiB. */
+  readonly publishBufferBytes?: number | undefined
   /** Unconfirmed messages at most; `publish` suspends beyond. Default 4,096. */
   readonly confirmWindow?: number | undefined
   /** Unacknowledged deliveries per consumer. Default 256. */
@@ -47,6 +49,7 @@ export const resolveSettings = (options: AmqpOptions) => ({
   repliesPrefix: (options.subjectPrefix ?? "") + "replies_",
   repliesExpireMs: options.repliesExpireMs ?? 300_000,
   publishBufferSize: Math.max(0, options.publishBufferSize ?? 10_000),
+  publishBufferBytes: Math.max(0, options.publishBufferBytes ?? 64 * 1024 * 1024),
   confirmWindow: Math.max(1, options.confirmWindow ?? 4096),
   prefetch: Math.max(1, options.prefetch ?? 256),
   graceMs: Math.max(0, options.queueDeleteGraceMs ?? 60_000),

@@ -7,8 +7,10 @@
  * reconnect, before anything newer and in order: delivery is at least once (a message the broker
  * had taken but not yet confirmed arrives twice). A nack (the broker could not take a message,
  * rare) is counted and logged, not retried, since a retry would reorder the topic.
- * While disconnected, publishes are accepted into a buffer of `publishBufferSize` messages, flushed
- * in order after the reconnect; beyond that they are counted (`stats().dropped`) and logged.
+ * While disconnected, publishes are accepted into the outage buffer, bounded by `publishBufferSize`
+ * messages and `publishBufferBytes` bytes, and flushed in order after the reconnect. A message that
+ * does not fit is dropped: published during the outage, or unconfirmed when the connection died (the
+ * oldest are kept). Each is counted (`stats().dropped`), and one line per outage logs the count.
  */
 import type { Options } from "amqplib"
 import { Effect } from "effect"
@@ -33,6 +35,8 @@ class Outgoing {
   /** Wakes the publisher waiting for room in the confirm window. */
   resume: (() => void) | undefined = undefined
   generation = -1
+  /** Its UTF-8 size, counted while it waits in the buffer. */
+  bytes = 0
   constructor(readonly topic: string, readonly payload: string) {}
 }
 
@@ -42,7 +46,7 @@ export const makePublisher = (
   topology: Topology,
   runLog: RunLog
 ) => {
-  const { confirmWindow, publishBufferSize } = settings
+  const { confirmWindow, publishBufferBytes, publishBufferSize } = settings
   const { cancelRetire, declare, declared } = topology
 
   // `pending` is accepted but unwritten, `unconfirmed` is written, oldest first.
@@ -51,10 +55,27 @@ export const makePublisher = (
   let inflight = 0
   let published = 0
   let dropped = 0
+  let droppedThisOutage = 0
   let nacked = 0
   let republished = 0
-  let overflowLogged = false
   let nackLogged = false
+  /** The UTF-8 bytes of the messages accepted and not yet written (`pending` and parked). */
+  let bufferedBytes = 0
+
+  /** A message into the buffer, its bytes counted until it is written (`pump`). */
+  const hold = (entry: Outgoing) => {
+    pending.push(entry)
+    bufferedBytes += entry.bytes
+  }
+
+  /** Whether the outage buffer has room for `bytes` more in one more message. */
+  const roomFor = (bytes: number) =>
+    pending.length + parkedCount < publishBufferSize && bufferedBytes + bytes <= publishBufferBytes
+
+  const drop = (count: number) => {
+    dropped += count
+    droppedThisOutage += count
+  }
 
   const settle = (entry: Outgoing, error: unknown) => {
     if (entry.state !== PENDING || entry.generation !== connection.link?.generation) return
@@ -141,13 +162,13 @@ export const makePublisher = (
         return // channel closed under us: the loss handler takes over
       }
       pending.shift()
+      bufferedBytes -= entry.bytes
       const resume = entry.resume
       if (resume !== undefined) {
         entry.resume = undefined
         resume()
       }
     }
-    if (pending.length === 0) overflowLogged = false
   }
 
   const publishNow = (topic: string, payload: string): Effect.Effect<void, BusError> => {
@@ -166,19 +187,13 @@ export const makePublisher = (
     }
     if (connection.closing) return Effect.fail(busError(DRIVER, "publish", "the bus is closed"))
     const entry = new Outgoing(topic, payload)
+    entry.bytes = Buffer.byteLength(payload, "utf8")
     if (current === undefined) {
-      if (pending.length >= publishBufferSize) {
-        dropped++
-        if (overflowLogged) return Effect.void
-        overflowLogged = true
-        return Effect.logWarning("RabbitMQ unreachable and the publish buffer is full: dropping messages").pipe(
-          Effect.annotateLogs({ driver: DRIVER, bufferSize: publishBufferSize, topic })
-        )
-      }
-      pending.push(entry)
+      if (roomFor(entry.bytes)) hold(entry)
+      else drop(1) // logged once, with the count, when the outage ends (`reportOutageDrops`)
       return Effect.void
     }
-    pending.push(entry)
+    hold(entry)
     pump()
     if (entry.written) return Effect.void
     // Window full or the queue is being declared: wait for our turn (backpressure).
@@ -213,36 +228,55 @@ export const makePublisher = (
   }
 
   /**
-   * The connection is gone: unconfirmed messages go back in front of the buffer, in order; returns
-   * how many.
+   * The connection is gone. Messages written but not confirmed go back in front of the buffer, to
+   * be published again after the reconnect (per topic: unconfirmed, then parked, then what was never
+   * looked at). The buffer is then held to its bounds, keeping the oldest: what does not fit is
+   * dropped and counted. Waiting publishers are released, their messages accepted or dropped.
+   * Returns how many unconfirmed messages will be published again.
    */
-  const requeueUnconfirmed = (): number => {
+  const takeBack = (): number => {
     const again = unconfirmed.takeAll().filter((entry) => entry.state === PENDING)
-    for (const entry of again) entry.written = false
     inflight = 0
-    republished += again.length
-    // Per topic: written but unconfirmed, then parked, then what was never looked at.
-    pending.prependAll([...again, ...takeParked()])
-    return again.length
-  }
-
-  /** Waiting publishers are accepted into the reconnect buffer now. */
-  const releaseWaiting = () => {
-    const waiting = pending.takeAll()
-    for (const entry of waiting) {
+    const waiting = [...again, ...takeParked(), ...pending.takeAll()]
+    bufferedBytes = 0
+    let kept = 0
+    let keptAgain = 0
+    for (let i = 0; i < waiting.length; i++) {
+      const entry = waiting[i]!
+      if (i < again.length) {
+        entry.written = false
+        entry.bytes = Buffer.byteLength(entry.payload, "utf8") // one written at once was never measured
+      }
+      if (roomFor(entry.bytes)) {
+        hold(entry)
+        kept++
+        if (i < again.length) keptAgain++
+      }
       const resume = entry.resume
       entry.resume = undefined
       if (resume !== undefined) resume()
     }
-    pending.prependAll(waiting)
+    drop(waiting.length - kept)
+    republished += keptAgain
+    return keptAgain
   }
+
+  /** One line for the outage that just ended (or the close): how many messages it dropped. */
+  const reportOutageDrops = Effect.suspend(() => {
+    const count = droppedThisOutage
+    droppedThisOutage = 0
+    if (count === 0) return Effect.void
+    return Effect.logWarning("RabbitMQ outage: the publish buffer was full, messages dropped").pipe(
+      Effect.annotateLogs({ dropped: count, bufferSize: publishBufferSize, bufferBytes: publishBufferBytes })
+    )
+  })
 
   return {
     publish,
     tryPublish,
     pump,
-    requeueUnconfirmed,
-    releaseWaiting,
+    takeBack,
+    reportOutageDrops,
     /** Accepted and not yet written, parked ones aside. */
     pendingCount: () => pending.length,
     /** Accepted and not yet written, parked ones included. */
@@ -252,6 +286,7 @@ export const makePublisher = (
       published,
       unconfirmed: inflight,
       buffered: pending.length + parkedCount,
+      bufferedBytes,
       dropped,
       nacked,
       republished
