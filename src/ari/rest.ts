@@ -387,39 +387,47 @@ export const makeAriRest = (options: AriRestOptions) =>
       else onReply(proxyReply(400, validation.reason), undefined)
     }
 
-    const execute = (ariRequest: AriRequest): Effect.Effect<AriReply> =>
-      Effect.async<AriReply>((resume) =>
-        request(ariRequest, (reply, trouble) =>
-          resume(trouble === undefined ? Effect.succeed(reply) : Effect.as(Effect.logDebug(trouble), reply))
-        )
-      )
-
-    const listChannels = (): Effect.Effect<ReadonlyArray<ChannelPresence>, AriUnavailable> =>
-      Effect.gen(function*() {
-        const reply = yield* execute({ method: "GET", url: "/channels", body: "" })
-        if (reply.status !== 200) {
-          return yield* new AriUnavailable({ status: reply.status, message: `GET /channels answered ${reply.status}` })
-        }
-        let parsed: unknown
-        try {
-          parsed = JSON.parse(reply.body)
-        } catch {
-          return yield* new AriUnavailable({ status: 502, message: "GET /channels answered invalid JSON" })
-        }
-        if (!Array.isArray(parsed)) {
-          return yield* new AriUnavailable({ status: 502, message: "GET /channels did not answer an array" })
-        }
-        const channels: Array<ChannelPresence> = []
-        for (const channel of parsed) {
-          if (!isJsonObject(channel) || typeof channel.id !== "string" || channel.id === "") continue
-          // In Stasis, the dialplan application is `Stasis` and its data starts with the app name.
-          const dialplan = isJsonObject(channel.dialplan) ? channel.dialplan : undefined
-          const inStasis = dialplan?.app_name === "Stasis" && typeof dialplan.app_data === "string"
-          const stasisApplication = inStasis ? (dialplan.app_data as string).split(",")[0] : undefined
-          channels.push({ id: channel.id, stasisApplication })
-        }
-        return channels
-      })
-
-    return { request, execute, listChannels } satisfies AriRestShape
+    return restFromRequest(request)
   })
+
+// ---------------------------------------------------------------------------------------------
+// What every transport derives from its `request` primitive
+
+/** The whole `AriRestShape` of a transport, given its callback primitive. */
+export const restFromRequest = (request: AriRestShape["request"]): AriRestShape => {
+  const execute = (ariRequest: AriRequest): Effect.Effect<AriReply> =>
+    Effect.async<AriReply>((resume) =>
+      request(ariRequest, (reply, trouble) =>
+        resume(trouble === undefined ? Effect.succeed(reply) : Effect.as(Effect.logDebug(trouble), reply))
+      )
+    )
+
+  const listChannels = (): Effect.Effect<ReadonlyArray<ChannelPresence>, AriUnavailable> =>
+    Effect.gen(function*() {
+      const reply = yield* execute({ method: "GET", url: "/channels", body: "" })
+      if (reply.status !== 200) {
+        return yield* new AriUnavailable({ status: reply.status, message: `GET /channels answered ${reply.status}` })
+      }
+      let parsed: unknown
+      try {
+        parsed = JSON.parse(reply.body)
+      } catch {
+        return yield* new AriUnavailable({ status: 502, message: "GET /channels answered invalid JSON" })
+      }
+      if (!Array.isArray(parsed)) {
+        return yield* new AriUnavailable({ status: 502, message: "GET /channels did not answer an array" })
+      }
+      const channels: Array<ChannelPresence> = []
+      for (const channel of parsed) {
+        if (!isJsonObject(channel) || typeof channel.id !== "string" || channel.id === "") continue
+        // In Stasis, the dialplan application is `Stasis` and its data starts with the app name.
+        const dialplan = isJsonObject(channel.dialplan) ? channel.dialplan : undefined
+        const inStasis = dialplan?.app_name === "Stasis" && typeof dialplan.app_data === "string"
+        const stasisApplication = inStasis ? (dialplan.app_data as string).split(",")[0] : undefined
+        channels.push({ id: channel.id, stasisApplication })
+      }
+      return channels
+    })
+
+  return { request, execute, listChannels }
+}

@@ -92,6 +92,11 @@ export interface AriSocketShape {
   /** Synchronous forms of `pause`/`resume`, for use inside `onFrame`. */
   readonly unsafePause: () => void
   readonly unsafeResume: () => void
+  /**
+   * Sends a text frame on the open connection: the number of that connection (as `connections`
+   * counts them), or undefined when none is open. A write that fails ends the connection.
+   */
+  readonly unsafeSend: (frame: string) => number | undefined
 }
 
 export class AriSocket extends Context.Tag("ari-proxy/AriSocket")<AriSocket, AriSocketShape>() {
@@ -395,6 +400,12 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
       }
     }
 
+    const unsafeSend = (frame: string): number | undefined => {
+      if (live === undefined || live.ws.readyState !== WebSocket.OPEN) return undefined
+      live.ws.send(frame)
+      return connections
+    }
+
     return {
       url,
       state: SubscriptionRef.get(state),
@@ -402,6 +413,7 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
       pause: Effect.sync(unsafePause),
       resume: Effect.sync(unsafeResume),
       unsafePause,
-      unsafeResume
+      unsafeResume,
+      unsafeSend
     } satisfies AriSocketShape
   })

@@ -311,3 +311,27 @@ export const names = (options: Common & { readonly of: string }): Setting<Readon
     })
     return list
   }, (list) => [...list])
+
+/**
+ * An optional list of names from `known` (ARI event types), none twice; unset or empty is `undefined`.
+ * Unknown names are refused: Asterisk stores them unchecked, and a misspelt allowed type blocks every event.
+ */
+export const namesFrom = (
+  options: Common & { readonly known: ReadonlyArray<string>; readonly of: string }
+): Setting<ReadonlyArray<string> | undefined> =>
+  make<ReadonlyArray<string> | undefined>(
+    options,
+    { type: options.type ?? "list of names", default: "unset", list: true },
+    (raw, report) => {
+      const list = (raw === undefined ? [] : typeof raw === "string" ? raw.split(",") : [...raw]).map((n) => n.trim())
+      if (list.length === 0 || (list.length === 1 && list[0] === "")) return undefined
+      const seen = new Set<string>()
+      list.forEach((name, i) => {
+        if (!options.known.includes(name)) report(`${show(name)} is not one of the ${options.of}`, `[${i}]`)
+        else if (seen.has(name)) report(`${show(name)} is listed twice`, `[${i}]`)
+        seen.add(name)
+      })
+      return list
+    },
+    (list) => list === undefined ? undefined : [...list]
+  )

@@ -6,6 +6,7 @@
  */
 import { Redacted } from "effect"
 import { hostname } from "node:os"
+import { ariEventTypes } from "../client/generated/models.js"
 import { redactUrl } from "./redact.js"
 import {
   absoluteUrl,
@@ -13,6 +14,7 @@ import {
   group,
   integer,
   names,
+  namesFrom,
   oneOf,
   optionalGroup,
   parseUrl,
@@ -56,6 +58,16 @@ const busUrlProblems = (kind: MessageBus, url: string): Array<string> => {
   }
   return problems
 }
+
+/**
+ * Events the proxy cannot do without (dialogs open on StasisStart and end on StasisEnd or
+ * ChannelDestroyed), and, with REST over the websocket, the answers: Asterisk's event filter drops
+ * RESTResponse frames too (Asterisk 23.4.1).
+ */
+const eventsTheProxyNeeds = (transport: "http" | "websocket"): ReadonlyArray<string> =>
+  transport === "websocket"
+    ? ["StasisStart", "StasisEnd", "ChannelDestroyed", "RESTResponse"]
+    : ["StasisStart", "StasisEnd", "ChannelDestroyed"]
 
 const path = (key: string, meaning: string) => text({ key, default: undefined, verbatim: true, type: "path", meaning })
 
@@ -211,6 +223,14 @@ export const settings = group("", {
       "stall longer); past it the command is answered 504 (undici checks it on a coarse timer: up to about a " +
       "second late)."
   }),
+  ariRestTransport: oneOf({
+    key: "ari_rest_transport",
+    options: ["http", "websocket"],
+    default: "http",
+    normalise: (text) => text.toLowerCase(),
+    meaning: "How commands reach ARI: `http` (requests to `stasis_url`), or `websocket` (`RESTRequest` frames on " +
+      "the event websocket, as Asterisk 23 accepts them; see docs/asterisk.md)."
+  }),
   restConnections: integer({
     key: "rest_connections",
     default: 16,
@@ -274,6 +294,25 @@ export const settings = group("", {
     default: false,
     meaning: "Subscribe the ARI websocket to all events (`subscribeAll=true`)."
   }),
+  ariEventFilter: optionalGroup("ari_event_filter", {
+    allowed: namesFrom({
+      key: "allowed",
+      known: ariEventTypes,
+      of: "ARI event types",
+      type: "list of ARI event types",
+      meaning: "The only event types Asterisk sends each application (its event filter, set after every " +
+        "connect); unset: all. Must include StasisStart, StasisEnd, ChannelDestroyed (and RESTResponse with " +
+        "`ari_rest_transport` `websocket`)."
+    }),
+    disallowed: namesFrom({
+      key: "disallowed",
+      known: ariEventTypes,
+      of: "ARI event types",
+      type: "list of ARI event types",
+      meaning: "Event types Asterisk never sends the applications (wins over `allowed`). With neither set, the " +
+        "proxy leaves the applications' filters alone."
+    })
+  }),
   reconnectMinMs: integer({
     key: "reconnect_min_ms",
     default: 200,
@@ -306,6 +345,21 @@ export const settings = group("", {
         `must be at least reconnect_min_ms (${config.reconnectMinMs}), got ${config.reconnectMaxMs}`,
         "reconnect_max_ms"
       )
+    }
+    const filter = config.ariEventFilter
+    if (filter !== undefined) {
+      const needs = eventsTheProxyNeeds(config.ariRestTransport)
+      const transport = config.ariRestTransport === "websocket" ? " (with ari_rest_transport websocket)" : ""
+      const missing = filter.allowed === undefined ? [] : needs.filter((type) => !filter.allowed!.includes(type))
+      if (missing.length > 0) {
+        report(`must include ${missing.join(", ")}: the proxy needs ${needs.join(", ")}${transport}`,
+          "ari_event_filter.allowed")
+      }
+      const refused = (filter.disallowed ?? []).filter((type) => needs.includes(type))
+      if (refused.length > 0) {
+        report(`must not include ${refused.join(", ")}: the proxy needs ${needs.join(", ")}${transport}`,
+          "ari_event_filter.disallowed")
+      }
     }
     for (const problem of busUrlProblems(config.messageBus, Redacted.value(config.bus.url))) {
       report(problem, "bus_config.url")

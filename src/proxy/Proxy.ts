@@ -12,6 +12,8 @@ import { Context, Effect, Layer, Option, Runtime, Schedule, Stream } from "effec
 import { makeActorSystem } from "../actor/ActorSystem.js"
 import { AriRest } from "../ari/rest.js"
 import { AriConnectionState, AriSocketOptions, makeAriSocket } from "../ari/socket.js"
+import { AriWebsocketRestLink } from "../ari/websocketRest.js"
+import { applyEventFilter } from "../ari/eventFilter.js"
 import { Bus } from "../bus/Bus.js"
 import { ProxyConfigService } from "../config/ProxyConfigService.js"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
@@ -54,6 +56,8 @@ export const makeProxy = Effect.gen(function*() {
   const config: ProxyConfig = yield* ProxyConfigService
   const bus = yield* Bus
   const rest = yield* AriRest
+  // Present when commands go over the event websocket (ari_rest_transport: websocket).
+  const restLink = Option.getOrUndefined(yield* Effect.serviceOption(AriWebsocketRestLink))
   const topics = makeTopics(config.bus.subjectPrefix)
   const runtime = yield* Effect.runtime<never>()
   const runSync = Runtime.runSync(runtime)
@@ -127,11 +131,23 @@ export const makeProxy = Effect.gen(function*() {
         return
       case "Malformed":
         runSync(Effect.logWarning("ignored an ARI frame", outcome.reason))
+        return
+      case "RestResponse":
+        restLink?.onResponse(outcome.response)
     }
   }
 
   yield* Effect.logInfo("ari-proxy starting", describeConfig(config))
   const socket = yield* makeAriSocket(AriSocketOptions.fromConfig(config), onFrame)
+  if (restLink !== undefined) {
+    restLink.useSender(socket.unsafeSend)
+    // On a stream of its own: the one below waits for ARI, and an answer lost with its connection
+    // must be given up at once.
+    yield* socket.changes.pipe(
+      Stream.runForEach((state) => Effect.sync(() => restLink.onConnectionState(state))),
+      Effect.forkScoped
+    )
+  }
 
   // After a REconnect, events may have been missed: end the dialogs whose channels are gone.
   const reconcile = Effect.gen(function*() {
@@ -188,9 +204,14 @@ export const makeProxy = Effect.gen(function*() {
   yield* socket.changes.pipe(
     Stream.runForEach((state) => {
       ariConnected = state._tag === "Connected"
-      return state._tag === "Connected" && state.connections > 1
-        ? Effect.zipRight(Effect.sync(() => ariReconnects++), reconcile)
-        : Effect.void
+      if (state._tag !== "Connected") return Effect.void
+      // Asterisk forgets an application's filter with the application (when no channel holds it).
+      const filter = config.ariEventFilter === undefined
+        ? Effect.void
+        : applyEventFilter(rest, config.applications, config.ariEventFilter)
+      if (state.connections === 1) return filter
+      ariReconnects++
+      return Effect.zipRight(filter, reconcile)
     }),
     Effect.forkScoped
   )
@@ -251,7 +272,12 @@ export const makeProxy = Effect.gen(function*() {
 /** The proxy, given its configuration, a bus and ARI REST in context. */
 export const layer = Layer.scoped(Proxy, makeProxy)
 
-/** The proxy and the ARI REST client, given its configuration and a bus. */
+/** The proxy and the ARI REST client of `ari_rest_transport`, given its configuration and a bus. */
 export const layerWithAri = Layer.unwrapEffect(
-  Effect.map(ProxyConfigService, (config) => layer.pipe(Layer.provide(AriRest.layerFromConfig(config))))
+  Effect.map(ProxyConfigService, (config) =>
+    layer.pipe(Layer.provide(
+      config.ariRestTransport === "websocket"
+        ? AriWebsocketRestLink.layerFromConfig(config)
+        : AriRest.layerFromConfig(config)
+    )))
 )

@@ -47,7 +47,8 @@ export type RouteOutcome =
   | { readonly _tag: "Routed"; readonly targets: ReadonlyArray<Dialog> }
   | { readonly _tag: "Unrouted"; readonly application: string; readonly type: string }
   | { readonly _tag: "Malformed"; readonly reason: string }
-
+  /** The answer to a command sent over the websocket (`ari_rest_transport: websocket`): no event. */
+  | { readonly _tag: "RestResponse"; readonly response: JsonObject }
 
 /** The entity an event says is gone: unbound once the event is published. */
 const finishedEntity = (type: string, event: JsonObject): EntityKey | undefined => {
@@ -134,6 +135,7 @@ export class Router {
       return { _tag: "Malformed", reason: "not an ARI event (no type)" }
     }
     const type = event.type
+    if (type === "RESTResponse") return { _tag: "RestResponse", response: event }
     proxyMetrics.eventsReceived.inc(type)
     const application = typeof event.application === "string" ? event.application : this.defaultApplication
     if (type === "ApplicationReplaced") this.counters.applicationReplaced++

@@ -12,7 +12,8 @@
  *   POST   /_sim/websockets/drop        → 200 {dropped}
  *   GET    /_sim/websockets/slow-reader-drops  → 200 [{apps, lostFrames}] (sockets dropped for a write timeout)
  *   PUT    /_sim/websockets             {mode: "accept" | "refuse"} → 204
- *   GET    /_sim/rest · PUT /_sim/rest  {mode: "normal" | "hang" | "refuse"}
+ *   GET    /_sim/rest · PUT /_sim/rest  {mode?: "normal" | "hang" | "refuse", websocketResponsesFirst?: boolean}
+ *                                       (hang also leaves RESTRequest frames on the websockets unanswered)
  *   GET    /_sim/timings · PUT /_sim/timings  {answerDelayMs?, originateRingDelayMs?, originateAnswerDelayMs?,
  *                                        playbackDurationMs?, restResponseDelayMs?, autoAnswer?}
  *   GET    /_sim/channels | bridges | playbacks | recordings | apps
@@ -131,13 +132,18 @@ export const handleControl = async (
         return send(res, 204)
       }
       case "GET rest":
-        return send(res, 200, { mode: handle.restMode() })
+        return send(res, 200, { mode: handle.restMode(), websocketResponsesFirst: handle.websocketRestResponsesFirst() })
       case "PUT rest": {
         const mode = body.mode
-        if (mode !== "normal" && mode !== "hang" && mode !== "refuse") {
+        const first = body.websocketResponsesFirst
+        if (mode !== undefined && mode !== "normal" && mode !== "hang" && mode !== "refuse") {
           throw new ControlError(400, "mode must be normal, hang or refuse")
         }
-        handle.setRestMode(mode)
+        if (first !== undefined && typeof first !== "boolean") {
+          throw new ControlError(400, "websocketResponsesFirst must be a boolean")
+        }
+        if (mode !== undefined) handle.setRestMode(mode)
+        if (first !== undefined) handle.setWebsocketRestResponsesFirst(first)
         return send(res, 204)
       }
       case "GET timings":

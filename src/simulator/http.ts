@@ -127,7 +127,9 @@ export const readBody = (req: IncomingMessage): Promise<string> =>
 export class Params {
   constructor(
     private readonly values: Map<string, Array<string>>,
-    readonly json: Readonly<Record<string, unknown>> | undefined
+    readonly json: Readonly<Record<string, unknown>> | undefined,
+    /** A JSON body of any shape (an array too); undefined without one. */
+    readonly body: unknown = undefined
   ) {}
 
   static parse(query: URLSearchParams, contentType: string | undefined, rawBody: string): Params | "malformed" {
@@ -143,8 +145,8 @@ export class Params {
     }
     for (const [key, value] of query) add(key, value)
     let json: Record<string, unknown> | undefined
+    let parsed: unknown
     if (type === "application/json" && rawBody.trim() !== "") {
-      let parsed: unknown
       try {
         parsed = JSON.parse(rawBody)
       } catch {
@@ -161,7 +163,7 @@ export class Params {
         }
       }
     }
-    return new Params(values, json)
+    return new Params(values, json, parsed)
   }
 
   get(name: string): string | undefined {

@@ -2,7 +2,7 @@
  * The ARI REST resources under `/ari`: routing (404 Resource not found, 405 Invalid method with Allow),
  * and one handler per operation of the API description files.
  */
-import { applicationJson, applicationNames, changeSubscription } from "./engine/applications.js"
+import { applicationJson, applicationNames, changeSubscription, setEventFilter } from "./engine/applications.js"
 import { addToBridge, createBridge, destroyBridge, getBridge, removeFromBridge } from "./engine/bridges.js"
 import {
   answer,
@@ -444,6 +444,13 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
     DELETE: (c) => {
       const name = pathParam(c, "applicationName")
       changeSubscription(c.engine, name, c.params.list("eventSource"), false)
+      return ok(applicationJson(c.engine, name))
+    }
+  }],
+  ["applications/:applicationName/eventFilter", {
+    PUT: (c) => {
+      const name = pathParam(c, "applicationName")
+      setEventFilter(c.engine, name, c.params.body)
       return ok(applicationJson(c.engine, name))
     }
   }],

@@ -19,6 +19,7 @@ import {
   isAuthorized,
   Params,
   readBody,
+  reasonFor,
   rejectUpgrade,
   sendHtmlError,
   sendReply
@@ -27,7 +28,7 @@ import type { Credentials, SimulatorOptions, Timings } from "./options.js"
 import { resolveOptions } from "./options.js"
 import { handleAri } from "./rest.js"
 import type { ChannelSnapshot } from "./state.js"
-import { bridgeSnapshot, channelSnapshot, playbackJson, recordingJson } from "./state.js"
+import { bridgeSnapshot, channelSnapshot, nowStamp, playbackJson, recordingJson } from "./state.js"
 import type { EventListener, FloodResult, SlowReaderDrop } from "./websocket.js"
 import { AppHub } from "./websocket.js"
 
@@ -42,6 +43,8 @@ export interface RecordedRequest {
   readonly body: string
   /** True for a websocket upgrade on `/ari/events`. */
   readonly upgrade: boolean
+  /** `websocket` for a RESTRequest frame on an event websocket (its `query` merges `query_strings`). */
+  readonly transport: "http" | "websocket"
 }
 
 /** `normal` answers; `hang` never answers; `refuse` resets the connection. */
@@ -82,8 +85,15 @@ export interface SimulatorHandle {
   /** Event websockets dropped for a write timeout (a reader that stopped reading), oldest first. */
   readonly slowReaderDrops: () => ReadonlyArray<SlowReaderDrop>
   readonly setWebsocketMode: (mode: "accept" | "refuse") => void
+  /** Also holds RESTRequest frames on the websockets unanswered (`hang`); `refuse` is HTTP only. */
   readonly setRestMode: (mode: RestMode) => void
   readonly restMode: () => RestMode
+  /**
+   * Whether the answer to a RESTRequest frame goes out before the events its request caused
+   * (default: after them). Asterisk orders them either way.
+   */
+  readonly setWebsocketRestResponsesFirst: (first: boolean) => void
+  readonly websocketRestResponsesFirst: () => boolean
   readonly setTimings: (timings: Partial<Timings>) => Timings
   readonly timings: () => Timings
   readonly setAutoAnswer: (autoAnswer: boolean) => void
@@ -122,22 +132,109 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
   const sockets = new Set<Socket>()
   let restMode: RestMode = "normal"
 
-  const record = (req: IncomingMessage, url: URL, body: string, upgrade: boolean) => {
+  const recordRequest = (
+    method: string,
+    path: string,
+    searchParams: URLSearchParams,
+    headers: RecordedRequest["headers"],
+    body: string,
+    kind: { readonly upgrade: boolean; readonly transport: RecordedRequest["transport"] }
+  ) => {
     if (!resolved.recordLogs) return
     const query: Record<string, string | Array<string>> = {}
-    for (const key of new Set(url.searchParams.keys())) {
-      const all = url.searchParams.getAll(key)
+    for (const key of new Set(searchParams.keys())) {
+      const all = searchParams.getAll(key)
       query[key] = all.length === 1 ? (all[0] ?? "") : all
     }
-    requestLog.push({
-      at: Date.now(),
-      method: req.method ?? "GET",
-      path: url.pathname,
-      query,
-      headers: { ...req.headers },
-      body,
-      upgrade
+    requestLog.push({ at: Date.now(), method, path, query, headers, body, ...kind })
+  }
+  const record = (req: IncomingMessage, url: URL, body: string, upgrade: boolean) =>
+    recordRequest(req.method ?? "GET", url.pathname, url.searchParams, { ...req.headers }, body, {
+      upgrade,
+      transport: "http"
     })
+
+  /** A RESTRequest frame on an event websocket, answered as ari-modes.md §2 describes Asterisk 23.4.1 doing. */
+  hub.restHandler = async (text, app) => {
+    const respond = (
+      ids: { readonly request_id: string; readonly transaction_id: string },
+      status: number,
+      reason: string,
+      uri: string,
+      body: unknown
+    ) => ({
+      type: "RESTResponse",
+      transaction_id: ids.transaction_id,
+      request_id: ids.request_id,
+      status_code: status,
+      reason_phrase: reason,
+      uri,
+      ...(body === undefined ? {} : { content_type: "application/json", message_body: JSON.stringify(body) }),
+      application: app,
+      timestamp: nowStamp(),
+      asterisk_id: resolved.asteriskId
+    })
+    let message: unknown
+    try {
+      message = JSON.parse(text)
+    } catch {
+      return respond({ request_id: "", transaction_id: "" }, 400, "Failed to parse request message JSON", "", undefined)
+    }
+    const fields = typeof message === "object" && message !== null && !Array.isArray(message)
+      ? message as Record<string, unknown>
+      : {}
+    // ids must be strings: anything else comes back as ""
+    const ids = {
+      request_id: typeof fields.request_id === "string" ? fields.request_id : "",
+      transaction_id: typeof fields.transaction_id === "string" ? fields.transaction_id : ""
+    }
+    const badRequest = (text: string, uri = "") => respond(ids, 400, "Bad request", uri, { message: text })
+    if (fields.type === undefined) return badRequest("No 'type' property.")
+    if (fields.type !== "RESTRequest") return badRequest("Unknown request type.")
+    const method = fields.method
+    if (method !== "GET" && method !== "POST" && method !== "PUT" && method !== "DELETE") {
+      return badRequest("Unknown or missing 'method' property.")
+    }
+    if (typeof fields.uri !== "string" || fields.uri === "") return badRequest("Empty or missing 'uri' property.")
+    const queryStart = fields.uri.indexOf("?")
+    const uri = queryStart === -1 ? fields.uri : fields.uri.slice(0, queryStart)
+    const query = new URLSearchParams(queryStart === -1 ? "" : fields.uri.slice(queryStart + 1))
+    // an object instead of an array is silently ignored
+    if (Array.isArray(fields.query_strings)) {
+      for (const pair of fields.query_strings as Array<unknown>) {
+        const { name, value } = (typeof pair === "object" && pair !== null ? pair : {}) as Record<string, unknown>
+        if (typeof name !== "string" || typeof value !== "string") {
+          return badRequest("Unable to parse 'query_strings' array.", uri)
+        }
+        query.append(name, value)
+      }
+    }
+    // a body that is not a string is silently ignored
+    const body = typeof fields.message_body === "string" ? fields.message_body : ""
+    const contentType = typeof fields.content_type === "string" ? fields.content_type : undefined
+    if (body !== "") {
+      if (contentType === undefined) return badRequest("No 'content_type' for 'message_body'.", uri)
+      if (contentType !== "application/json" && contentType !== "application/x-www-form-urlencoded") {
+        return badRequest("Unknown content type.", uri)
+      }
+    }
+    recordRequest(method, `/ari/${uri}`, query, {}, body, { upgrade: false, transport: "websocket" })
+    if (restMode === "hang") return undefined
+    const delay = resolved.timings.restResponseDelayMs
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay))
+    if (uri.startsWith("/")) return respond(ids, 405, "Method Not Allowed", uri, { message: "Invalid method" })
+    if (uri === "events" || uri === "events/") {
+      return badRequest("Can't upgrade to websocket from a websocket", uri)
+    }
+    const params = Params.parse(query, contentType, body)
+    if (params === "malformed") return badRequest("Unable to parse 'message_body' as 'application/json'.", uri)
+    try {
+      const reply = await handleAri(engine, method, `/${uri}`, params)
+      return respond(ids, reply.status, reply.reason ?? reasonFor(reply.status), uri, reply.body)
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error)
+      return respond(ids, 500, reasonFor(500), uri, { message })
+    }
   }
 
   const onAriRequest = async (req: IncomingMessage, res: ServerResponse, url: URL) => {
@@ -267,6 +364,10 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     setRestMode: (mode) => {
       restMode = mode
     },
+    setWebsocketRestResponsesFirst: (first) => {
+      hub.restResponsesFirst = first
+    },
+    websocketRestResponsesFirst: () => hub.restResponsesFirst,
     restMode: () => restMode,
     setTimings: (timings) => {
       resolved.timings = { ...resolved.timings, ...timings }

@@ -15,12 +15,32 @@ import { nowStamp } from "./state.js"
 
 export type EventListener = (app: string, event: Readonly<Record<string, unknown>>) => void
 
+/**
+ * Answers one frame a client sent on its event socket (REST over the websocket) for the socket's
+ * first application: the RESTResponse, or undefined to leave it unanswered.
+ */
+export type RestFrameHandler = (text: string, app: string) => Promise<Readonly<Record<string, unknown>> | undefined>
+
+/** An application's event filter (`PUT /applications/{app}/eventFilter`); empty lists: everything passes. */
+export interface EventFilter {
+  allowed: ReadonlyArray<string>
+  disallowed: ReadonlyArray<string>
+}
+
+/** Asterisk's rule: not disallowed, and allowed when `allowed` is empty or names the type. */
+export const filterPasses = (filter: EventFilter, type: string): boolean =>
+  !filter.disallowed.includes(type) && (filter.allowed.length === 0 || filter.allowed.includes(type))
+
 interface Connection {
   readonly ws: WebSocket
   readonly socket: Duplex
   readonly writer: FrameWriter
   readonly apps: ReadonlyArray<string>
   readonly subscribeAll: boolean
+  /** Asterisk handles a socket's requests one at a time, in order. */
+  restRequests: Promise<void>
+  /** Frames held back while a request is handled, when responses go first. */
+  held: Array<string> | undefined
 }
 
 export interface Registration {
@@ -30,6 +50,8 @@ export interface Registration {
   readonly subscribeAll: boolean
   readonly endpointIds: Set<string>
   readonly deviceNames: Set<string>
+  /** Kept on the application object: it outlives the socket only while a channel or bridge holds the app. */
+  readonly eventFilter: EventFilter
 }
 
 export interface FloodResult {
@@ -54,6 +76,13 @@ export class AppHub {
   readonly server: WebSocketServer
   /** "refuse" drops every upgrade attempt (for reconnect tests). */
   mode: "accept" | "refuse" = "accept"
+  /** Answers RESTRequest frames; without it, what clients send is ignored. */
+  restHandler: RestFrameHandler | undefined
+  /**
+   * Asterisk does not order a RESTResponse against the events its request caused. By default the
+   * events go first (as the handlers emit them); with this, the response goes before them.
+   */
+  restResponsesFirst = false
 
   constructor(
     private readonly builders: EventBuilders,
@@ -104,8 +133,9 @@ export class AppHub {
     for (const app of apps) {
       if (seen.has(app)) continue
       seen.add(app)
-      const connection = this.registrations.get(app)?.connection
-      if (connection === undefined) continue
+      const registration = this.registrations.get(app)
+      const connection = registration?.connection
+      if (connection === undefined || !filterPasses(registration!.eventFilter, event.type)) continue
       const addressed = addressEvent(event, app)
       this.send(connection, JSON.stringify(addressed))
       this.record(app, addressed)
@@ -115,6 +145,10 @@ export class AppHub {
   private send(connection: Connection, text: string): void {
     // what ws.send would do: nothing once the websocket is closing
     if (connection.ws.readyState !== WebSocket.OPEN) return
+    if (connection.held !== undefined) {
+      connection.held.push(text)
+      return
+    }
     const frame = textFrame(text)
     connection.writer.write(frame, [frame.length])
   }
@@ -163,7 +197,15 @@ export class AppHub {
       this.writeTimeoutMs,
       (lostFrames) => this.dropSlowReader(connection, lostFrames)
     )
-    const connection: Connection = { ws, socket, writer, apps, subscribeAll }
+    const connection: Connection = {
+      ws,
+      socket,
+      writer,
+      apps,
+      subscribeAll,
+      restRequests: Promise.resolve(),
+      held: undefined
+    }
     this.connections.add(connection)
     const replaced = new Set<Connection>()
     for (const app of apps) {
@@ -180,7 +222,8 @@ export class AppHub {
         connection,
         subscribeAll,
         endpointIds: previous?.endpointIds ?? new Set(),
-        deviceNames: previous?.deviceNames ?? new Set()
+        deviceNames: previous?.deviceNames ?? new Set(),
+        eventFilter: previous?.eventFilter ?? { allowed: [], disallowed: [] }
       })
     }
     this.subscribeAllCache = undefined
@@ -190,8 +233,36 @@ export class AppHub {
     }
     ws.on("close", () => this.unregister(connection))
     ws.on("error", () => this.unregister(connection))
-    // Asterisk ignores what clients send on the event socket
-    ws.on("message", () => {})
+    ws.on("message", (data, isBinary) => {
+      if (isBinary) return
+      const text = Buffer.isBuffer(data)
+        ? data.toString("utf8")
+        : Array.isArray(data)
+        ? Buffer.concat(data).toString("utf8")
+        : Buffer.from(data).toString("utf8")
+      connection.restRequests = connection.restRequests.then(() => this.answerRest(connection, text))
+    })
+  }
+
+  /** One RESTRequest frame, answered on its socket unless the socket's first app filters RESTResponse out. */
+  private async answerRest(connection: Connection, text: string): Promise<void> {
+    const handler = this.restHandler
+    const app = connection.apps[0]
+    if (handler === undefined || app === undefined) return
+    if (this.restResponsesFirst) connection.held = []
+    try {
+      const response = await handler(text, app)
+      const filter = this.registrations.get(app)?.eventFilter
+      if (response === undefined || (filter !== undefined && !filterPasses(filter, "RESTResponse"))) return
+      const held = connection.held
+      connection.held = undefined
+      this.send(connection, JSON.stringify(response))
+      connection.held = held
+    } finally {
+      const held = connection.held ?? []
+      connection.held = undefined
+      for (const text of held) this.send(connection, text)
+    }
   }
 
   /** The socket is gone: its apps become inactive, and Asterisk forgets those no channel or bridge holds. */

@@ -14,11 +14,17 @@ import type { ProxyConfigInput } from "../../src/config/ProxyConfigService.js"
 import { eventually, makeRig } from "../support/harness.js"
 
 /** Simulator + proxy + a client for application "app"; `nextDialog` takes the next dialog this client joins. */
-const clientRig = (options: { readonly requestTimeoutMs?: number; readonly config?: ProxyConfigInput } = {}) =>
+const clientRig = (
+  options: {
+    readonly requestTimeoutMs?: number
+    readonly config?: ProxyConfigInput
+    readonly transport?: "http" | "websocket"
+  } = {}
+) =>
   Effect.gen(function*() {
     const bus: MemoryBus = yield* makeMemoryBus
     const idle = bus.activeTopics()
-    const rig = yield* makeRig({ bus, ...(options.config ? { config: options.config } : {}) })
+    const rig = yield* makeRig({ bus, config: { ...options.config, ariRestTransport: options.transport ?? "http" } })
     const client = makeAriClient(bus, {
       application: "app",
       ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {})
@@ -113,10 +119,10 @@ describe("client: events", () => {
     }))
 })
 
-describe("client: requests", () => {
+describe.each(["http", "websocket"] as const)("client: requests (ARI REST over %s)", (transport) => {
   it.scopedLive("matches responses to requests by id under concurrency", () =>
     Effect.gen(function*() {
-      const { dialog, channelId } = yield* (yield* clientRig()).callIn
+      const { dialog, channelId } = yield* (yield* clientRig({ transport })).callIn
       const names = Array.from({ length: 25 }, (_, i) => `V${i}`)
       yield* Effect.forEach(names, (variable, i) =>
         dialog.ari.channels.setChannelVar({ channelId, variable, value: String(i) }), { concurrency: "unbounded" })
@@ -127,7 +133,7 @@ describe("client: requests", () => {
 
   it.scopedLive("fails with RequestTimeout when no response comes in time, and goes on afterwards", () =>
     Effect.gen(function*() {
-      const rig = yield* clientRig({ requestTimeoutMs: 150, config: { commandTimeoutMs: 500 } })
+      const rig = yield* clientRig({ requestTimeoutMs: 150, config: { commandTimeoutMs: 500 }, transport })
       const { dialog, channelId, sim } = yield* rig.callIn
       sim.setRestMode("hang")
       const error = yield* Effect.flip(dialog.channel(channelId).answer())
@@ -143,7 +149,7 @@ describe("client: requests", () => {
 
   it.scopedLive("maps status codes to typed errors: 404, 409, 422 from ARI; 410 after the end", () =>
     Effect.gen(function*() {
-      const { dialog, channelId, sim } = yield* (yield* clientRig()).callIn
+      const { dialog, channelId, sim } = yield* (yield* clientRig({ transport })).callIn
       const missing = yield* Effect.flip(dialog.channel("no-such-channel").answer())
       expect(missing).toMatchObject({ _tag: "NotFound", status: 404, message: "Channel not found" })
       // a second leg that leaves Stasis for the dialplan: ARI no longer lets the application control it
@@ -168,7 +174,7 @@ describe("client: requests", () => {
 
   it.scopedLive("a 410 from the proxy: joining a dialog that has already ended", () =>
     Effect.gen(function*() {
-      const { dialog, channelId, sim, client } = yield* (yield* clientRig()).callIn
+      const { dialog, channelId, sim, client } = yield* (yield* clientRig({ transport })).callIn
       sim.hangup(channelId)
       yield* dialog.ended
       const error = yield* Effect.flip(client.joinDialog(dialog.id, dialog.serverId))
@@ -199,10 +205,10 @@ describe("client: requests", () => {
   })
 })
 
-describe("client: handles and lifetime", () => {
+describe.each(["http", "websocket"] as const)("client: handles and lifetime (ARI REST over %s)", (transport) => {
   it.scopedLive("originates a second leg, bridges both, and the bridge handle tears it down", () =>
     Effect.gen(function*() {
-      const { dialog, sim } = yield* (yield* clientRig()).callIn
+      const { dialog, sim } = yield* (yield* clientRig({ transport })).callIn
       const caller = yield* dialog.firstChannel
       yield* caller.answer()
       const callee = yield* dialog.channels.originate({ endpoint: "PJSIP/bob" })
@@ -227,7 +233,7 @@ describe("client: handles and lifetime", () => {
   it.scopedLive("releases a dialog's subscriptions on DialogEnded, on close, and when the scope closes", () =>
     Effect.gen(function*() {
       // dialogs nobody puts a channel in end (unused) soon, so the proxy lets their topics go too
-      const rig = yield* clientRig({ config: { requestedDialogIdleMs: 200, endedLingerMs: 100 } })
+      const rig = yield* clientRig({ config: { requestedDialogIdleMs: 200, endedLingerMs: 100 }, transport })
       const { bus, idle, sim, client } = rig
       const withProxy = bus.activeTopics() // the proxy's own subscriptions
       const { dialog, channelId } = yield* Effect.scoped(Effect.gen(function*() {
@@ -263,7 +269,7 @@ describe("client: handles and lifetime", () => {
 
   it.scopedLive("serve runs a handler per dialog and closes each dialog when its handler returns", () =>
     Effect.gen(function*() {
-      const { sim, client } = yield* clientRig()
+      const { sim, client } = yield* clientRig({ transport })
       const handled: Array<string> = []
       const serving = yield* Effect.fork(client.serve((dialog) =>
         Effect.gen(function*() {

@@ -1,5 +1,6 @@
 /**
- * The proxy end to end: ARI simulator → proxy → in-memory bus → applications.
+ * The proxy end to end: ARI simulator → proxy → in-memory bus → applications, with commands sent
+ * over HTTP and over the event websocket (`ari_rest_transport`).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Queue } from "effect"
@@ -8,10 +9,14 @@ import { eventually, makeRig } from "../support/harness.js"
 
 const types = (events: ReadonlyArray<{ type: string }>) => events.map((e) => e.type)
 
-describe("proxy with the simulator on the in-memory bus", () => {
+describe.each(["http", "websocket"] as const)("proxy with the simulator on the in-memory bus, REST over %s", (
+  transport
+) => {
+  const rig = () => makeRig({ config: { ariRestTransport: transport } })
+
   it.scopedLive("carries a whole inbound call: AppStart, events in order, commands, DialogEnded", () =>
     Effect.gen(function*() {
-      const { sim, bus } = yield* makeRig()
+      const { sim, bus } = yield* rig()
       const dialogs = yield* startApp(bus, "app")
       const channelId = sim.placeCall({ app: "app", caller: { name: "Alice", number: "1001" } })
       const dialog = yield* Queue.take(dialogs)
@@ -52,7 +57,7 @@ describe("proxy with the simulator on the in-memory bus", () => {
 
   it.scopedLive("loses nothing of a DTMF burst that arrives right after StasisStart", () =>
     Effect.gen(function*() {
-      const { sim, bus } = yield* makeRig()
+      const { sim, bus } = yield* rig()
       const dialogs = yield* startApp(bus, "app")
       const channelId = sim.placeCall({ app: "app" })
       sim.sendDtmf(channelId, "1234567890*#", 10)
@@ -67,7 +72,7 @@ describe("proxy with the simulator on the in-memory bus", () => {
 
   it.scopedLive("keeps 10 concurrent calls apart: each dialog gets only its own events, in order", () =>
     Effect.gen(function*() {
-      const { sim, bus } = yield* makeRig()
+      const { sim, bus } = yield* rig()
       const dialogs = yield* startApp(bus, "app")
       const channels = Array.from({ length: 10 }, (_, i) => sim.placeCall({ app: "app", exten: String(100 + i) }))
       for (let round = 0; round < 5; round++) {
@@ -91,7 +96,7 @@ describe("proxy with the simulator on the in-memory bus", () => {
 
   it.scopedLive("binds an originated second leg and a bridge to the first dialog and tears them down with it", () =>
     Effect.gen(function*() {
-      const { sim, bus, proxy } = yield* makeRig()
+      const { sim, bus, proxy } = yield* rig()
       const dialogs = yield* startApp(bus, "app")
       const caller = sim.placeCall({ app: "app" })
       const dialog = yield* Queue.take(dialogs)
@@ -122,7 +127,7 @@ describe("proxy with the simulator on the in-memory bus", () => {
 
   it.scopedLive("executes concurrently sent commands one at a time, in order, answering each by its id", () =>
     Effect.gen(function*() {
-      const { sim, bus } = yield* makeRig()
+      const { sim, bus } = yield* rig()
       const dialogs = yield* startApp(bus, "app")
       const channelId = sim.placeCall({ app: "app" })
       const dialog = yield* Queue.take(dialogs)
@@ -134,15 +139,16 @@ describe("proxy with the simulator on the in-memory bus", () => {
         { concurrency: "unbounded" }
       )
       expect(responses.every((r) => r.status_code === 204)).toBe(true)
-      const order = sim.requests().filter((r) => r.path.endsWith("/variable")).map((r) => r.query.variable)
-      expect(order).toEqual(variables)
+      const sent = sim.requests().filter((r) => r.path.endsWith("/variable"))
+      expect(sent.map((r) => r.query.variable)).toEqual(variables)
+      expect(sent.every((r) => r.transport === transport)).toBe(true)
       // responses on the bus came in the same order as the requests
       expect(dialog.responses.slice(-20).map((r) => r.unique_id)).toEqual(responses.map((r) => r.unique_id))
     }))
 
   it.scopedLive("answers a command sent after the dialog ended with 410, and a malformed one with 400", () =>
     Effect.gen(function*() {
-      const { sim, bus } = yield* makeRig()
+      const { sim, bus } = yield* rig()
       const dialogs = yield* startApp(bus, "app")
       const channelId = sim.placeCall({ app: "app" })
       const dialog = yield* Queue.take(dialogs)

@@ -1,5 +1,5 @@
 /**
- * Applications: those Asterisk knows, what each is subscribed to, and subscription changes.
+ * Applications: those Asterisk knows, what each is subscribed to, subscription changes, and event filters.
  */
 import { ariError } from "../errors.js"
 import type { Engine } from "./core.js"
@@ -30,9 +30,47 @@ export const applicationJson = (engine: Engine, app: string) => {
     bridge_ids: bridgeIds,
     endpoint_ids: [...(registration?.endpointIds ?? [])],
     device_names: [...(registration?.deviceNames ?? [])],
-    events_allowed: [],
-    events_disallowed: []
+    events_allowed: (registration?.eventFilter.allowed ?? []).map((type) => ({ type })),
+    events_disallowed: (registration?.eventFilter.disallowed ?? []).map((type) => ({ type }))
   }
+}
+
+/** A list of `{"type": …}` objects, as the filter's lists are written; anything else is refused. */
+const filterTypes = (value: unknown): Array<string> => {
+  const invalid = () => ariError(400, "Bad Request", "Invalid format definition")
+  if (!Array.isArray(value)) throw invalid()
+  return value.map((item: unknown) => {
+    const type = typeof item === "object" && item !== null ? (item as { type?: unknown }).type : undefined
+    if (typeof type !== "string") throw invalid()
+    return type
+  })
+}
+
+/**
+ * `PUT /applications/{app}/eventFilter`, as Asterisk 23.4.1 does it: no body or `{}` clears both
+ * lists; a list given alone leaves the other as it was; a top-level array becomes both lists (so
+ * it blocks what it names); type names are stored unchecked.
+ */
+export const setEventFilter = (engine: Engine, app: string, body: unknown): void => {
+  const registration = engine.hub.application(app)
+  if (registration === undefined) throw ariError(404, "Not Found", "Application not found")
+  const filter = registration.eventFilter
+  if (Array.isArray(body)) {
+    const types = filterTypes(body)
+    filter.allowed = types
+    filter.disallowed = types
+    return
+  }
+  const fields = typeof body === "object" && body !== null ? body as Record<string, unknown> : {}
+  if (fields.allowed === undefined && fields.disallowed === undefined) {
+    filter.allowed = []
+    filter.disallowed = []
+    return
+  }
+  const allowed = fields.allowed === undefined ? filter.allowed : filterTypes(fields.allowed)
+  const disallowed = fields.disallowed === undefined ? filter.disallowed : filterTypes(fields.disallowed)
+  filter.allowed = allowed
+  filter.disallowed = disallowed
 }
 
 export const changeSubscription = (
