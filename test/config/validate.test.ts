@@ -107,6 +107,46 @@ describe("validation rules", () => {
       expect([zeros.config.attachGraceMs, zeros.config.maxHeldEvents, zeros.config.endedLingerMs]).toEqual([0, 0, 0])
     }))
 
+  it.effect("ari_rest_transport and ari_event_filter: a filter that drops what the proxy needs is refused", () =>
+    Effect.gen(function*() {
+      const websocket = { ...base, ari_rest_transport: "WebSocket" }
+      const needed = ["StasisStart", "StasisEnd", "ChannelDestroyed"]
+      const ok = yield* run({ ...websocket, ari_event_filter: { allowed: [...needed, "RESTResponse", "Dial"] } })
+      expect(ok.config.ariRestTransport).toBe("websocket")
+      expect(ok.config.ariEventFilter).toEqual({ allowed: [...needed, "RESTResponse", "Dial"], disallowed: undefined })
+      expect((yield* run(base)).config).toMatchObject({ ariRestTransport: "http", ariEventFilter: undefined })
+      // over websocket the answers are frames the filter drops too
+      expect(yield* problems({ ...websocket, ari_event_filter: { allowed: needed } })).toEqual([
+        "ari_event_filter.allowed: must include RESTResponse: the proxy needs StasisStart, StasisEnd, " +
+        "ChannelDestroyed, RESTResponse (with ari_rest_transport websocket)"
+      ])
+      expect(yield* problems({ ...websocket, ari_event_filter: { disallowed: ["RESTResponse", "ChannelVarset"] } }))
+        .toEqual([
+          "ari_event_filter.disallowed: must not include RESTResponse: the proxy needs StasisStart, StasisEnd, " +
+          "ChannelDestroyed, RESTResponse (with ari_rest_transport websocket)"
+        ])
+      expect((yield* run({ ...base, ari_event_filter: { allowed: needed } })).config.ariEventFilter?.allowed)
+        .toEqual(needed)
+      expect(yield* problems({ ...base, ari_event_filter: { disallowed: ["StasisEnd"], allowed: ["Dial"] } })).toEqual([
+        "ari_event_filter.allowed: must include StasisStart, StasisEnd, ChannelDestroyed: the proxy needs " +
+        "StasisStart, StasisEnd, ChannelDestroyed",
+        "ari_event_filter.disallowed: must not include StasisEnd: the proxy needs StasisStart, StasisEnd, " +
+        "ChannelDestroyed"
+      ])
+      // Asterisk would store a misspelt type unchecked, and then block every event
+      expect(yield* problems({ ...base, ari_event_filter: { disallowed: ["ChannelDtmf", "Dial", "Dial"] } })).toEqual([
+        "ari_event_filter.disallowed[0]: \"ChannelDtmf\" is not one of the ARI event types",
+        "ari_event_filter.disallowed[2]: \"Dial\" is listed twice"
+      ])
+      expect(yield* problems({ ...base, ari_rest_transport: "grpc" })).toEqual([
+        "ari_rest_transport: must be one of http, websocket (got \"grpc\")"
+      ])
+      const fromEnv = yield* loadConfigFile("config.json", {
+        env: { ARI_PROXY_ARI_EVENT_FILTER_DISALLOWED: "ChannelVarset, ChannelDtmfReceived" }
+      }).pipe(Effect.provide(memoryFs({ "config.json": JSON.stringify(base) })))
+      expect(fromEnv.config.ariEventFilter?.disallowed).toEqual(["ChannelVarset", "ChannelDtmfReceived"])
+    }))
+
   it.effect("log_level, log_format and booleans", () =>
     Effect.gen(function*() {
       expect(yield* problems({ ...base, log_level: "trace", log_format: "xml", subscribe_all: "maybe" })).toEqual([
