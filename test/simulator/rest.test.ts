@@ -12,7 +12,9 @@ let sim: SimulatorHandle
 let client: EventClient
 
 beforeAll(async () => {
-  sim = await startSimulator()
+  // Playbacks last until the table stops them: with the default 20 ms one could finish before the
+  // GET that reads it on a busy machine.
+  sim = await startSimulator({ timings: { playbackDurationMs: 60_000 } })
   client = await connectEvents(sim, "test-app")
 })
 afterAll(async () => {
