@@ -24,6 +24,7 @@ import { makeNatsBus, type NatsBus } from "../../src/bus/nats.js"
 import type { ProxyConfig } from "../../src/config/ProxyConfig.js"
 import { makeTopics } from "../../src/protocol/topics.js"
 import { proxyApplication } from "../../src/proxy/application.js"
+import { flatJsonLogger } from "../../src/proxy/logging.js"
 import { Proxy } from "../../src/proxy/Proxy.js"
 import { makeRelay } from "../bus/relay.js"
 import { startApp } from "../support/apps.js"
@@ -36,14 +37,20 @@ interface Entry {
   readonly annotations: Record<string, unknown>
 }
 
-/** A logger that keeps every line in three formats (JSON, logfmt, plain) and the parsed JSON. */
+/**
+ * A logger that keeps every line in four formats (the production flat JSON, Effect's JSON, logfmt,
+ * plain), Effect's JSON parsed, and the flat JSON parsed.
+ */
 const makeCapture = () => {
   const lines: Array<string> = []
   const entries: Array<Entry> = []
+  const flat: Array<Record<string, unknown>> = []
   const logger = Logger.make<unknown, void>((options) => {
     const json = Logger.jsonLogger.log(options)
-    lines.push(json, Logger.logfmtLogger.log(options), Logger.stringLogger.log(options))
+    const flatLine = flatJsonLogger.log(options)
+    lines.push(flatLine, json, Logger.logfmtLogger.log(options), Logger.stringLogger.log(options))
     entries.push(JSON.parse(json) as Entry)
+    flat.push(JSON.parse(flatLine) as Record<string, unknown>)
   })
   /** Runs `effect` (and every fiber it forks) at Debug level, logging only into the capture. */
   const capturing = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
@@ -51,7 +58,7 @@ const makeCapture = () => {
       Effect.locally(FiberRef.currentLoggers, HashSet.make(logger)),
       Effect.locally(FiberRef.currentMinimumLogLevel, LogLevel.Debug)
     )
-  return { lines, entries, capturing }
+  return { lines, entries, flat, capturing }
 }
 
 const text = (entry: Entry) => (Array.isArray(entry.message) ? entry.message.join(" ") : String(entry.message))
@@ -169,6 +176,17 @@ describe("logs", () => {
       const ended = capture.entries.filter((entry) => text(entry) === "dialog ended")
       expect([opened.length, ended.length]).toEqual([1, 1])
       expect(ended[0]!.annotations.reason).toBe("channels_left")
+
+      // the production lines say the same, flat: msg always a string, the dialog's names at the top
+      for (const line of capture.flat) expect(typeof line.msg, JSON.stringify(line)).toBe("string")
+      expect(capture.flat.find((line) => line.msg === "dialog ended")).toMatchObject({
+        level: "info",
+        dialog_id: dialog.dialogId,
+        channel_id: channelId,
+        application: "app",
+        reason: "channels_left"
+      })
+      expect(capture.flat.find((line) => line.msg === "ari-proxy starting")).toMatchObject({ wsPassword: "<set>" })
     }))
 
   it.scopedLive("never contain the bus credentials: NATS through a relay that is cut, and a refused port", () =>
