@@ -1,6 +1,7 @@
 /**
  * The Prometheus text exposition format (version 0.0.4), written by hand: `# HELP` and `# TYPE`
- * once per family, then its samples; histograms as cumulative `_bucket{le=...}`, `_sum`, `_count`.
+ * once per family, then its samples; histograms as cumulative `_bucket{le=...}`, `_sum`, `_count`;
+ * summaries as `{quantile=...}`, `_sum`, `_count`.
  */
 import type { Histogram } from "./metrics.js"
 
@@ -9,6 +10,13 @@ export type Labels = Readonly<Record<string, string>>
 export interface Sample {
   readonly labels?: Labels
   readonly value: number
+}
+
+/** A summary's reading: each quantile's value (NaN without observations), and the running sum and count. */
+export interface Summary {
+  readonly quantiles: ReadonlyArray<readonly [quantile: number, value: number]>
+  readonly sum: number
+  readonly count: number
 }
 
 export const contentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -28,7 +36,7 @@ const formatLabels = (labels: Labels | undefined): string => {
 export class PrometheusText {
   private readonly lines: Array<string> = []
 
-  private family(name: string, type: "counter" | "gauge" | "histogram", help: string) {
+  private family(name: string, type: "counter" | "gauge" | "histogram" | "summary", help: string) {
     this.lines.push(`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`)
   }
 
@@ -65,6 +73,15 @@ export class PrometheusText {
       `${name}_sum ${formatValue(histogram.sum)}`,
       `${name}_count ${histogram.count}`
     )
+    return this
+  }
+
+  summary(name: string, help: string, summary: Summary): this {
+    this.family(name, "summary", help)
+    for (const [quantile, value] of summary.quantiles) {
+      this.lines.push(`${name}{quantile="${formatValue(quantile)}"} ${formatValue(value)}`)
+    }
+    this.lines.push(`${name}_sum ${formatValue(summary.sum)}`, `${name}_count ${summary.count}`)
     return this
   }
 

@@ -19,6 +19,7 @@ import { Bus, type BusConnectionState, type BusShape } from "../bus/Bus.js"
 import { ProxyConfigService } from "../config/ProxyConfigService.js"
 import { makeDialogCounters } from "../dialog/actor.js"
 import { commandMethods, proxyMetrics, statusClasses, type LabeledCounter } from "../observability/metrics.js"
+import { cpuSeconds, type EventLoopDelay, monitorEventLoop, packageVersion } from "../observability/processMetrics.js"
 import { contentType, PrometheusText, type Sample } from "../observability/prometheus.js"
 import { Proxy, type ProxyShape, type ProxyStats } from "./Proxy.js"
 import { makeRouterCounters } from "./router.js"
@@ -159,12 +160,22 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
       .gauge("ari_proxy_draining", "1 while shutting down.", state.draining ? 1 : 0)
       .gauge("process_resident_memory_bytes", "Resident set size.", memory.rss)
       .gauge("nodejs_heap_used_bytes", "V8 heap in use.", memory.heapUsed)
+      .counter("process_cpu_seconds_total", "User and system CPU time spent, in seconds.", cpuSeconds())
+      .gauge("ari_proxy_build_info", "1, labelled with the ari-proxy version and the Node.js version.",
+        [{ labels: { version: packageVersion, node: process.version }, value: 1 }])
       .toString()
   })
 
+/** The event-loop delay, after the rest of /metrics: its monitor lives as long as the endpoint. */
+const renderEventLoopDelay = (eventLoop: EventLoopDelay): string =>
+  new PrometheusText()
+    .summary("nodejs_eventloop_delay_seconds", "Event-loop delay; quantiles since the previous scrape.",
+      eventLoop.take())
+    .toString()
+
 const noStore = { "cache-control": "no-store" }
 
-export const opsRouter = (observed: () => Observed | undefined) =>
+export const opsRouter = (observed: () => Observed | undefined, eventLoop: EventLoopDelay) =>
   HttpRouter.empty.pipe(
     HttpRouter.get("/healthz", Effect.succeed(HttpServerResponse.text("ok\n", { headers: noStore }))),
     HttpRouter.get(
@@ -176,7 +187,7 @@ export const opsRouter = (observed: () => Observed | undefined) =>
     HttpRouter.get(
       "/metrics",
       Effect.suspend(() => renderMetrics(observed())).pipe(Effect.map((body) =>
-        HttpServerResponse.text(body, { contentType, headers: noStore })
+        HttpServerResponse.text(body + renderEventLoopDelay(eventLoop), { contentType, headers: noStore })
       ))
     )
   )
@@ -188,7 +199,8 @@ export class OpsEndpoint extends Context.Tag("ari-proxy/OpsEndpoint")<OpsEndpoin
 
 const makeOpsEndpoint = Effect.gen(function*() {
   let observed: Observed | undefined
-  yield* HttpServer.serveEffect(opsRouter(() => observed))
+  const eventLoop = yield* monitorEventLoop()
+  yield* HttpServer.serveEffect(opsRouter(() => observed, eventLoop))
   const address = yield* HttpServer.addressFormattedWith((address) => Effect.succeed(address))
   yield* Effect.logInfo(`health and metrics on ${address} (/healthz, /readyz, /metrics)`)
   return {

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Queue, Scope } from "effect"
+import { readFileSync } from "node:fs"
 import { proxyApplication } from "../../src/proxy/application.js"
 import { startApp } from "../support/apps.js"
 import { eventually, startSim } from "../support/harness.js"
@@ -147,6 +148,28 @@ describe("/metrics", () => {
       expect(moved("ari_proxy_ari_request_duration_seconds_count")).toBe(3)
       // events after the end (the simulator's ChannelDestroyed follows StasisEnd) are unrouted
       expect(moved("ari_proxy_events_unrouted_total", { type: "ChannelDestroyed" })).toBeLessThanOrEqual(1)
+    }))
+
+  it.scopedLive("says which build runs, and the process's CPU time and event-loop delay", () =>
+    Effect.gen(function*() {
+      const sim = yield* startSim()
+      const { base } = yield* startOpsProxy(yield* Effect.promise(() => proxyConfigFor(sim)))
+      const first = parsePrometheus((yield* httpGet(`${base}/metrics`)).body)
+      const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+        version: string
+      }
+      expect(valueOf(first, "ari_proxy_build_info", { version, node: process.version })).toBe(1)
+      expect(first.get("process_cpu_seconds_total")?.type).toBe("counter")
+      expect(first.get("nodejs_eventloop_delay_seconds")?.type).toBe("summary")
+
+      yield* Effect.sleep("200 millis")
+      const second = parsePrometheus((yield* httpGet(`${base}/metrics`)).body)
+      expect(valueOf(second, "process_cpu_seconds_total")).toBeGreaterThan(valueOf(first, "process_cpu_seconds_total"))
+      expect(valueOf(second, "nodejs_eventloop_delay_seconds_count"))
+        .toBeGreaterThan(valueOf(first, "nodejs_eventloop_delay_seconds_count"))
+      for (const quantile of ["0.5", "0.9", "0.99"]) {
+        expect(valueOf(second, "nodejs_eventloop_delay_seconds", { quantile })).toBeGreaterThanOrEqual(0)
+      }
     }))
 
   it.scopedLive("counts ARI reconnects", () =>

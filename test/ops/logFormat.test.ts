@@ -24,7 +24,7 @@ const linesOf = <A, E>(effect: Effect.Effect<A, E>) =>
 class DialogFailure extends Data.TaggedError("DialogFailure")<{ readonly message: string }> {}
 
 describe("JSON log lines", () => {
-  it.effect("carry the time (RFC 3339, milliseconds), a lower-case level, msg as a string and the annotations at the top level", () =>
+  it.effect("carry the time (RFC 3339, ms), a lower-case level, msg as a string, annotations at the top level", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(Date.parse("2025-03-04T05:06:07.089Z"))
       const lines = yield* linesOf(

@@ -1,5 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
+import { Effect, Exit, Scope } from "effect"
 import { CommandClock, Histogram, LabeledCounter, methodLabel, proxyMetrics } from "../../src/observability/metrics.js"
+import { cpuSeconds, monitorEventLoop } from "../../src/observability/processMetrics.js"
 import { PrometheusText } from "../../src/observability/prometheus.js"
 import { parsePrometheus, valueOf } from "./support.js"
 
@@ -34,6 +36,22 @@ describe("the Prometheus renderer", () => {
     expect(() => parsePrometheus(text)).not.toThrow()
   })
 
+  it("renders summaries as quantiles, _sum and _count (NaN for a quantile without observations)", () => {
+    const text = new PrometheusText()
+      .summary("x_delay_seconds", "Delay.", { quantiles: [[0.5, 0.001], [0.99, NaN]], sum: 0.25, count: 12 })
+      .toString()
+    expect(text).toContain([
+      "# TYPE x_delay_seconds summary",
+      "x_delay_seconds{quantile=\"0.5\"} 0.001",
+      "x_delay_seconds{quantile=\"0.99\"} NaN",
+      "x_delay_seconds_sum 0.25",
+      "x_delay_seconds_count 12"
+    ].join("\n"))
+    const families = parsePrometheus(text)
+    expect(valueOf(families, "x_delay_seconds", { quantile: "0.5" })).toBe(0.001)
+    expect(valueOf(families, "x_delay_seconds_count")).toBe(12)
+  })
+
   it("the checker rejects what Prometheus would reject", () => {
     expect(() => parsePrometheus("x_total 1\n")).toThrow(/before its TYPE/)
     expect(() => parsePrometheus("# HELP x_total h\n# TYPE x_total counter\nx_total{a=b} 1\n")).toThrow(/labels/)
@@ -41,6 +59,10 @@ describe("the Prometheus renderer", () => {
     const notCumulative = "# HELP h h\n# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\n" +
       "h_sum 1\nh_count 1\n"
     expect(() => parsePrometheus(notCumulative)).toThrow(/cumulative/)
+    expect(() => parsePrometheus("# HELP s h\n# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_count 1\n")).toThrow(/incomplete/)
+    expect(() => parsePrometheus("# HELP s h\n# TYPE s summary\ns{quantile=\"2\"} 1\ns_sum 1\ns_count 1\n"))
+      .toThrow(/quantile/)
+    expect(() => parsePrometheus("# HELP s h\n# TYPE s summary\ns_bucket{le=\"1\"} 1\n")).toThrow(/before its TYPE/)
   })
 })
 
@@ -80,4 +102,47 @@ describe("the hot-path metrics", () => {
     expect(before("GET", 4) - get4xx).toBe(1)
     expect(proxyMetrics.commandLatency.count - count).toBe(3)
   })
+})
+
+/** Keeps the event loop busy for `ms` (what a slow synchronous handler would do). */
+const blockEventLoop = (ms: number) => {
+  const end = performance.now() + ms
+  while (performance.now() < end) {
+    // busy
+  }
+}
+
+describe("the process metrics", () => {
+  it("count CPU time in seconds", () => {
+    const before = cpuSeconds()
+    blockEventLoop(50)
+    expect(cpuSeconds() - before).toBeGreaterThanOrEqual(0.03)
+  })
+
+  it.live("measure the event-loop delay while their scope is open: a blocked loop shows, an idle one reads ~0", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const delay = yield* Scope.extend(monitorEventLoop(), scope)
+      yield* Effect.sleep("100 millis")
+      delay.take() // start a window of our own
+      yield* Effect.sleep("30 millis")
+      blockEventLoop(150)
+      yield* Effect.sleep("30 millis")
+      const blocked = delay.take()
+      expect(blocked.count).toBeGreaterThan(0)
+      expect(blocked.quantiles.map(([quantile]) => quantile)).toEqual([0.5, 0.9, 0.99])
+      expect(blocked.quantiles[2]![1]).toBeGreaterThanOrEqual(0.12)
+      expect(blocked.sum).toBeGreaterThanOrEqual(0.12)
+
+      yield* Effect.sleep("300 millis")
+      const idle = delay.take()
+      expect(idle.count).toBeGreaterThan(blocked.count)
+      expect(idle.sum).toBeGreaterThanOrEqual(blocked.sum)
+      expect(idle.quantiles[0]![1]).toBeLessThan(0.05) // the sampling interval is not counted as delay
+
+      yield* Scope.close(scope, Exit.void)
+      const atClose = delay.take().count
+      yield* Effect.sleep("100 millis")
+      expect(delay.take().count).toBe(atClose)
+    }))
 })

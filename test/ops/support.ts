@@ -130,13 +130,14 @@ const parseValue = (text: string, line: string): number => {
   return value
 }
 
-/** The family a sample belongs to: itself, or a histogram's `_bucket`/`_sum`/`_count`. */
+/** The family a sample belongs to: itself, a histogram's `_bucket`/`_sum`/`_count`, a summary's `_sum`/`_count`. */
 const familyOf = (families: Map<string, PromFamily>, name: string): PromFamily | undefined => {
   const own = families.get(name)
   if (own !== undefined) return own
-  const base = name.replace(/_(bucket|sum|count)$/, "")
-  const family = families.get(base)
-  return family?.type === "histogram" ? family : undefined
+  const suffix = /_(bucket|sum|count)$/.exec(name)?.[1]
+  const family = suffix === undefined ? undefined : families.get(name.slice(0, -suffix.length - 1))
+  if (family?.type === "histogram") return family
+  return family?.type === "summary" && suffix !== "bucket" ? family : undefined
 }
 
 /** Parses and checks an exposition; throws on anything a Prometheus server would reject or misread. */
@@ -175,6 +176,7 @@ export const parsePrometheus = (text: string): Map<string, PromFamily> => {
     if (family.help === "") throw new Error(`no HELP for ${family.name}`)
     if (family.type === "counter" && !family.name.endsWith("_total")) throw new Error(`counter ${family.name}`)
     if (family.type === "histogram") checkHistogram(family)
+    if (family.type === "summary") checkSummary(family)
   }
   return families
 }
@@ -195,6 +197,17 @@ const checkHistogram = (family: PromFamily) => {
     previousCount = bucket.value
   }
   if (previousBound !== Infinity || previousCount !== count.value) throw new Error(`${family.name}: +Inf != _count`)
+}
+
+const checkSummary = (family: PromFamily) => {
+  const names = new Set(family.samples.map((s) => s.name))
+  if (!names.has(`${family.name}_sum`) || !names.has(`${family.name}_count`)) {
+    throw new Error(`${family.name}: incomplete`)
+  }
+  for (const sample of family.samples.filter((s) => s.name === family.name)) {
+    const quantile = Number(sample.labels.quantile)
+    if (!(quantile >= 0 && quantile <= 1)) throw new Error(`${family.name}: bad quantile ${sample.labels.quantile}`)
+  }
 }
 
 /** The value of one sample (0 when absent: a labelled counter appears at its first increment). */
