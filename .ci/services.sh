@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure nats-server (with JetStream) and RabbitMQ run on loopback, installing them from the
-# distribution's packages when missing. Idempotent, and quick when both already run.
+# distribution's packages when missing, and that promtool is there (test/ops/deploy.test.ts runs it).
+# Idempotent, and quick when all are there.
 set -euo pipefail
 
 SUDO=""
@@ -11,10 +12,28 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 missing=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 command -v rabbitmq-server >/dev/null 2>&1 || [ -x /usr/sbin/rabbitmq-server ] || missing+=(rabbitmq-server)
+apt_updated=false
+apt_update() {
+  if [ "$apt_updated" = false ]; then $SUDO apt-get update -qq; apt_updated=true; fi
+}
+
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "services: installing ${missing[*]}"
-  $SUDO apt-get update -qq
+  apt_update
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Only the promtool binary out of Debian's prometheus package: installing the package would also
+# enable and start a Prometheus server.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "services: installing promtool"
+  apt_update
+  download=$(mktemp -d)
+  (cd "$download" && $SUDO apt-get download -qq prometheus)
+  dpkg-deb --fsys-tarfile "$download"/prometheus_*.deb | tar -xO ./usr/bin/promtool >"$download/promtool"
+  $SUDO install -m 0755 "$download/promtool" /usr/local/bin/promtool
+  $SUDO rm -rf "$download"
+  promtool --version >/dev/null
 fi
 
 if ! port_open 4222; then
