@@ -6,6 +6,7 @@
  */
 import { Redacted } from "effect"
 import { hostname } from "node:os"
+import { DEFAULT_STREAM, jetStreamPrefixProblem, streamNameProblem } from "../bus/natsStream.js"
 import { ariEventTypes } from "../client/generated/models.js"
 import { redactUrl } from "./redact.js"
 import {
@@ -68,6 +69,10 @@ const eventsTheProxyNeeds = (transport: "http" | "websocket"): ReadonlyArray<str
   transport === "websocket"
     ? ["StasisStart", "StasisEnd", "ChannelDestroyed", "RESTResponse"]
     : ["StasisStart", "StasisEnd", "ChannelDestroyed"]
+
+const MIB = 1024 * 1024
+/** Byte sizes are not timers: they may exceed the integers' default bound. */
+const MAX_BYTES = Number.MAX_SAFE_INTEGER
 
 const path = (key: string, meaning: string) => text({ key, default: undefined, verbatim: true, type: "path", meaning })
 
@@ -173,6 +178,78 @@ export const settings = group("", {
       defaultDoc: "`67108864` (64 MiB)",
       min: 0,
       meaning: "The same buffer's bound in bytes (UTF-8 payloads); a message that does not fit is counted and dropped."
+    }),
+    jetstream: group("jetstream", {
+      enabled: boolean({
+        key: "enabled",
+        default: false,
+        meaning: "NATS: publish the proxy's topics into a JetStream stream, with acknowledgements and " +
+          "republication after a reconnect (see below). Needs `subject_prefix`."
+      }),
+      stream: text({
+        key: "stream",
+        default: DEFAULT_STREAM,
+        type: "name (letters, digits, `-`, `_`)",
+        meaning: "The stream; created at start if missing, checked if it exists."
+      }),
+      maxAgeMs: integer({
+        key: "max_age_ms",
+        default: 24 * 60 * 60 * 1000,
+        min: 1,
+        defaultDoc: "`86400000` (24 h)",
+        meaning: "Retention of a stream the proxy creates: messages older than this are removed."
+      }),
+      maxBytes: integer({
+        key: "max_bytes",
+        default: 1024 * MIB,
+        min: 1,
+        max: MAX_BYTES,
+        type: "integer ≥ 1 (bytes)",
+        defaultDoc: "`1073741824` (1 GiB)",
+        meaning: "Retention of a stream the proxy creates: past this size the oldest messages are removed."
+      }),
+      duplicateWindowMs: integer({
+        key: "duplicate_window_ms",
+        default: 120_000,
+        min: 1,
+        type: "integer ≥ 1, ≤ `max_age_ms`",
+        meaning: "How long the stream remembers a message id to drop a republished duplicate. Make it longer than " +
+          "the broker outages you want to ride through without duplicates in the stream."
+      }),
+      ackWindow: integer({
+        key: "ack_window",
+        default: 4096,
+        min: 1,
+        meaning: "Messages written and awaiting their acknowledgement at most; beyond, publishing waits (the " +
+          "dialogs' mailboxes take the pressure)."
+      }),
+      ackWindowBytes: integer({
+        key: "ack_window_bytes",
+        default: 16 * MIB,
+        min: 1,
+        max: MAX_BYTES,
+        type: "integer ≥ 1 (bytes)",
+        defaultDoc: "`16777216` (16 MiB)",
+        meaning: "Payload bytes awaiting their acknowledgement at most."
+      }),
+      ackTimeoutMs: integer({
+        key: "ack_timeout_ms",
+        default: 5000,
+        min: 1,
+        meaning: "With no acknowledgement for this long (twice at most), the stream is checked and the " +
+          "unacknowledged messages written again."
+      })
+    }, {
+      check: (jetstream, report) => {
+        if (!jetstream.enabled) return
+        const nameProblem = streamNameProblem(jetstream.stream)
+        if (nameProblem !== undefined) report(nameProblem, "stream")
+        if (jetstream.duplicateWindowMs > jetstream.maxAgeMs) {
+          const { duplicateWindowMs, maxAgeMs } = jetstream
+          report(`must be at most bus_config.jetstream.max_age_ms (${maxAgeMs}), got ${duplicateWindowMs}`,
+            "duplicate_window_ms")
+        }
+      }
     }),
     prefetch: integer({
       key: "prefetch",
@@ -363,6 +440,14 @@ export const settings = group("", {
     }
     for (const problem of busUrlProblems(config.messageBus, Redacted.value(config.bus.url))) {
       report(problem, "bus_config.url")
+    }
+    if (config.bus.jetstream.enabled) {
+      if (config.messageBus !== "NATS") {
+        report(`JetStream is an option of NATS (message_bus is ${config.messageBus})`, "bus_config.jetstream.enabled")
+      } else {
+        const prefixProblem = jetStreamPrefixProblem(config.bus.subjectPrefix)
+        if (prefixProblem !== undefined) report(prefixProblem, "bus_config.subject_prefix")
+      }
     }
   },
   // The seed needed origin for the websocket Origin header; the ARI server's own origin is a safe default.

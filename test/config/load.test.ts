@@ -122,6 +122,9 @@ describe("loading config.json", () => {
         ARI_PROXY_BUS_CONFIG_URL: "nats://n1:4222,nats://n2:4222",
         ARI_PROXY_BUS_CONFIG_TLS_CA: "/etc/ca.pem",
         ARI_PROXY_HTTP_PORT: "9090",
+        ARI_PROXY_BUS_CONFIG_SUBJECT_PREFIX: "ari.",
+        ARI_PROXY_BUS_CONFIG_JETSTREAM_ENABLED: "true",
+        ARI_PROXY_BUS_CONFIG_JETSTREAM_STREAM: "CALLS",
         ARI_PROXY_SERVER_ID: "", // empty counts as unset
         ARI_PROXY_WS_PASWORD: "typo",
         HOME: "/root"
@@ -131,6 +134,7 @@ describe("loading config.json", () => {
       expect(Redacted.value(config.bus.url)).toBe("nats://n1:4222,nats://n2:4222")
       expect(config.bus.tls).toEqual({ ca: "/etc/ca.pem", cert: undefined, key: undefined })
       expect(config.httpPort).toBe(9090)
+      expect(config.bus.jetstream).toMatchObject({ enabled: true, stream: "CALLS" })
       expect(config.serverId).toBe("bar")
       expect(config.wsUser).toBe("user")
       expect(warnings).toEqual(["environment: unknown variable ARI_PROXY_WS_PASWORD ignored"])

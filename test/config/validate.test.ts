@@ -168,6 +168,48 @@ describe("validation rules", () => {
       ])
     }))
 
+  it.effect("NATS JetStream: a prefix a stream can capture, a valid stream name, a duplicate window within the age", () =>
+    Effect.gen(function*() {
+      const jetstream = (more: object, bus: object = {}) =>
+        ({ ...base, bus_config: { ...base.bus_config, ...bus, jetstream: { enabled: true, ...more } } })
+      const rule = "with JetStream it must be whole subject tokens ending in \".\" (e.g. \"ari.\"), so that the stream " +
+        "captures every topic as \"<prefix>>\" (NATS wildcards match whole tokens only)"
+      expect(yield* problems(jetstream({}))).toEqual([`bus_config.subject_prefix: ${rule}; it is empty`])
+      expect(yield* problems(jetstream({}, { subject_prefix: "ari_" }))).toEqual([
+        `bus_config.subject_prefix: ${rule}; got "ari_"`
+      ])
+      expect(yield* problems(jetstream({}, { subject_prefix: "a..b." }))).toEqual([
+        `bus_config.subject_prefix: ${rule}, without wildcards or empty tokens; got "a..b."`
+      ])
+      expect(yield* problems(jetstream({ stream: "a.b", max_age_ms: 1000, duplicate_window_ms: 2000 }, {
+        subject_prefix: "ari."
+      }))).toEqual([
+        "bus_config.jetstream.stream: must be letters, digits, \"-\" or \"_\" (got \"a.b\")",
+        "bus_config.jetstream.duplicate_window_ms: must be at most bus_config.jetstream.max_age_ms (1000), got 2000"
+      ])
+      expect(yield* problems({ ...jetstream({}, { subject_prefix: "ari." }), message_bus: "RABBITMQ",
+        bus_config: { url: "amqp://127.0.0.1:5672/", subject_prefix: "ari.", jetstream: { enabled: true } } })).toEqual([
+        "bus_config.jetstream.enabled: JetStream is an option of NATS (message_bus is RABBITMQ)"
+      ])
+      const { config } = yield* run(jetstream({ max_bytes: 8_589_934_592, ack_window: "64" }, {
+        subject_prefix: "pbx.eu.",
+        publish_buffer_bytes: 1024
+      }))
+      expect(config.bus.publishBufferBytes).toBe(1024)
+      expect(config.bus.jetstream).toEqual({
+        enabled: true,
+        stream: "ARI_PROXY",
+        maxAgeMs: 86_400_000,
+        maxBytes: 8_589_934_592,
+        duplicateWindowMs: 120_000,
+        ackWindow: 64,
+        ackWindowBytes: 16 * 1024 * 1024,
+        ackTimeoutMs: 5000
+      })
+      // Off (the default), nothing about it is required.
+      expect((yield* run(base)).config.bus.jetstream.enabled).toBe(false)
+    }))
+
   it.effect("bus credentials are kept redacted", () =>
     Effect.gen(function*() {
       const bus = { ...base.bus_config, user: "u", password: "p", token: "t", nkey_seed: "SU", creds_file: "/n.creds" }
