@@ -51,11 +51,12 @@ export interface BusShape {
   readonly retainsUnconsumed: boolean
   /**
    * Publishes one message. Completes once the driver has accepted it (written or buffered, in
-   * order). A driver under pressure while connected (RabbitMQ's window of unconfirmed messages is
-   * full) suspends here, which slows the publisher rather than losing the message. While the
-   * broker is unreachable, messages wait in a bounded buffer (`publish_buffer_size` messages,
-   * `publish_buffer_bytes` bytes) and are sent in order after the reconnect; past that bound they
-   * are dropped, counted and logged, so that a long outage cannot stall the reading of ARI.
+   * order). A driver under pressure while connected (RabbitMQ's window of unconfirmed messages, or
+   * NATS JetStream's of unacknowledged ones, is full) suspends here, which slows the publisher
+   * rather than losing the message. While the broker is unreachable, messages wait in a bounded
+   * buffer (`publish_buffer_size` messages, `publish_buffer_bytes` bytes) and are sent in order
+   * after the reconnect; past that bound they are dropped, counted and logged, so that a long
+   * outage cannot stall the reading of ARI.
    */
   readonly publish: (topic: string, payload: string) => Effect.Effect<void, BusError>
   /**

@@ -5,24 +5,42 @@
  * no reply subject; a subscription with a queue group is a NATS queue subscription.
  *
  * Connection loss: the client reconnects forever and re-sends its subscriptions by itself. What
- * is published meanwhile goes into a bounded buffer of ours (nats.js discards its own outbound
- * buffer when it redials) and is flushed in order as soon as the client reports the reconnect;
- * overflow is counted (`stats().dropped`) and logged once per outage. A broker that is down at
- * startup does not fail the layer: the first connection is retried with backoff in the background
- * and `state` says "reconnecting" until it succeeds.
+ * is published meanwhile goes into a buffer of ours, bounded by a count and a byte budget (nats.js
+ * discards its own outbound buffer when it redials), and is written in order once the driver has
+ * resynchronised after the reconnect; overflow is counted (`stats().dropped`) and logged, one line
+ * per outage. Messages written into a connection that then dies cannot be recovered on core NATS,
+ * but they are counted: the driver keeps one PING in flight behind what it writes, and what a PONG
+ * has not confirmed when the connection dies is counted as lost (`stats().unconfirmedLost`, an
+ * upper bound: the server may have read some of it). A broker that is down at startup does not
+ * fail the layer: the first connection is retried with backoff in the background and `state` says
+ * "reconnecting" until it succeeds.
+ *
+ * JetStream mode (`jetstream`, off by default): topics under `subjectPrefix` are published with a
+ * message id (`Nats-Msg-Id`) and a reply subject; the stream capturing `<prefix>>` (created or
+ * checked at each connection: natsStream.ts) answers each with an acknowledgement on one
+ * subscription of ours. At most `ackWindow` messages (and `ackWindowBytes`) await theirs; beyond,
+ * `tryPublish` says false and `publish` suspends. After a reconnect (or when acknowledgements stop
+ * coming for `ackTimeoutMs`) every unacknowledged message is written again, in order and with its
+ * id, before anything newer: the stream drops the ones it already has. Core subscribers receive
+ * the messages live as before (a JetStream publish is a subject publish), plus the header and reply
+ * subject, and may see a republished message twice.
  */
 import {
   connect,
+  createInbox,
   credsAuthenticator,
+  headers,
   nkeyAuthenticator,
   type Authenticator,
+  type Msg,
   type NatsConnection,
   type NodeConnectionOptions,
   type Status,
   type Subscription as NatsSubscription
 } from "@nats-io/transport-node"
+import { randomBytes } from "node:crypto"
 import { readFileSync } from "node:fs"
-import { Deferred, Duration, Effect, Layer, Redacted, Stream, SubscriptionRef } from "effect"
+import { Deferred, Duration, Effect, Layer, Queue, Redacted, Runtime, Stream, SubscriptionRef } from "effect"
 import type { Scope } from "effect"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { redactUrl } from "../config/redact.js"
@@ -39,12 +57,36 @@ import {
   type Subscription
 } from "./Bus.js"
 import { busError, reconnectSchedule, reveal, type Secret, spawnInbox } from "./internal.js"
+import {
+  DEFAULT_STREAM,
+  ensureStream,
+  jetStreamPrefixProblem,
+  streamNameProblem,
+  type StreamSettings
+} from "./natsStream.js"
 
 export interface NatsTlsOptions {
   /** Paths of PEM files. */
   readonly ca?: string | undefined
   readonly cert?: string | undefined
   readonly key?: string | undefined
+}
+
+export interface NatsJetStreamOptions {
+  /** Stream name. Default "ARI_PROXY". */
+  readonly stream?: string | undefined
+  /** Retention: messages older than this are removed. Default 24 hours. */
+  readonly maxAgeMs?: number | undefined
+  /** Retention: past this size the oldest messages are removed. Default 1 GiB. */
+  readonly maxBytes?: number | undefined
+  /** How long the stream remembers a message id; must outlast an outage. Default 2 minutes. */
+  readonly duplicateWindowMs?: number | undefined
+  /** Messages awaiting their acknowledgement at most. Default 4,096. */
+  readonly ackWindow?: number | undefined
+  /** Payload bytes awaiting their acknowledgement at most. Default 16 MiB. */
+  readonly ackWindowBytes?: number | undefined
+  /** With no acknowledgement for this long, the unacknowledged messages are written again. Default 5 s. */
+  readonly ackTimeoutMs?: number | undefined
 }
 
 export interface NatsOptions {
@@ -63,8 +105,14 @@ export interface NatsOptions {
   /** A credentials file (JWT + nkey seed). */
   readonly credsFile?: string | undefined
   readonly tls?: NatsTlsOptions | undefined
+  /** The topic prefix in use; JetStream mode captures the topics under it. Default "". */
+  readonly subjectPrefix?: string | undefined
   /** Messages kept in order while disconnected; beyond that they are counted and dropped. Default 10,000. */
   readonly publishBufferSize?: number | undefined
+  /** Payload bytes kept while disconnected; beyond that messages are counted and dropped. Default 64 MiB. */
+  readonly publishBufferBytes?: number | undefined
+  /** Publish through a JetStream stream (undefined: core NATS only, the seed's way). */
+  readonly jetstream?: NatsJetStreamOptions | undefined
   /** Outbound bytes at which the client writes to the socket inline. Default 256 KiB (nats.js: 32 KiB). */
   readonly flushThresholdBytes?: number | undefined
   /** Pause between the client's reconnect attempts to one server. Default 1 s. */
@@ -74,12 +122,29 @@ export interface NatsOptions {
 }
 
 export interface NatsBusStats {
-  /** Messages handed to the client. */
+  /** Messages handed to the client, each once (written again after a reconnect: `republished`). */
   readonly published: number
-  /** Messages in our reconnect buffer right now. */
+  /** Messages accepted and not yet written (the reconnect buffer; JetStream: the window is full). */
   readonly buffered: number
-  /** Messages lost because the reconnect buffer was full. */
+  /** Their payload bytes. */
+  readonly bufferedBytes: number
+  /** Messages lost because the reconnect buffer was full (its count or its bytes). */
   readonly dropped: number
+  /**
+   * Core NATS: messages written to a connection that died before the server confirmed having read
+   * them (a PONG after them). Counted as lost; the server may have read some of them.
+   */
+  readonly unconfirmedLost: number
+  /** JetStream: messages the stream acknowledged (duplicates it dropped included). */
+  readonly acknowledged: number
+  /** JetStream: messages written and not yet acknowledged. */
+  readonly awaitingAck: number
+  /** JetStream: unacknowledged messages written again (after a reconnect, or acknowledgements that stopped). */
+  readonly republished: number
+  /** JetStream: messages the stream refused (an error acknowledgement); not retried. */
+  readonly rejected: number
+  /** Every message counted as lost: `dropped + unconfirmedLost + rejected`. */
+  readonly lost: number
   /** Successful reconnects since the first connection. */
   readonly reconnects: number
   /** Live subscriptions made through this bus. */
@@ -89,7 +154,7 @@ export interface NatsBusStats {
 export interface NatsBus extends BusShape {
   readonly driver: "nats"
   readonly stats: () => NatsBusStats
-  /** Subscriptions the client itself still holds (includes internal ones such as request inboxes). */
+  /** Subscriptions the client itself holds (internal ones too: request inboxes, JetStream acknowledgements). */
   readonly clientSubscriptionCount: () => number
 }
 
@@ -174,60 +239,316 @@ const clientOptions = (options: NatsOptions): NodeConnectionOptions => {
   return connectionOptions
 }
 
+interface ClientInternals {
+  readonly protocol?: {
+    readonly connected?: boolean
+    readonly transport?: object
+    readonly subscriptions?: { size(): number }
+  }
+}
+
 /** nats.js's own view of the socket; it turns false in the same tick as the disconnect status is queued. */
-const socketConnected = (nc: NatsConnection): boolean =>
-  (nc as unknown as { protocol?: { connected?: boolean } }).protocol?.connected !== false
+const socketConnected = (nc: NatsConnection): boolean => (nc as ClientInternals).protocol?.connected !== false
+
+/** The client's current socket: nats.js makes a new one for every dial, so a change means a new connection. */
+const transportOf = (nc: NatsConnection): object | undefined => (nc as ClientInternals).protocol?.transport
 
 const clientSubscriptions = (nc: NatsConnection | undefined): number =>
-  nc === undefined ?
-    0 :
-    (nc as unknown as { protocol?: { subscriptions?: { size(): number } } }).protocol?.subscriptions?.size() ?? 0
+  nc === undefined ? 0 : (nc as ClientInternals).protocol?.subscriptions?.size() ?? 0
+
+
+/** One message the driver holds: waiting to be written, or (JetStream) written and awaiting its acknowledgement. */
+class Outgoing {
+  /** Resumes the `publish` waiting for this message to be written (the JetStream window was full). */
+  resume: (() => void) | undefined = undefined
+  written = false
+  /** JetStream: the resynchronisation after which it was last written; an answer to an older write is stale. */
+  writtenIn = 0
+  constructor(
+    readonly topic: string,
+    readonly payload: string,
+    /** UTF-8 bytes of the payload: what the buffer and the window budgets count. */
+    readonly bytes: number,
+    /** JetStream: its message id and acknowledgement subject token; 0 for a plain subject publish. */
+    readonly id: number
+  ) {}
+}
+
+interface JetStreamSettings extends StreamSettings {
+  readonly ackWindow: number
+  readonly ackWindowBytes: number
+  readonly ackTimeoutMs: number
+}
+
+const MIB = 1024 * 1024
+
+const jetStreamSettings = (subjectPrefix: string, options: NatsJetStreamOptions): JetStreamSettings | string => {
+  const name = options.stream ?? DEFAULT_STREAM
+  const prefixProblem = jetStreamPrefixProblem(subjectPrefix)
+  if (prefixProblem !== undefined) return `subject prefix: ${prefixProblem}`
+  const nameProblem = streamNameProblem(name)
+  if (nameProblem !== undefined) return `stream name: ${nameProblem}`
+  return {
+    name,
+    subjectPrefix,
+    maxAgeMs: Math.max(1, options.maxAgeMs ?? 24 * 60 * 60 * 1000),
+    maxBytes: Math.max(1, options.maxBytes ?? 1024 * MIB),
+    duplicateWindowMs: Math.max(1, options.duplicateWindowMs ?? 120_000),
+    ackWindow: Math.max(1, options.ackWindow ?? 4096),
+    ackWindowBytes: Math.max(1, options.ackWindowBytes ?? 16 * MIB),
+    ackTimeoutMs: Math.max(1, options.ackTimeoutMs ?? 5000)
+  }
+}
+
+type Acknowledgement = "stored" | { readonly errCode: number; readonly description: string }
+
+/** JetStream's "temporarily unavailable" (a cluster electing a leader): worth writing again. */
+const TEMPORARILY_UNAVAILABLE = 10008
+
+/** A publish acknowledgement: `{"stream":..,"seq":..}`, or `{"error":{..}}`; undefined if it is neither. */
+const readAcknowledgement = (text: string): Acknowledgement | undefined => {
+  if (text.startsWith("{\"stream\"") && !text.includes("\"error\"")) return "stored"
+  try {
+    const answer = JSON.parse(text) as {
+      readonly stream?: unknown
+      readonly seq?: unknown
+      readonly error?: { readonly err_code?: number; readonly description?: string }
+    }
+    if (answer.error !== undefined) {
+      return { errCode: answer.error.err_code ?? 0, description: answer.error.description ?? "error" }
+    }
+    if (typeof answer.stream === "string" && typeof answer.seq === "number") return "stored"
+  } catch {
+    // not JSON: someone answered the message's reply subject
+  }
+  return undefined
+}
 
 export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusError, Scope.Scope> =>
   Effect.gen(function*() {
     const connectionOptions = clientOptions(options)
     const serversForLog = parseServers(options.servers).servers.map(redactUrl).join(",")
     const publishBufferSize = Math.max(0, options.publishBufferSize ?? 10_000)
+    const publishBufferBytes = Math.max(0, options.publishBufferBytes ?? 64 * MIB)
+    const subjectPrefix = options.subjectPrefix ?? ""
+    const connectRetryMax = Duration.millis(options.connectRetryMaxMs ?? 5000)
+    const settings = options.jetstream === undefined ? undefined : jetStreamSettings(subjectPrefix, options.jetstream)
+    if (typeof settings === "string") return yield* Effect.fail(busError(DRIVER, "jetstream", settings))
+    const jetstream = settings
+
+    const runtime = yield* Effect.runtime<never>()
+    const runLog = (effect: Effect.Effect<void>) =>
+      Runtime.runFork(runtime)(effect.pipe(Effect.annotateLogs({ driver: DRIVER })))
     const state = yield* SubscriptionRef.make<BusConnectionState>("reconnecting")
     // Every subscription's inbox; made before the connection, so closed after its drain.
     const inboxes = yield* makeActorSystem
     const firstConnection = yield* Deferred.make<NatsConnection>()
+    /** Done once the first connection is resynchronised or its first attempt failed; failed: the stream is unusable. */
+    const started = yield* Deferred.make<void, BusError>()
+    /** Resynchronisations asked for (connected, reconnected, acknowledgements stopped); one runs at a time. */
+    const resyncRequests = yield* Queue.sliding<void>(1)
 
     let nc: NatsConnection | undefined
-    /** True while we publish straight to the client; false while disconnected or flushing the buffer. */
-    let linkUp = false
+    /** The socket publishes go straight to, once resynchronised after (re)connecting; undefined meanwhile. */
+    let link: object | undefined
+    let resyncs = 0
     let closing = false
-    const buffer = new Fifo<readonly [string, string]>()
+    /** Accepted, not yet written, oldest first: the reconnect buffer, or (JetStream) the queue for the window. */
+    const waiting = new Fifo<Outgoing>()
+    let waitingBytes = 0
+    /** JetStream: written and not yet acknowledged, in the order written. */
+    const unacked = new Map<number, Outgoing>()
+    let unackedBytes = 0
+    let lastId = 0
+    // Per bus instance, so that a restarted proxy's ids never collide with its predecessor's in the duplicate window.
+    const messageIdPrefix = randomBytes(9).toString("base64url") + "-"
+    const ackPrefix = createInbox() + "."
+    /** Called when nothing awaits an acknowledgement or waits any more (the close waits for it). */
+    let onIdle: (() => void) | undefined
+
     let published = 0
     let dropped = 0
+    let unconfirmedLost = 0
+    let acknowledged = 0
+    let republished = 0
+    let rejected = 0
     let reconnects = 0
     let subscriptions = 0
-    let overflowLogged = false
+    let rejectionLogged = false
+    /** Losses of the current outage, for its one log line. */
+    let outageDropped = 0
+    let outageUnconfirmed = 0
 
-    const overflow = (topic: string) => {
-      dropped++
-      if (overflowLogged) return Effect.void
-      overflowLogged = true
-      return Effect.logWarning("NATS unreachable and the publish buffer is full: dropping messages").pipe(
-        Effect.annotateLogs({ bufferSize: publishBufferSize, topic })
+    // Core NATS writes are confirmed by a PONG: the server answers a PING after reading everything before it.
+    let coreWritten = 0
+    let coreConfirmed = 0
+    /** The socket the unconfirmed core writes went to. */
+    let coreTransport: object | undefined
+    let confirming = false
+
+    const countUnconfirmedLost = () => {
+      const lost = coreWritten - coreConfirmed
+      coreConfirmed = coreWritten
+      unconfirmedLost += lost
+      outageUnconfirmed += lost
+    }
+
+    /** Keeps one PING in flight behind the core writes; its PONG confirms everything written before it. */
+    const confirmWrites = (connection: NatsConnection) => {
+      confirming = false
+      const transport = coreTransport
+      if (coreWritten === coreConfirmed) return
+      if (transportOf(connection) !== transport || !socketConnected(connection)) return countUnconfirmedLost()
+      const mark = coreWritten
+      confirming = true
+      connection.flush().then(
+        () => {
+          confirming = false
+          if (coreTransport !== transport) return // counted when the new socket's first write found the change
+          // A PONG read on another socket says nothing of what went into this one.
+          if (transportOf(connection) !== transport) return countUnconfirmedLost()
+          coreConfirmed = Math.max(coreConfirmed, mark)
+          if (coreWritten > coreConfirmed) confirmSoon(connection)
+        },
+        () => {
+          // nats.js rejects the PINGs of a connection that died when it dials again
+          confirming = false
+          if (coreTransport === transport) countUnconfirmedLost()
+        }
       )
     }
 
-    const publishNow = (topic: string, payload: string): Effect.Effect<void, BusError> => {
-      if (linkUp && nc !== undefined && socketConnected(nc)) {
+    // After the tick's writes, like the client's own flush: one PING covers a whole burst.
+    const confirmSoon = (connection: NatsConnection) => {
+      if (confirming) return
+      confirming = true
+      queueMicrotask(() => confirmWrites(connection))
+    }
+
+    /** A plain subject publish (throws what the client throws). */
+    const writeCore = (connection: NatsConnection, topic: string, payload: string) => {
+      const transport = transportOf(connection)
+      if (transport !== coreTransport) {
+        countUnconfirmedLost()
+        coreTransport = transport
+      }
+      connection.publish(topic, payload)
+      coreWritten++
+      confirmSoon(connection)
+    }
+
+    const captured = (topic: string) => jetstream !== undefined && topic.startsWith(subjectPrefix)
+
+    const writeToStream = (connection: NatsConnection, entry: Outgoing) => {
+      const messageHeaders = headers()
+      messageHeaders.set("Nats-Msg-Id", messageIdPrefix + entry.id)
+      connection.publish(entry.topic, entry.payload, { headers: messageHeaders, reply: ackPrefix + entry.id })
+      entry.writtenIn = resyncs
+    }
+
+    const windowHasRoom = (bytes: number) =>
+      jetstream !== undefined && unacked.size < jetstream.ackWindow &&
+      (unackedBytes === 0 || unackedBytes + bytes <= jetstream.ackWindowBytes)
+
+    /** Writes a new stream message; it awaits its acknowledgement from now on (throws what the client throws). */
+    const sendToStream = (connection: NatsConnection, entry: Outgoing) => {
+      writeToStream(connection, entry)
+      unacked.set(entry.id, entry)
+      unackedBytes += entry.bytes
+    }
+
+    /** The connection, if publishes may be written to it right now. */
+    const usable = (): NatsConnection | undefined => {
+      const connection = nc
+      return link !== undefined && connection !== undefined && transportOf(connection) === link &&
+          socketConnected(connection) ?
+        connection :
+        undefined
+    }
+
+    const reject = (entry: Outgoing, reason: string) => {
+      rejected++
+      if (rejectionLogged) return
+      rejectionLogged = true
+      runLog(Effect.logError("NATS refused a message; it is lost (counted in stats().rejected)").pipe(
+        Effect.annotateLogs({ topic: entry.topic, reason })
+      ))
+    }
+
+    /** Writes what waits, in order, while the link is up (stream messages while the window has room). */
+    const pump = () => {
+      const connection = usable()
+      if (connection === undefined) return
+      while (waiting.length > 0) {
+        const entry = waiting.peek()!
+        if (entry.id !== 0 && !windowHasRoom(entry.bytes)) break
+        waiting.shift()
+        waitingBytes -= entry.bytes
         try {
-          nc.publish(topic, payload)
+          if (entry.id !== 0) sendToStream(connection, entry)
+          else writeCore(connection, entry.topic, entry.payload)
+          published++
+        } catch (error) {
+          reject(entry, error instanceof Error ? error.message : String(error))
+        }
+        entry.written = true
+        const resume = entry.resume
+        if (resume !== undefined) {
+          entry.resume = undefined
+          resume()
+        }
+      }
+    }
+
+    /** Connected, but older messages wait or the window is full: queue behind them until written. */
+    const awaitTurn = (entry: Outgoing): Effect.Effect<void> => {
+      waiting.push(entry)
+      waitingBytes += entry.bytes
+      pump()
+      if (entry.written) return Effect.void
+      return Effect.async<void>((resume) => {
+        if (entry.written || link === undefined) return resume(Effect.void)
+        entry.resume = () => resume(Effect.void)
+        return Effect.sync(() => {
+          entry.resume = undefined
+        })
+      })
+    }
+
+    /** Disconnected or resynchronising: kept for after the reconnect, within the buffer's count and bytes. */
+    const hold = (entry: Outgoing) => {
+      if (waiting.length >= publishBufferSize || waitingBytes + entry.bytes > publishBufferBytes) {
+        dropped++
+        outageDropped++
+        return
+      }
+      waiting.push(entry)
+      waitingBytes += entry.bytes
+    }
+
+    const publishNow = (topic: string, payload: string): Effect.Effect<void, BusError> => {
+      if (closing) return Effect.fail(busError(DRIVER, "publish", "the bus is closed"))
+      const connection = usable()
+      const toStream = captured(topic)
+      if (connection !== undefined && waiting.length === 0) {
+        try {
+          if (!toStream) {
+            writeCore(connection, topic, payload)
+            published++
+            return Effect.void
+          }
+          const bytes = Buffer.byteLength(payload)
+          if (!windowHasRoom(bytes)) return awaitTurn(new Outgoing(topic, payload, bytes, ++lastId))
+          sendToStream(connection, new Outgoing(topic, payload, bytes, ++lastId))
           published++
           return Effect.void
         } catch (error) {
           return Effect.fail(busError(DRIVER, "publish", error))
         }
       }
-      if (closing) return Effect.fail(busError(DRIVER, "publish", "the bus is closed"))
-      // A socket that just dropped may not have been reported yet: from now on we buffer.
-      linkUp = false
-      if (buffer.length >= publishBufferSize) return overflow(topic)
-      buffer.push([topic, payload])
+      const entry = new Outgoing(topic, payload, Buffer.byteLength(payload), toStream ? ++lastId : 0)
+      if (connection !== undefined) return awaitTurn(entry)
+      hold(entry)
       return Effect.void
     }
 
@@ -236,9 +557,16 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       Effect.suspend(() => publishNow(topic, payload))
 
     const tryPublish = (topic: string, payload: string): boolean => {
-      if (!linkUp || nc === undefined || !socketConnected(nc)) return false
+      const connection = usable()
+      if (connection === undefined || waiting.length > 0 || closing) return false
       try {
-        nc.publish(topic, payload)
+        if (!captured(topic)) {
+          writeCore(connection, topic, payload)
+        } else {
+          const bytes = Buffer.byteLength(payload)
+          if (!windowHasRoom(bytes)) return false
+          sendToStream(connection, new Outgoing(topic, payload, bytes, ++lastId))
+        }
         published++
         return true
       } catch {
@@ -246,44 +574,163 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       }
     }
 
-    /** Sends what was buffered during the outage, in order, then lets publishes through again. */
-    const flushBuffer = (connection: NatsConnection) =>
-      Effect.gen(function*() {
-        const count = buffer.length
-        let failed = 0
-        while (buffer.length > 0 && socketConnected(connection)) {
-          const [topic, payload] = buffer.shift()!
-          try {
-            connection.publish(topic, payload)
-            published++
-          } catch {
-            failed++
-          }
-        }
-        if (!socketConnected(connection)) return
-        linkUp = true
-        overflowLogged = false
-        if (failed > 0) dropped += failed
-        if (count > 0) yield* Effect.logInfo("NATS: flushed messages buffered while disconnected").pipe(
-          Effect.annotateLogs({ count, failed })
-        )
-      })
+    const settle = (entry: Outgoing) => {
+      unacked.delete(entry.id)
+      unackedBytes -= entry.bytes
+      if (waiting.length > 0) pump()
+      if (onIdle !== undefined && unacked.size === 0 && waiting.length === 0) onIdle()
+    }
 
-    const onStatus = (connection: NatsConnection, status: Status): Effect.Effect<void> => {
+    /** Closes the gate and asks for a resynchronisation (unless one is due already). */
+    const requestResync = (reason: string) => {
+      if (link === undefined) return
+      link = undefined
+      runLog(Effect.logWarning(`NATS JetStream: ${reason}; writing the unacknowledged messages again`).pipe(
+        Effect.annotateLogs({ awaitingAck: unacked.size })
+      ))
+      Queue.unsafeOffer(resyncRequests, undefined)
+    }
+
+    const onAcknowledgement = (error: Error | null, msg: Msg) => {
+      if (error !== null) return
+      const entry = unacked.get(Number(msg.subject.slice(ackPrefix.length)))
+      if (entry === undefined) return // answered already (it was written twice), or not an id of ours
+      if (msg.data.length === 0) {
+        // 503 "no responders": no stream took it (JetStream restarting, the stream deleted)
+        if (msg.headers?.code === 503 && entry.writtenIn === resyncs) requestResync("the stream did not answer")
+        return
+      }
+      const answer = readAcknowledgement(msg.string())
+      if (answer === undefined) return
+      if (answer === "stored") {
+        acknowledged++
+      } else if (answer.errCode === TEMPORARILY_UNAVAILABLE) {
+        if (entry.writtenIn === resyncs) requestResync(`the stream is unavailable (${answer.description})`)
+        return
+      } else {
+        reject(entry, answer.description)
+      }
+      settle(entry)
+    }
+
+    /** Acknowledgements that stop coming (lost in a cluster election, a stream recreated) are asked again. */
+    const watchAcknowledgements = (settings: JetStreamSettings) => {
+      let oldest: Outgoing | undefined
+      let oldestWrittenIn = -1
+      return Effect.sleep(Duration.millis(settings.ackTimeoutMs)).pipe(
+        Effect.zipRight(Effect.sync(() => {
+          const head: Outgoing | undefined = link === undefined ? undefined : unacked.values().next().value
+          if (head !== undefined && head === oldest && head.writtenIn === oldestWrittenIn) {
+            requestResync(`no acknowledgement for ${settings.ackTimeoutMs} ms`)
+          }
+          oldest = head
+          oldestWrittenIn = head?.writtenIn ?? -1
+        })),
+        Effect.forever
+      )
+    }
+
+    let streamProblemLogged = false
+    /** Creates or checks the stream, retrying while the connection is up; false if it dropped meanwhile. */
+    const streamReady = (connection: NatsConnection, settings: JetStreamSettings) =>
+      ensureStream(connection, settings).pipe(
+        Effect.tap((outcome) => {
+          const wasBroken = streamProblemLogged
+          streamProblemLogged = false
+          return outcome === "created" || wasBroken ?
+            Effect.logInfo(`NATS JetStream stream ${outcome === "created" ? "created" : "usable"}`).pipe(
+              Effect.annotateLogs({ stream: settings.name, subjects: `${settings.subjectPrefix}>` })
+            ) :
+            Effect.void
+        }),
+        Effect.tapError((problem) => {
+          const first = !streamProblemLogged
+          streamProblemLogged = true
+          const log = problem._tag === "StreamUnusable" ?
+            (first ? Effect.logError(problem.message) : Effect.logDebug(problem.message)) :
+            (first ? Effect.logWarning : Effect.logDebug)("NATS JetStream API unreachable, retrying").pipe(
+              Effect.annotateLogs({ error: problem.message })
+            )
+          return problem._tag === "StreamUnusable" ?
+            Effect.zipRight(log, Deferred.fail(started, busError(DRIVER, "jetstream", problem.message))) :
+            log
+        }),
+        Effect.retry({
+          schedule: reconnectSchedule(connectRetryMax),
+          while: () => socketConnected(connection) && !closing
+        }),
+        Effect.as(true),
+        Effect.orElseSucceed(() => false)
+      )
+
+    /** After (re)connecting: the stream checked, the unacknowledged written again, then what waited; then open. */
+    const resync = Effect.gen(function*() {
+      const connection = nc!
+      link = undefined
+      if (jetstream !== undefined && !(yield* streamReady(connection, jetstream))) return
+      if (!socketConnected(connection) || closing) return
+      resyncs++
+      rejectionLogged = false
+      const transport = transportOf(connection)
+      // What went into an earlier socket and was not confirmed is lost, whether or not its PING was answered.
+      if (coreTransport !== transport) {
+        countUnconfirmedLost()
+        coreTransport = transport
+      }
+      const again = unacked.size
+      for (const entry of unacked.values()) writeToStream(connection, entry)
+      republished += again
+      link = transport
+      const buffered = waiting.length
+      pump()
+      yield* SubscriptionRef.set(state, "connected")
+      yield* Deferred.succeed(started, undefined)
+      if (again > 0 || buffered > 0) {
+        yield* Effect.logInfo("NATS: wrote the messages held during the interruption").pipe(
+          Effect.annotateLogs({ republished: again, buffered, stillWaiting: waiting.length })
+        )
+      }
+      if (outageDropped > 0 || outageUnconfirmed > 0) yield* logOutageLosses
+    }).pipe(Effect.catchAllDefect((defect) => Effect.logError("NATS resynchronisation failed", defect)))
+
+    /** One line per outage: what it cost. */
+    const logOutageLosses = Effect.suspend(() => {
+      const line = Effect.logWarning("NATS outage: messages lost (the publish buffer full, or unconfirmed)").pipe(
+        Effect.annotateLogs({
+          dropped: outageDropped,
+          unconfirmed: outageUnconfirmed,
+          bufferSize: publishBufferSize,
+          bufferBytes: publishBufferBytes
+        })
+      )
+      outageDropped = 0
+      outageUnconfirmed = 0
+      return line
+    })
+
+    const onStatus = (status: Status): Effect.Effect<void> => {
       switch (status.type) {
-        case "disconnect":
-          linkUp = false
+        case "disconnect": {
+          link = undefined
+          // Publishers waiting for the window are accepted into the reconnect buffer.
+          const held = waiting.takeAll()
+          for (const entry of held) {
+            const resume = entry.resume
+            entry.resume = undefined
+            if (resume !== undefined) resume()
+          }
+          waiting.prependAll(held)
           return Effect.zipRight(
             SubscriptionRef.set(state, "reconnecting"),
             Effect.logWarning("NATS connection lost, reconnecting").pipe(Effect.annotateLogs({ server: status.server }))
           )
+        }
         case "reconnect":
           reconnects++
-          return Effect.gen(function*() {
-            yield* flushBuffer(connection)
-            yield* SubscriptionRef.set(state, "connected")
-            yield* Effect.logInfo("NATS reconnected").pipe(Effect.annotateLogs({ server: status.server, reconnects }))
-          })
+          return Effect.zipRight(
+            Queue.offer(resyncRequests, undefined),
+            Effect.logInfo("NATS reconnected").pipe(Effect.annotateLogs({ server: status.server, reconnects }))
+          )
         case "error":
           return Effect.logWarning("NATS server error").pipe(Effect.annotateLogs({ error: String(status.error) }))
         case "slowConsumer":
@@ -293,7 +740,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
         case "ldm":
           return Effect.logWarning("NATS server entering lame duck mode")
         case "close":
-          linkUp = false
+          link = undefined
           return SubscriptionRef.set(state, "closed")
         default:
           return Effect.void
@@ -318,43 +765,71 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     const connectAndWatch = Effect.gen(function*() {
       const connection = yield* connectOnce.pipe(
         Effect.tapError((error) =>
-          Effect.logWarning("NATS connect failed, retrying").pipe(
-            Effect.annotateLogs({ servers: serversForLog, error: error.message })
+          Effect.zipRight(
+            Deferred.succeed(started, undefined), // a broker down at startup does not hold up the start
+            Effect.logWarning("NATS connect failed, retrying").pipe(
+              Effect.annotateLogs({ servers: serversForLog, error: error.message })
+            )
           )
         ),
-        Effect.retry(reconnectSchedule(Duration.millis(options.connectRetryMaxMs ?? 5000)))
+        Effect.retry(reconnectSchedule(connectRetryMax))
       )
       nc = connection
-      yield* flushBuffer(connection)
-      yield* SubscriptionRef.set(state, "connected")
+      // Live before the first stream publish: the stream check's request follows this SUB on the socket.
+      if (jetstream !== undefined) connection.subscribe(`${ackPrefix}*`, { callback: onAcknowledgement })
       yield* Deferred.succeed(firstConnection, connection)
+      yield* Queue.offer(resyncRequests, undefined)
       yield* Effect.logInfo("NATS connected").pipe(Effect.annotateLogs({ server: redactUrl(connection.getServer()) }))
       // Ends when the connection closes (the drain finalizer below closes it first: effect-notes gotcha 1).
       yield* Stream.fromAsyncIterable(connection.status(), (error) => busError(DRIVER, "status", error)).pipe(
-        Stream.runForEach((status) => onStatus(connection, status))
+        Stream.runForEach(onStatus)
       )
     }).pipe(Effect.annotateLogs({ driver: DRIVER }))
 
+    yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Queue.take(resyncRequests), resync)).pipe(
+      Effect.annotateLogs({ driver: DRIVER })
+    ))
+    if (jetstream !== undefined) {
+      yield* Effect.forkScoped(watchAcknowledgements(jetstream))
+    }
     yield* Effect.forkScoped(connectAndWatch)
-    // Registered after the fork, so it runs before the watcher is interrupted.
+    // Registered after the forks, so it runs before they are interrupted.
     yield* Effect.addFinalizer(() =>
       Effect.gen(function*() {
         closing = true
-        linkUp = false
+        if (link !== undefined && (unacked.size > 0 || waiting.length > 0)) {
+          // The last acknowledgements; bounded, so that a broker that stopped answering cannot hold up the stop.
+          yield* Effect.async<void>((resume) => {
+            onIdle = () => resume(Effect.void)
+            return Effect.sync(() => {
+              onIdle = undefined
+            })
+          }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+        }
+        link = undefined
         const connection = nc
-        if (buffer.length > 0) {
-          yield* Effect.logWarning("NATS closing with undelivered buffered messages").pipe(
-            Effect.annotateLogs({ count: buffer.length })
+        if (waiting.length > 0 || unacked.size > 0) {
+          yield* Effect.logWarning("NATS closing with undelivered messages").pipe(
+            Effect.annotateLogs({ buffered: waiting.length, awaitingAck: unacked.size })
           )
         }
+        if (outageDropped > 0 || outageUnconfirmed > 0) yield* logOutageLosses
         if (connection === undefined || connection.isClosed()) return
+        // Both bounded: a server that stopped answering (hung, or paused) would hold up the stop forever.
         yield* Effect.promise(() => connection.drain().catch(() => undefined)).pipe(
           Effect.timeoutTo({ duration: "2 seconds", onSuccess: () => true, onTimeout: () => false }),
-          Effect.flatMap((drained) => drained ? Effect.void : Effect.promise(() => connection.close()))
+          Effect.flatMap((drained) =>
+            drained ? Effect.void : Effect.promise(() => connection.close()).pipe(
+              Effect.timeout("1 second"),
+              Effect.catchTag("TimeoutException", () => Effect.logWarning("NATS connection did not close in time"))
+            )
+          )
         )
         yield* SubscriptionRef.set(state, "closed")
       }).pipe(Effect.annotateLogs({ driver: DRIVER }))
     )
+    // JetStream: an unusable stream found at the first connection fails the start, with its reason.
+    if (jetstream !== undefined) yield* Deferred.await(started)
 
     /**
      * Completes once the server has processed everything sent so far (our SUB included). The
@@ -426,7 +901,20 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       subscribe: scopedSubscribe(listen),
       retire: () => Effect.void,
       state: SubscriptionRef.get(state),
-      stats: () => ({ published, buffered: buffer.length, dropped, reconnects, subscriptions }),
+      stats: () => ({
+        published,
+        buffered: waiting.length,
+        bufferedBytes: waitingBytes,
+        dropped,
+        unconfirmedLost,
+        acknowledged,
+        awaitingAck: unacked.size,
+        republished,
+        rejected,
+        lost: dropped + unconfirmedLost + rejected,
+        reconnects,
+        subscriptions
+      }),
       clientSubscriptionCount: () => clientSubscriptions(nc)
     }
     return bus
@@ -468,7 +956,20 @@ export const natsOptionsFromConfig = (config: ProxyConfig): NatsOptions => {
     nkeySeed: bus.nkeySeed,
     credsFile: bus.credsFile,
     tls: bus.tls,
-    publishBufferSize: bus.publishBufferSize
+    subjectPrefix: bus.subjectPrefix,
+    publishBufferSize: bus.publishBufferSize,
+    publishBufferBytes: bus.publishBufferBytes,
+    jetstream: bus.jetstream.enabled ?
+      {
+        stream: bus.jetstream.stream,
+        maxAgeMs: bus.jetstream.maxAgeMs,
+        maxBytes: bus.jetstream.maxBytes,
+        duplicateWindowMs: bus.jetstream.duplicateWindowMs,
+        ackWindow: bus.jetstream.ackWindow,
+        ackWindowBytes: bus.jetstream.ackWindowBytes,
+        ackTimeoutMs: bus.jetstream.ackTimeoutMs
+      } :
+      undefined
   }
 }
 
