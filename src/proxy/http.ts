@@ -71,19 +71,35 @@ export const readiness = (observed: Observed | undefined): Effect.Effect<Readine
     return { ready: reasons.length === 0, ari: ari._tag, bus: busState, draining, reasons }
   })
 
+/** What the drivers that buffer (NATS, RabbitMQ) count; a driver leaves out what it does not have. */
 interface BusStats {
   readonly buffered: number
   /** Absent from a driver that does not measure its buffer in bytes. */
   readonly bufferedBytes?: number | undefined
   readonly dropped: number
   readonly reconnects: number
+  readonly published?: number
+  readonly acknowledged?: number
+  readonly awaitingAck?: number
+  readonly republished?: number
+  readonly unconfirmedLost?: number
+  /** NATS JetStream's error acknowledgements; RabbitMQ calls its refusals `nacked`. */
+  readonly rejected?: number
+  readonly nacked?: number
 }
 
-/** The drivers that buffer (NATS, RabbitMQ) count what they buffer and drop; memory has nothing to say. */
+/** Memory has nothing to say. */
 const busStatsOf = (bus: BusShape | undefined): BusStats => {
   const withStats = bus as (BusShape & { readonly stats?: () => BusStats }) | undefined
   return typeof withStats?.stats === "function" ? withStats.stats() : { buffered: 0, dropped: 0, reconnects: 0 }
 }
+
+/** Lost bus messages by reason: every one the driver knows of. */
+const busLosses = (stats: BusStats): Array<Sample> => [
+  { labels: { reason: "buffer_full" }, value: stats.dropped },
+  { labels: { reason: "unconfirmed_at_disconnect" }, value: stats.unconfirmedLost ?? 0 },
+  { labels: { reason: "rejected" }, value: (stats.rejected ?? 0) + (stats.nacked ?? 0) }
+]
 
 const noStats: ProxyStats = {
   router: makeRouterCounters(),
@@ -148,6 +164,15 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
         busStats.bufferedBytes ?? 0)
       .counter("ari_proxy_bus_dropped_messages_total", "Messages lost because the bus buffer was full.",
         busStats.dropped)
+      .counter("ari_proxy_bus_lost_messages_total", "Bus messages counted as lost, by reason.", busLosses(busStats))
+      .counter("ari_proxy_bus_published_messages_total", "Messages the bus driver wrote (each once).",
+        busStats.published ?? 0)
+      .counter("ari_proxy_bus_republished_messages_total", "Unacknowledged messages written again after a loss.",
+        busStats.republished ?? 0)
+      .counter("ari_proxy_bus_acknowledged_messages_total", "Messages the broker acknowledged (NATS JetStream).",
+        busStats.acknowledged ?? 0)
+      .gauge("ari_proxy_bus_awaiting_ack_messages",
+        "Messages written and awaiting their acknowledgement (NATS JetStream).", busStats.awaitingAck ?? 0)
       .counter("ari_proxy_bus_publish_failures_total", "Publishes the bus refused.", stats.dialogs.publishFailures)
       .counter("ari_proxy_dialogs_reoffered_total", "Dialogs offered anew because their owner's lease lapsed.",
         stats.dialogs.dialogsReoffered)

@@ -5,7 +5,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Queue, Scope } from "effect"
 import { readFileSync } from "node:fs"
+import { AriConnectionState } from "../../src/ari/socket.js"
+import { makeMemoryBus } from "../../src/bus/memory.js"
+import type { NatsBusStats } from "../../src/bus/nats.js"
+import { makeDialogCounters } from "../../src/dialog/actor.js"
+import { makeTopics } from "../../src/protocol/topics.js"
 import { proxyApplication } from "../../src/proxy/application.js"
+import { renderMetrics } from "../../src/proxy/http.js"
+import type { ProxyShape } from "../../src/proxy/Proxy.js"
+import { makeRouterCounters } from "../../src/proxy/router.js"
 import { startApp } from "../support/apps.js"
 import { eventually, startSim } from "../support/harness.js"
 import { freePort, httpGet, parsePrometheus, pollUntil, proxyConfigFor, startOpsProxy, valueOf } from "./support.js"
@@ -182,5 +190,56 @@ describe("/metrics", () => {
       yield* pollUntil(`${base}/metrics`, (answer) =>
         valueOf(parsePrometheus(answer.body), "ari_proxy_ari_reconnects_total") >
           valueOf(before, "ari_proxy_ari_reconnects_total"))
+    }))
+})
+
+describe("/metrics: the bus", () => {
+  const idleProxy: ProxyShape = {
+    topics: makeTopics(""),
+    stats: Effect.succeed({
+      router: makeRouterCounters(),
+      dialogs: makeDialogCounters(),
+      activeDialogs: 0,
+      boundEntities: 0,
+      deepestMailbox: 0,
+      ariReconnects: 0,
+      unroutedDropped: 0
+    }),
+    ready: Effect.succeed(true),
+    draining: Effect.succeed(false),
+    ariState: Effect.succeed(AriConnectionState.Connected({ connections: 1 })),
+    drain: Effect.void,
+    dialogs: () => []
+  }
+
+  it.scoped("reports the driver's buffer, acknowledgements and every loss by reason", () =>
+    Effect.gen(function*() {
+      const stats: NatsBusStats = {
+        published: 20_000,
+        buffered: 12,
+        bufferedBytes: 3456,
+        dropped: 7754,
+        unconfirmedLost: 30,
+        acknowledged: 19_000,
+        awaitingAck: 40,
+        republished: 800,
+        rejected: 2,
+        lost: 7786,
+        reconnects: 1,
+        subscriptions: 0
+      }
+      const bus = { ...(yield* makeMemoryBus), stats: () => stats }
+      const metrics = parsePrometheus(yield* renderMetrics({ proxy: idleProxy, bus }))
+      expect(valueOf(metrics, "ari_proxy_bus_buffered_messages")).toBe(12)
+      expect(valueOf(metrics, "ari_proxy_bus_buffered_bytes")).toBe(3456)
+      expect(valueOf(metrics, "ari_proxy_bus_dropped_messages_total")).toBe(7754)
+      expect(valueOf(metrics, "ari_proxy_bus_lost_messages_total", { reason: "buffer_full" })).toBe(7754)
+      expect(valueOf(metrics, "ari_proxy_bus_lost_messages_total", { reason: "unconfirmed_at_disconnect" })).toBe(30)
+      expect(valueOf(metrics, "ari_proxy_bus_lost_messages_total", { reason: "rejected" })).toBe(2)
+      expect(valueOf(metrics, "ari_proxy_bus_published_messages_total")).toBe(20_000)
+      expect(valueOf(metrics, "ari_proxy_bus_republished_messages_total")).toBe(800)
+      expect(valueOf(metrics, "ari_proxy_bus_acknowledged_messages_total")).toBe(19_000)
+      expect(valueOf(metrics, "ari_proxy_bus_awaiting_ack_messages")).toBe(40)
+      expect(valueOf(metrics, "ari_proxy_bus_reconnects_total")).toBe(1)
     }))
 })
