@@ -37,11 +37,14 @@ export interface Tally {
   /** Calls the simulator refused (the proxy's ARI websocket was down). */
   callsRefused: number
   callsCompleted: number
-  /** By kind: `no AppStart`, `no DialogEnded`, `ended: <reason>`. */
+  /**
+   * By kind: `not taken` (no dialog took it: its AppStart, or its dialog's StasisStart, never came),
+   * `no DialogEnded`, `ended: <reason>` (a reason other than channels_left).
+   */
   readonly callsFailed: Record<string, number>
   /** More than one dialog for the same call (an AppStart delivered twice). */
   duplicateDialogs: number
-  /** Dialogs whose first channel is not one of ours, or that ended before a StasisStart. */
+  /** Dialogs whose first channel is not a call of ours, or without a StasisStart (within END_GRACE_MS). */
   strayDialogs: number
   /** Events the application received (duplicates dropped by the client not included). */
   events: number
@@ -197,9 +200,12 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
         if (Date.now() + wait > hangupAt - 500) break
         await pause(wait)
         if (stopping) break
-        const index = call.dtmfSent++
-        tally.dtmfSent++
-        farEnd(() => sim.sendDtmf(call.channelId, DIGITS[index % DIGITS.length]!, DTMF_DURATION_BASE_MS + index))
+        const index = call.dtmfSent
+        farEnd(() => {
+          sim.sendDtmf(call.channelId, DIGITS[index % DIGITS.length]!, DTMF_DURATION_BASE_MS + index)
+          call.dtmfSent++
+          tally.dtmfSent++
+        })
       }
       await pause(hangupAt - Date.now())
       call.hungUpAt = Date.now()
@@ -232,7 +238,8 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
       const finished = yield* playback.value.finished.pipe(Effect.timeout(PLAYBACK_TIMEOUT_MS), Effect.either)
       // Gone: the dialog ended first (the caller hung up during the prompt).
       if (Either.isLeft(finished) && finished.left._tag === "TimeoutException") {
-        bump(call.hungUpAt === undefined ? tally.commandErrors : tally.commandsRacedHangup, `no PlaybackFinished in ${PLAYBACK_TIMEOUT_MS / 1000} s`)
+        const counts = call.hungUpAt === undefined ? tally.commandErrors : tally.commandsRacedHangup
+        bump(counts, `no PlaybackFinished in ${PLAYBACK_TIMEOUT_MS / 1000} s`)
       }
     })
 
@@ -289,7 +296,8 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
 
   const handle = (dialog: AriDialog) =>
     Effect.gen(function*() {
-      const first = yield* Effect.option(dialog.firstChannel)
+      // Bounded: a dialog whose StasisStart and DialogEnded were both lost would wait forever.
+      const first = yield* dialog.firstChannel.pipe(Effect.timeout(END_GRACE_MS), Effect.option)
       const call = Option.isSome(first) ? calls.get(first.value.id) : undefined
       if (Option.isNone(first) || call === undefined) {
         tally.strayDialogs++
@@ -311,7 +319,7 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
     const now = Date.now()
     for (const call of [...calls.values()]) {
       if (call.dialogs === 0 && call.hungUpAt !== undefined && now - call.hungUpAt > END_GRACE_MS) {
-        settle(call, "no AppStart", undefined)
+        settle(call, "not taken", undefined)
       }
     }
   }

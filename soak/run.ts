@@ -17,7 +17,7 @@ import { Effect, Exit, Fiber, Logger, Scope } from "effect"
 import { type BusShape, makeAmqpBus, makeAriClient, makeNatsBus } from "../src/client/index.js"
 import { startSimulator } from "../src/simulator/index.js"
 import { type Broker, type BusKind, freePort, startBroker } from "./broker.js"
-import { makeCalls } from "./calls.js"
+import { makeCalls, type Tally } from "./calls.js"
 import type { ProxyMemory, ProxyRequest, ProxySpec } from "./proxyWorker.js"
 
 const USAGE = `npm run soak -- [options]
@@ -246,6 +246,59 @@ const version = (command: string, args: ReadonlyArray<string>) => {
 
 const say = (line: string) => process.stdout.write(line + "\n")
 
+type Counts = Omit<Tally, "commandLatencies">
+type MemoryRange = { readonly first: number; readonly last: number; readonly min: number; readonly max: number }
+
+interface Summary {
+  readonly seconds: number
+  readonly counts: Counts
+  readonly commandRtt: Record<"p50" | "p99" | "max", number | undefined>
+  readonly restarts: ReadonlyArray<{ readonly seconds: number; readonly outageMs: number }>
+  readonly proxy: {
+    readonly rss: MemoryRange | undefined
+    readonly heap: MemoryRange | undefined
+    readonly busReconnects: number | undefined
+    readonly busDropped: number | undefined
+    readonly busPublishFailures: number | undefined
+    readonly eventsDropped: number | undefined
+    readonly ariReconnects: number | undefined
+    readonly dialogsEnded: Record<string, number>
+  }
+}
+
+/** A count, and what it is made of when it is not zero. */
+const countOf = (counts: Record<string, number>) =>
+  total(counts) === 0 ? "0" : `${fmt(total(counts))} (${breakdown(counts)})`
+
+const rangeOf = (range: MemoryRange | undefined) =>
+  range === undefined ?
+    "?" :
+    `${mb(range.first)} → ${mb(range.last)} MB (min ${mb(range.min)}, max ${mb(range.max)})`
+
+const summaryText = ({ seconds, counts: c, commandRtt, restarts, proxy }: Summary) => {
+  const outages = restarts.map((restart) => restart.outageMs / 1000)
+  const withoutBroker = outages.length === 0 ?
+    "" :
+    `, without broker ${fmt(Math.min(...outages), 1)}-${fmt(Math.max(...outages), 1)} s each`
+  return [
+    `summary (${clock(seconds)}):`,
+    `  broker     restarts ${restarts.length}${withoutBroker}`,
+    `  calls      placed ${fmt(c.callsPlaced)} (refused ${fmt(c.callsRefused)}), completed ${fmt(c.callsCompleted)}, ` +
+    `failed ${countOf(c.callsFailed)}; duplicate dialogs ${fmt(c.duplicateDialogs)}, stray ${fmt(c.strayDialogs)}`,
+    `  events     received ${fmt(c.events)}; lost by seq ${fmt(c.seqLost)} (in ${fmt(c.seqGaps)} gaps), ` +
+    `duplicates dropped ${fmt(c.seqDuplicates)}`,
+    `  DTMF       sent ${fmt(c.dtmfSent)}, received ${fmt(c.dtmfReceived)}, lost ${fmt(c.dtmfLost)}, ` +
+    `out of order ${fmt(c.dtmfOutOfOrder)}, repeated ${fmt(c.dtmfRepeated)}; far-end errors ${fmt(c.farEndErrors)}`,
+    `  commands   ok ${fmt(c.commandsOk)} (round trip p50 ${fmt(commandRtt.p50, 1)} ms, ` +
+    `p99 ${fmt(commandRtt.p99, 1)} ms, max ${fmt(commandRtt.max)} ms), errors ${countOf(c.commandErrors)}; ` +
+    `crossed the hangup ${countOf(c.commandsRacedHangup)}`,
+    `  proxy      RSS ${rangeOf(proxy.rss)}, heap after GC ${rangeOf(proxy.heap)}`,
+    `             bus reconnects ${fmt(proxy.busReconnects)}, bus dropped ${fmt(proxy.busDropped)}, ` +
+    `publish failures ${fmt(proxy.busPublishFailures)}, events dropped ${fmt(proxy.eventsDropped)}, ` +
+    `ARI reconnects ${fmt(proxy.ariReconnects)}; dialogs ended: ${breakdown(proxy.dialogsEnded)}`
+  ].join("\n")
+}
+
 const main = async () => {
   const options = parseOptions()
   const durationMs = options.minutes * 60_000
@@ -391,65 +444,39 @@ const main = async () => {
   await broker.close()
   appLog.end()
 
-  const allLatencies = tally.commandLatencies
-  const measured = samples.filter((s) => s.proxyRss !== undefined)
-  const memoryOf = (field: "proxyRss" | "proxyHeap") => ({
-    first: measured[0]?.[field],
-    last: measured.at(-1)?.[field],
-    max: measured.length === 0 ? undefined : Math.max(...measured.map((s) => s[field]!))
-  })
-  const rss = memoryOf("proxyRss")
-  const heap = memoryOf("proxyHeap")
-  const outages = restarts.map((r) => r.outageMs)
-  const endedByReason = Object.fromEntries(
-    metricSamples(metrics, "ari_proxy_dialogs_ended_total").map((s) => [/reason="([^"]*)"/.exec(s.labels)?.[1], s.value])
-  )
+  const memoryOf = (field: "proxyRss" | "proxyHeap") => {
+    const values = samples.map((s) => s[field]).filter((value) => value !== undefined)
+    return values.length === 0 ? undefined : {
+      first: values[0]!,
+      last: values.at(-1)!,
+      min: Math.min(...values),
+      max: Math.max(...values)
+    }
+  }
   const proxyCounters = {
     busReconnects: metricSum(metrics, "ari_proxy_bus_reconnects_total"),
     busDropped: metricSum(metrics, "ari_proxy_bus_dropped_messages_total"),
     busPublishFailures: metricSum(metrics, "ari_proxy_bus_publish_failures_total"),
     eventsDropped: metricSum(metrics, "ari_proxy_events_dropped_total"),
     ariReconnects: metricSum(metrics, "ari_proxy_ari_reconnects_total"),
-    dialogsEnded: endedByReason
+    dialogsEnded: Object.fromEntries(metricSamples(metrics, "ari_proxy_dialogs_ended_total").map((sample) => [
+      /reason="([^"]*)"/.exec(sample.labels)?.[1] ?? "",
+      sample.value
+    ]))
   }
-  const { commandLatencies: _latencies, ...counts } = tally
-  const commandRtt = {
-    p50: percentile(allLatencies, 50),
-    p99: percentile(allLatencies, 99),
-    max: percentile(allLatencies, 100)
+  const { commandLatencies, ...counts } = tally
+  const summary = {
+    seconds: last.seconds,
+    counts,
+    commandRtt: {
+      p50: percentile(commandLatencies, 50),
+      p99: percentile(commandLatencies, 99),
+      max: percentile(commandLatencies, 100)
+    },
+    restarts,
+    proxy: { rss: memoryOf("proxyRss"), heap: memoryOf("proxyHeap"), ...proxyCounters }
   }
-  const failedText = total(tally.callsFailed) === 0 ? "failed 0" :
-    `failed ${fmt(total(tally.callsFailed))} (${breakdown(tally.callsFailed)})`
-  const errorsText = total(tally.commandErrors) === 0 ? "errors 0" :
-    `errors ${fmt(total(tally.commandErrors))} (${breakdown(tally.commandErrors)})`
-  const racedText = total(tally.commandsRacedHangup) === 0 ? "0" :
-    `${fmt(total(tally.commandsRacedHangup))} (${breakdown(tally.commandsRacedHangup)})`
-  say(`
-summary (${clock(last.seconds)}):
-  broker     restarts ${restarts.length}${
-    outages.length === 0 ? "" :
-      `, without broker ${fmt(Math.min(...outages) / 1000, 1)}-${fmt(Math.max(...outages) / 1000, 1)} s each`
-  }
-  calls      placed ${fmt(tally.callsPlaced)} (refused ${fmt(tally.callsRefused)}), completed ${
-    fmt(tally.callsCompleted)
-  }, ${failedText}; duplicate dialogs ${fmt(tally.duplicateDialogs)}, stray dialogs ${fmt(tally.strayDialogs)}
-  events     received ${fmt(tally.events)}; lost by seq ${fmt(tally.seqLost)} (in ${fmt(tally.seqGaps)} gaps), ` +
-    `duplicates dropped ${fmt(tally.seqDuplicates)}
-  DTMF       sent ${fmt(tally.dtmfSent)}, received ${fmt(tally.dtmfReceived)}, lost ${fmt(tally.dtmfLost)}, ` +
-    `out of order ${fmt(tally.dtmfOutOfOrder)}, repeated ${fmt(tally.dtmfRepeated)}; far-end errors ${
-      fmt(tally.farEndErrors)
-    }
-  commands   ok ${fmt(tally.commandsOk)} (round trip p50 ${fmt(commandRtt.p50, 1)} ms, p99 ${
-    fmt(commandRtt.p99, 1)
-  } ms, max ${fmt(commandRtt.max, 0)} ms), ${errorsText}; crossed the hangup ${racedText}
-  proxy      RSS ${mb(rss.first)} → ${mb(rss.last)} MB (max ${mb(rss.max)}), heap after GC ${mb(heap.first)} → ${
-    mb(heap.last)
-  } MB (max ${mb(heap.max)}), first sample → last
-             bus reconnects ${fmt(proxyCounters.busReconnects)}, bus dropped ${
-    fmt(proxyCounters.busDropped)
-  }, publish failures ${fmt(proxyCounters.busPublishFailures)}, events dropped ${
-    fmt(proxyCounters.eventsDropped)
-  }, ARI reconnects ${fmt(proxyCounters.ariReconnects)}; dialogs ended: ${breakdown(endedByReason)}`)
+  say("\n" + summaryText(summary))
 
   const results = {
     date: new Date(began).toISOString(),
@@ -461,10 +488,7 @@ summary (${clock(last.seconds)}):
       node: process.version,
       broker: options.bus === "nats" ? version("nats-server", ["--version"]) : version("rabbitmqctl", ["version"])
     },
-    counts,
-    commandRtt,
-    restarts,
-    proxy: { rss, heap, ...proxyCounters },
+    ...summary,
     samples
   }
   const resultsPath = join(outDir, "soak-results.json")
