@@ -54,7 +54,7 @@ export interface Tally {
   seqDuplicates: number
   dtmfSent: number
   dtmfReceived: number
-  /** Digits sent but never received, calls ended so far. */
+  /** Digits sent but never received, calls settled so far (those no dialog took included). */
   dtmfLost: number
   dtmfOutOfOrder: number
   dtmfRepeated: number
@@ -146,11 +146,12 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
     if (!calls.delete(call.channelId)) return
     if (outcome === "channels_left") tally.callsCompleted++
     else bump(tally.callsFailed, outcome)
+    // A call no dialog took lost all its digits.
+    tally.dtmfLost += Math.max(0, call.dtmfSent - call.dtmfReceived.size)
     if (delivery === undefined) return
     tally.seqLost += delivery.gaps.reduce((sum, gap) => sum + gap.missing, 0)
     tally.seqGaps += delivery.gaps.length
     tally.seqDuplicates += delivery.duplicates
-    tally.dtmfLost += Math.max(0, call.dtmfSent - call.dtmfReceived.size)
   }
 
   // The far end.
