@@ -6,9 +6,13 @@
  *
  * Each DTMF digit carries its number in `duration_ms` (base + index), so the application can tell
  * a lost digit from a reordered or repeated one without relying on the proxy's `seq`.
+ *
+ * A dialog whose lease lapses (the client could not renew it through a broker outage longer than
+ * the proxy's `dialog_lease_ms`) is offered anew, resumed: the application takes it over and
+ * carries on, and the owner that lost it lets go. A call is judged over all the dialogs that drove it.
  */
 import { Effect, Either, Option, Stream } from "effect"
-import type { AriClientShape, AriDialog, AriRequestError, ChannelHandle, EventDelivery } from "../src/client/index.js"
+import type { AriClientShape, AriDialog, AriRequestError, ChannelHandle } from "../src/client/index.js"
 import { isUnknownAriEvent } from "../src/client/index.js"
 import type { SimulatorHandle } from "../src/simulator/index.js"
 
@@ -20,7 +24,7 @@ const COMMAND_MIN_MS = 2_000
 const COMMAND_MAX_MS = 5_000
 /** As long as a request may wait for its answer (the client's default): an outage is not a loss. */
 const PLAYBACK_TIMEOUT_MS = 15_000
-/** After the far end hung up, how long DialogEnded (or, for a call never taken, its AppStart) may take. */
+/** After the far end hung up, how long DialogEnded (or, for a call nobody drives, its AppStart) may take. */
 export const END_GRACE_MS = 30_000
 const DIGITS = "0123456789*#"
 const DTMF_DURATION_BASE_MS = 100
@@ -39,16 +43,23 @@ export interface Tally {
   callsCompleted: number
   /**
    * By kind: `not taken` (no dialog took it: its AppStart, or its dialog's StasisStart, never came),
-   * `no DialogEnded`, `ended: <reason>` (a reason other than channels_left).
+   * `not taken over` (its owner lost the lease and no resumed dialog came), `no DialogEnded`,
+   * `ended: <reason>` (a reason other than channels_left).
    */
   readonly callsFailed: Record<string, number>
-  /** More than one dialog for the same call (an AppStart delivered twice). */
+  /** Resumed dialogs taken (a lease lapsed), and owners told they had lost theirs. */
+  takeovers: number
+  leasesLost: number
+  /** A second dialog for the same call that was not a resumed one (an AppStart delivered twice). */
   duplicateDialogs: number
   /** Dialogs whose first channel is not a call of ours, or without a StasisStart (within END_GRACE_MS). */
   strayDialogs: number
   /** Events the application received (duplicates dropped by the client not included). */
   events: number
-  /** By `seq`, dialogs ended so far: events missing, runs of them, and duplicates the client dropped. */
+  /**
+   * By `seq`, calls settled so far: events no owner received (what a takeover replayed is not
+   * lost), runs of them, and duplicates the client dropped.
+   */
   seqLost: number
   seqGaps: number
   seqDuplicates: number
@@ -56,8 +67,12 @@ export interface Tally {
   dtmfReceived: number
   /** Digits sent but never received, calls settled so far (those no dialog took included). */
   dtmfLost: number
+  /** Received after a later digit by the same dialog. */
   dtmfOutOfOrder: number
+  /** Received twice by the same dialog. */
   dtmfRepeated: number
+  /** Received again by the dialog that took the call over (its replay): expected. */
+  dtmfReplayed: number
   /** Simulator calls that failed on the far end (sendDtmf or hangup of a channel it no longer had). */
   farEndErrors: number
   commandsOk: number
@@ -76,17 +91,28 @@ export interface LiveDelivery {
   readonly duplicates: number
 }
 
+/** A dialog that drove a call. */
+interface Owner {
+  readonly dialog: AriDialog
+  /** `resumed.lastSeq` when it took the call over: its predecessor's events after it were replayed to it. */
+  readonly resumedAfter: number | undefined
+  /** The digits it received, and the highest (order is judged per owner: a takeover replays). */
+  readonly digits: Set<number>
+  highestDigit: number
+}
+
 interface Call {
   readonly channelId: string
   dtmfSent: number
   hungUpAt: number | undefined
-  /** Dialogs the application took for it. */
-  dialogs: number
-  dialog: AriDialog | undefined
   /** The application saw it hang up (ChannelHangupRequest or StasisEnd): it stops sending commands. */
   hangupSeen: boolean
+  /** The dialogs that drove it, in the order taken: the first, then one per takeover. */
+  readonly owners: Array<Owner>
+  /** False until a dialog takes it, and while its last owner has lost the lease and no other took over. */
+  driven: boolean
+  /** Digits received by any owner. */
   readonly dtmfReceived: Set<number>
-  dtmfHighest: number
 }
 
 export interface CallsOptions {
@@ -100,10 +126,10 @@ export interface Calls {
   /** Calls up on the far end right now. */
   readonly up: () => number
   readonly liveDelivery: () => LiveDelivery
-  /** Settles the calls hung up long ago that no dialog took. */
+  /** Settles the calls hung up long ago that no dialog drives. */
   readonly sweep: () => void
-  /** The application's side; run it (it never ends) before the first call. */
-  readonly serve: Effect.Effect<never, unknown>
+  /** The application's side; run it (it never ends) before the first call; `onListening` says when it takes calls. */
+  readonly serve: (onListening: Effect.Effect<void>) => Effect.Effect<never, unknown>
   readonly start: () => void
   /** Hangs up every call, places no more, waits until each is settled (at most END_GRACE_MS + 5 s). */
   readonly stop: () => Promise<void>
@@ -115,6 +141,8 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
     callsRefused: 0,
     callsCompleted: 0,
     callsFailed: {},
+    takeovers: 0,
+    leasesLost: 0,
     duplicateDialogs: 0,
     strayDialogs: 0,
     events: 0,
@@ -126,6 +154,7 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
     dtmfLost: 0,
     dtmfOutOfOrder: 0,
     dtmfRepeated: 0,
+    dtmfReplayed: 0,
     farEndErrors: 0,
     commandsOk: 0,
     commandErrors: {},
@@ -142,15 +171,34 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
   /** A sleep that ends early when the soak stops. */
   const pause = (ms: number) => Promise.race([new Promise((resolve) => setTimeout(resolve, ms)), stopped])
 
-  const settle = (call: Call, outcome: string, delivery: EventDelivery | undefined) => {
+  /** By `seq`, over the call's owners: a gap an owner's successor got replayed is not a loss. */
+  const deliveryOf = (call: Call): LiveDelivery => {
+    let lost = 0
+    let gaps = 0
+    let duplicates = 0
+    call.owners.forEach((owner, index) => {
+      const delivery = Effect.runSync(owner.dialog.delivery)
+      const replayedAfter = call.owners[index + 1]?.resumedAfter ?? Number.POSITIVE_INFINITY
+      for (const gap of delivery.gaps) {
+        const missing = Math.min(gap.missing, replayedAfter - gap.after)
+        if (missing <= 0) continue
+        lost += missing
+        gaps++
+      }
+      duplicates += delivery.duplicates
+    })
+    return { lost, gaps, duplicates }
+  }
+
+  const settle = (call: Call, outcome: string) => {
     if (!calls.delete(call.channelId)) return
     if (outcome === "channels_left") tally.callsCompleted++
     else bump(tally.callsFailed, outcome)
     // A call no dialog took lost all its digits.
     tally.dtmfLost += Math.max(0, call.dtmfSent - call.dtmfReceived.size)
-    if (delivery === undefined) return
-    tally.seqLost += delivery.gaps.reduce((sum, gap) => sum + gap.missing, 0)
-    tally.seqGaps += delivery.gaps.length
+    const delivery = deliveryOf(call)
+    tally.seqLost += delivery.lost
+    tally.seqGaps += delivery.gaps
     tally.seqDuplicates += delivery.duplicates
   }
 
@@ -163,11 +211,10 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
         channelId,
         dtmfSent: 0,
         hungUpAt: undefined,
-        dialogs: 0,
-        dialog: undefined,
         hangupSeen: false,
-        dtmfReceived: new Set(),
-        dtmfHighest: -1
+        owners: [],
+        driven: false,
+        dtmfReceived: new Set()
       }
       calls.set(channelId, call)
       tally.callsPlaced++
@@ -244,10 +291,13 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
       }
     })
 
-  const converse = (call: Call, channel: ChannelHandle) =>
+  /** A call taken over is already answered and greeted: its new owner goes on with the commands. */
+  const converse = (call: Call, channel: ChannelHandle, takenOver: boolean) =>
     Effect.gen(function*() {
-      yield* command(call, channel.answer())
-      yield* playAndWait(call, channel, "sound:hello-world")
+      if (!takenOver) {
+        yield* command(call, channel.answer())
+        yield* playAndWait(call, channel, "sound:hello-world")
+      }
       for (let turn = 0; !call.hangupSeen; turn++) {
         yield* Effect.sleep(randomBetween(COMMAND_MIN_MS, COMMAND_MAX_MS))
         if (call.hangupSeen) return
@@ -260,19 +310,24 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
       }
     })
 
-  const watchEvents = (call: Call, dialog: AriDialog) =>
-    Stream.runForEach(dialog.events, (event) => Effect.sync(() => {
+  const watchEvents = (call: Call, owner: Owner) =>
+    Stream.runForEach(owner.dialog.events, (event) => Effect.sync(() => {
       tally.events++
       if (isUnknownAriEvent(event)) return
       switch (event.type) {
         case "ChannelDtmfReceived": {
           const index = event.duration_ms - DTMF_DURATION_BASE_MS
-          if (call.dtmfReceived.has(index)) {
+          if (owner.digits.has(index)) {
             tally.dtmfRepeated++
             return
           }
-          if (index < call.dtmfHighest) tally.dtmfOutOfOrder++
-          call.dtmfHighest = Math.max(call.dtmfHighest, index)
+          if (index < owner.highestDigit) tally.dtmfOutOfOrder++
+          owner.highestDigit = Math.max(owner.highestDigit, index)
+          owner.digits.add(index)
+          if (call.dtmfReceived.has(index)) {
+            tally.dtmfReplayed++
+            return
+          }
           call.dtmfReceived.add(index)
           tally.dtmfReceived++
           return
@@ -295,32 +350,51 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
       })
     )
 
-  const handle = (dialog: AriDialog) =>
+  /** The call a dialog is for: its first channel's, or for a resumed one, the channel it says the call holds. */
+  const callOf = (dialog: AriDialog) =>
     Effect.gen(function*() {
+      if (dialog.resumed !== undefined) {
+        return dialog.resumed.state.channels.map((channel) => calls.get(channel.id)).find((call) => call !== undefined)
+      }
       // Bounded: a dialog whose StasisStart and DialogEnded were both lost would wait forever.
       const first = yield* dialog.firstChannel.pipe(Effect.timeout(END_GRACE_MS), Effect.option)
-      const call = Option.isSome(first) ? calls.get(first.value.id) : undefined
-      if (Option.isNone(first) || call === undefined) {
+      return Option.isSome(first) ? calls.get(first.value.id) : undefined
+    })
+
+  const handle = (dialog: AriDialog) =>
+    Effect.gen(function*() {
+      const call = yield* callOf(dialog)
+      if (call === undefined) {
         tally.strayDialogs++
         return
       }
-      if (++call.dialogs > 1) {
+      const resumed = dialog.resumed
+      if (resumed === undefined && call.owners.length > 0) {
         tally.duplicateDialogs++
         return
       }
-      call.dialog = dialog
+      if (resumed !== undefined) tally.takeovers++
+      const owner: Owner = { dialog, resumedAfter: resumed?.lastSeq, digits: new Set(), highestDigit: -1 }
+      call.owners.push(owner)
+      call.driven = true
       // Forked: both stop when the handler returns (the dialog is then closed).
-      yield* Effect.fork(watchEvents(call, dialog))
-      yield* Effect.fork(converse(call, first.value))
+      yield* Effect.fork(watchEvents(call, owner))
+      yield* Effect.fork(converse(call, dialog.channel(call.channelId), resumed !== undefined))
       const outcome = yield* awaitEnd(call, dialog)
-      settle(call, outcome, yield* dialog.delivery)
+      if (outcome === "ended: lease_lost") {
+        // Another dialog drives the call now, or will once the resumed AppStart comes.
+        tally.leasesLost++
+        if (call.owners.at(-1) === owner) call.driven = false
+        return
+      }
+      settle(call, outcome)
     })
 
   const sweep = () => {
     const now = Date.now()
     for (const call of [...calls.values()]) {
-      if (call.dialogs === 0 && call.hungUpAt !== undefined && now - call.hungUpAt > END_GRACE_MS) {
-        settle(call, "not taken", undefined)
+      if (!call.driven && call.hungUpAt !== undefined && now - call.hungUpAt > END_GRACE_MS) {
+        settle(call, call.owners.length === 0 ? "not taken" : "not taken over")
       }
     }
   }
@@ -334,16 +408,15 @@ export const makeCalls = ({ sim, client, calls: slots }: CallsOptions): Calls =>
       let gaps = 0
       let duplicates = 0
       for (const call of calls.values()) {
-        if (call.dialog === undefined) continue
-        const delivery = Effect.runSync(call.dialog.delivery)
-        lost += delivery.gaps.reduce((sum, gap) => sum + gap.missing, 0)
-        gaps += delivery.gaps.length
+        const delivery = deliveryOf(call)
+        lost += delivery.lost
+        gaps += delivery.gaps
         duplicates += delivery.duplicates
       }
       return { lost, gaps, duplicates }
     },
     sweep,
-    serve: client.serve(handle),
+    serve: (onListening) => client.serve(handle, { onListening }),
     start: () => {
       for (let slot = 0; slot < slots; slot++) slotsDone.push(runSlot(slot))
     },

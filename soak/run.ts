@@ -181,6 +181,8 @@ interface Sample {
   readonly callsUp: number
   readonly callsCompleted: number
   readonly callsFailed: number
+  /** Resumed dialogs taken over (leases that lapsed). */
+  readonly takeovers: number
   readonly events: number
   /** By `seq`, dialogs ended and open. */
   readonly eventsLost: number
@@ -217,6 +219,7 @@ const COLUMNS: ReadonlyArray<readonly [string, number, (sample: Sample) => strin
   ["up", 4, (s) => fmt(s.callsUp)],
   ["done", 6, (s) => fmt(s.callsCompleted)],
   ["failed", 6, (s) => fmt(s.callsFailed)],
+  ["takeovers", 9, (s) => fmt(s.takeovers)],
   ["events", 8, (s) => fmt(s.events)],
   ["lost", 5, (s) => fmt(s.eventsLost)],
   ["dup", 5, (s) => fmt(s.eventsDuplicated)],
@@ -284,11 +287,13 @@ const summaryText = ({ seconds, counts: c, commandRtt, restarts, proxy }: Summar
     `summary (${clock(seconds)}):`,
     `  broker     restarts ${restarts.length}${withoutBroker}`,
     `  calls      placed ${fmt(c.callsPlaced)} (refused ${fmt(c.callsRefused)}), completed ${fmt(c.callsCompleted)}, ` +
-    `failed ${countOf(c.callsFailed)}; duplicate dialogs ${fmt(c.duplicateDialogs)}, stray ${fmt(c.strayDialogs)}`,
+    `failed ${countOf(c.callsFailed)}; taken over ${fmt(c.takeovers)} (leases lost ${fmt(c.leasesLost)}), ` +
+    `duplicate dialogs ${fmt(c.duplicateDialogs)}, stray ${fmt(c.strayDialogs)}`,
     `  events     received ${fmt(c.events)}; lost by seq ${fmt(c.seqLost)} (in ${fmt(c.seqGaps)} gaps), ` +
     `duplicates dropped ${fmt(c.seqDuplicates)}`,
     `  DTMF       sent ${fmt(c.dtmfSent)}, received ${fmt(c.dtmfReceived)}, lost ${fmt(c.dtmfLost)}, ` +
-    `out of order ${fmt(c.dtmfOutOfOrder)}, repeated ${fmt(c.dtmfRepeated)}; far-end errors ${fmt(c.farEndErrors)}`,
+    `out of order ${fmt(c.dtmfOutOfOrder)}, repeated ${fmt(c.dtmfRepeated)}, replayed ${fmt(c.dtmfReplayed)}; ` +
+    `far-end errors ${fmt(c.farEndErrors)}`,
     `  commands   ok ${fmt(c.commandsOk)} (round trip p50 ${fmt(commandRtt.p50, 1)} ms, ` +
     `p99 ${fmt(commandRtt.p99, 1)} ms, max ${fmt(commandRtt.max)} ms), errors ${countOf(c.commandErrors)}; ` +
     `crossed the hangup ${countOf(c.commandsRacedHangup)}`,
@@ -341,8 +346,12 @@ const main = async () => {
   const bus = await Effect.runPromise(Scope.extend(makeBus, clientScope).pipe(Effect.provide(appLogger)))
   while (Effect.runSync(bus.state) !== "connected") await sleep(20)
   const calls = makeCalls({ sim, client: makeAriClient(bus, { application }), calls: options.calls })
-  const serving = Effect.runFork(calls.serve.pipe(Effect.provide(appLogger)))
-  await sleep(200) // the client has joined the application's queue group
+  let listening: () => void = () => undefined
+  const listens = new Promise<void>((resolve) => {
+    listening = resolve
+  })
+  const serving = Effect.runFork(calls.serve(Effect.sync(() => listening())).pipe(Effect.provide(appLogger)))
+  await listens
 
   const stopMode = options.kill ? "SIGKILL" : "SIGTERM"
   const restartText = options.restartEverySeconds > 0 ?
@@ -397,6 +406,7 @@ const main = async () => {
       callsUp: calls.up(),
       callsCompleted: tally.callsCompleted,
       callsFailed: total(tally.callsFailed),
+      takeovers: tally.takeovers,
       events: tally.events,
       eventsLost: tally.seqLost + live.lost,
       eventsDuplicated: tally.seqDuplicates + live.duplicates,
