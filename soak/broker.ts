@@ -82,7 +82,7 @@ const supervise = (launch: Launch, port: number, what: string) => {
     child = spawn(launch.command, [...launch.args], {
       env: launch.env,
       cwd: launch.cwd,
-      // Its own process group: a kill reaches the broker's helpers (beam, epmd clients) and nothing else.
+      // Its own process group: a kill reaches what the broker started (RabbitMQ: beam and its helpers), nothing else.
       detached: true,
       stdio: ["ignore", log, log]
     })

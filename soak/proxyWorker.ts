@@ -1,8 +1,8 @@
 /**
  * The proxy under soak, in its own process (forked by soak/run.ts with `--expose-gc`, its output
- * going to a log file): the production composition (`proxyApplication`) with its default settings,
- * its metrics endpoint on `httpPort`, JSON logs at info. Over IPC it answers its memory after a
- * full GC, and closes (the production drain) when asked.
+ * going to a log file): the production composition (`proxyApplication`) with its default settings
+ * (but `dialog_lease_ms` when given), its metrics endpoint on `httpPort`, JSON logs at info. Over
+ * IPC it answers its memory after a full GC, and closes (the production drain) when asked.
  */
 import { Effect, Exit, Layer, Scope } from "effect"
 import { makeProxyConfig } from "../src/config/ProxyConfigService.js"
@@ -19,6 +19,8 @@ export interface ProxySpec {
   readonly websocketUrl: string
   readonly username: string
   readonly password: string
+  /** `dialog_lease_ms`; the default when undefined. */
+  readonly leaseMs: number | undefined
 }
 
 export type ProxyRequest = { readonly id: number; readonly op: "memory" | "close" }
@@ -51,7 +53,8 @@ const config = makeProxyConfig({
   bus: { url: spec.busUrl },
   httpPort: spec.httpPort,
   logLevel: "info",
-  logFormat: "json"
+  logFormat: "json",
+  ...(spec.leaseMs !== undefined ? { dialogLeaseMs: spec.leaseMs } : {})
 })
 const scope = Effect.runSync(Scope.make())
 await Effect.runPromise(

@@ -27,6 +27,7 @@ const USAGE = `npm run soak -- [options]
   --restart-every S      restart the broker every S seconds (default 60; 0: never)
   --down S               seconds the broker stays down at each restart (default 2)
   --kill                 stop the broker with SIGKILL rather than SIGTERM
+  --lease-ms MS          the proxy's dialog_lease_ms (default: its own, 5,000)
   --sample-every S       seconds between report lines (default 10)`
 
 interface Options {
@@ -36,6 +37,7 @@ interface Options {
   readonly restartEverySeconds: number
   readonly downSeconds: number
   readonly kill: boolean
+  readonly leaseMs: number | undefined
   readonly sampleEverySeconds: number
 }
 
@@ -48,6 +50,7 @@ const parseOptions = (): Options => {
       "restart-every": { type: "string", default: "60" },
       down: { type: "string", default: "2" },
       kill: { type: "boolean", default: false },
+      "lease-ms": { type: "string" },
       "sample-every": { type: "string", default: "10" },
       help: { type: "boolean", default: false }
     }
@@ -69,6 +72,7 @@ const parseOptions = (): Options => {
     restartEverySeconds: number("restart-every", values["restart-every"], 0),
     downSeconds: number("down", values.down, 0),
     kill: values.kill,
+    leaseMs: values["lease-ms"] === undefined ? undefined : Math.round(number("lease-ms", values["lease-ms"], 1)),
     sampleEverySeconds: number("sample-every", values["sample-every"], 1)
   }
 }
@@ -328,7 +332,8 @@ const main = async () => {
     stasisUrl: sim.url,
     websocketUrl: sim.wsUrl,
     username: sim.credentials.username,
-    password: sim.credentials.password
+    password: sim.credentials.password,
+    leaseMs: options.leaseMs
   }, proxyLogPath)
   cleanups.push(proxy.killNow)
   await waitReady(httpPort, proxyLogPath)
@@ -357,7 +362,8 @@ const main = async () => {
   const restartText = options.restartEverySeconds > 0 ?
     `restarted every ${options.restartEverySeconds} s (${stopMode}, ${options.downSeconds} s down)` :
     "never restarted"
-  say(`soak: ${options.bus}, ${options.calls} calls, ${options.minutes} min; broker ${restartText}`)
+  const leaseText = options.leaseMs === undefined ? "" : `; dialog_lease_ms ${options.leaseMs}`
+  say(`soak: ${options.bus}, ${options.calls} calls, ${options.minutes} min; broker ${restartText}${leaseText}`)
   say(`broker: ${broker.description}`)
   say(`logs: ${proxyLogPath} (proxy), ${appLogPath} (application); broker files in ${workDir}\n`)
   say(header())
