@@ -1,5 +1,6 @@
 /**
- * `npm run soak -- [--bus nats|rabbitmq] [--calls 50] [--minutes 10] [--restart-every 60] [--down 2] [--kill]`:
+ * `npm run soak -- [--bus nats|rabbitmq] [--calls 50] [--minutes 10] [--restart-every 60] [--down 2] [--kill]
+ * [--lease-ms N] [--sample-every 10]`:
  * the proxy (its production composition, in a child process) under `calls` concurrent calls with
  * DTMF and commands for `minutes`, while its broker (a private one, see soak/broker.ts) is
  * restarted every `restart-every` seconds. A line every `sample-every` seconds, a summary at the
