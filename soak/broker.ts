@@ -134,13 +134,15 @@ export interface BrokerOptions {
   readonly dir: string
   /** Stop with SIGKILL rather than SIGTERM. */
   readonly kill: boolean
+  /** NATS: JetStream on, its store in `dir` (kept across restarts). */
+  readonly jetstream: boolean
 }
 
-const startNats = async ({ dir, kill }: BrokerOptions): Promise<Broker> => {
+const startNats = async ({ dir, kill, jetstream }: BrokerOptions): Promise<Broker> => {
   const port = await freePort()
   const broker = supervise({
     command: process.env.SOAK_NATS_SERVER ?? "nats-server",
-    args: ["-a", "127.0.0.1", "-p", String(port)],
+    args: ["-a", "127.0.0.1", "-p", String(port), ...(jetstream ? ["-js", "-sd", join(dir, "jetstream")] : [])],
     env: process.env,
     cwd: dir,
     logPath: join(dir, "nats-server.log")
@@ -148,7 +150,9 @@ const startNats = async ({ dir, kill }: BrokerOptions): Promise<Broker> => {
   await broker.start()
   return {
     url: `nats://127.0.0.1:${port}`,
-    description: `private nats-server on 127.0.0.1:${port} (core NATS, no JetStream)`,
+    description: `private nats-server on 127.0.0.1:${port} (${
+      jetstream ? "JetStream on, its store kept across restarts" : "core NATS, no JetStream"
+    })`,
     restart: (downMs) => broker.restart(downMs, kill),
     close: () => broker.stop(false),
     killNow: broker.killNow

@@ -21,6 +21,9 @@ export interface ProxySpec {
   readonly password: string
   /** `dialog_lease_ms`; the default when undefined. */
   readonly leaseMs: number | undefined
+  /** NATS: `bus_config.jetstream.enabled`, under `subject_prefix`. */
+  readonly jetstream: boolean
+  readonly subjectPrefix: string
 }
 
 export type ProxyRequest = { readonly id: number; readonly op: "memory" | "close" }
@@ -50,7 +53,7 @@ const config = makeProxyConfig({
   wsUser: spec.username,
   wsPassword: spec.password,
   messageBus: spec.bus === "nats" ? "NATS" : "RABBITMQ",
-  bus: { url: spec.busUrl },
+  bus: { url: spec.busUrl, subjectPrefix: spec.subjectPrefix, jetstream: { enabled: spec.jetstream } },
   httpPort: spec.httpPort,
   logLevel: "info",
   logFormat: "json",

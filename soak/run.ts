@@ -1,6 +1,6 @@
 /**
- * `npm run soak -- [--bus nats|rabbitmq] [--calls 50] [--minutes 10] [--restart-every 60] [--down 2] [--kill]
- * [--lease-ms N] [--sample-every 10]`:
+ * `npm run soak -- [--bus nats|rabbitmq] [--jetstream] [--calls 50] [--minutes 10] [--restart-every 60] [--down 2]
+ * [--kill] [--lease-ms N] [--sample-every 10]`:
  * the proxy (its production composition, in a child process) under `calls` concurrent calls with
  * DTMF and commands for `minutes`, while its broker (a private one, see soak/broker.ts) is
  * restarted every `restart-every` seconds. A line every `sample-every` seconds, a summary at the
@@ -23,6 +23,7 @@ import type { ProxyMemory, ProxyRequest, ProxySpec } from "./proxyWorker.js"
 
 const USAGE = `npm run soak -- [options]
   --bus nats|rabbitmq    the broker (default nats)
+  --jetstream            NATS: the proxy publishes into a JetStream stream (topics under "soak.")
   --calls N              concurrent calls (default 50)
   --minutes M            duration (default 10; fractions allowed)
   --restart-every S      restart the broker every S seconds (default 60; 0: never)
@@ -33,6 +34,7 @@ const USAGE = `npm run soak -- [options]
 
 interface Options {
   readonly bus: BusKind
+  readonly jetstream: boolean
   readonly calls: number
   readonly minutes: number
   readonly restartEverySeconds: number
@@ -46,6 +48,7 @@ const parseOptions = (): Options => {
   const { values } = parseArgs({
     options: {
       bus: { type: "string", default: "nats" },
+      jetstream: { type: "boolean", default: false },
       calls: { type: "string", default: "50" },
       minutes: { type: "string", default: "10" },
       "restart-every": { type: "string", default: "60" },
@@ -66,8 +69,10 @@ const parseOptions = (): Options => {
     return value
   }
   if (values.bus !== "nats" && values.bus !== "rabbitmq") throw new Error(`--bus must be nats or rabbitmq\n${USAGE}`)
+  if (values.jetstream && values.bus !== "nats") throw new Error(`--jetstream is for --bus nats\n${USAGE}`)
   return {
     bus: values.bus,
+    jetstream: values.jetstream,
     calls: Math.round(number("calls", values.calls, 1)),
     minutes: number("minutes", values.minutes, 0.1),
     restartEverySeconds: number("restart-every", values["restart-every"], 0),
@@ -266,7 +271,9 @@ interface Summary {
     readonly rss: MemoryRange | undefined
     readonly heap: MemoryRange | undefined
     readonly busReconnects: number | undefined
-    readonly busDropped: number | undefined
+    /** Messages the proxy's bus driver counted as lost, by reason (buffer full, unconfirmed at a disconnect, ...). */
+    readonly busLost: Record<string, number>
+    readonly busRepublished: number | undefined
     readonly busPublishFailures: number | undefined
     readonly eventsDropped: number | undefined
     readonly ariReconnects: number | undefined
@@ -303,8 +310,9 @@ const summaryText = ({ seconds, counts: c, commandRtt, restarts, proxy }: Summar
     `p99 ${fmt(commandRtt.p99, 1)} ms, max ${fmt(commandRtt.max)} ms), errors ${countOf(c.commandErrors)}; ` +
     `crossed the hangup ${countOf(c.commandsRacedHangup)}`,
     `  proxy      RSS ${rangeOf(proxy.rss)}, heap after GC ${rangeOf(proxy.heap)}`,
-    `             bus reconnects ${fmt(proxy.busReconnects)}, bus dropped ${fmt(proxy.busDropped)}, ` +
-    `publish failures ${fmt(proxy.busPublishFailures)}, events dropped ${fmt(proxy.eventsDropped)}, ` +
+    `             bus reconnects ${fmt(proxy.busReconnects)}, bus lost ${countOf(proxy.busLost)}, ` +
+    `republished ${fmt(proxy.busRepublished)}, publish failures ${fmt(proxy.busPublishFailures)}, ` +
+    `events dropped ${fmt(proxy.eventsDropped)}, ` +
     `ARI reconnects ${fmt(proxy.ariReconnects)}; dialogs ended: ${breakdown(proxy.dialogsEnded)}`
   ].join("\n")
 }
@@ -320,7 +328,10 @@ const main = async () => {
   // Whatever happens to this process, its broker and proxy do not outlive it.
   process.on("exit", () => cleanups.forEach((cleanup) => cleanup()))
 
-  const broker: Broker = await startBroker(options.bus, { dir: workDir, kill: options.kill })
+  const { kill, jetstream } = options
+  const broker: Broker = await startBroker(options.bus, { dir: workDir, kill, jetstream })
+  // JetStream needs a prefix of whole subject tokens; core NATS and RabbitMQ keep the seed's names.
+  const prefix = options.jetstream ? "soak." : ""
   cleanups.push(broker.killNow)
   const sim = await startSimulator({ recordLogs: false, timings: { playbackDurationMs: 500 } })
   const application = `soak_${randomBytes(4).toString("hex")}`
@@ -334,7 +345,9 @@ const main = async () => {
     websocketUrl: sim.wsUrl,
     username: sim.credentials.username,
     password: sim.credentials.password,
-    leaseMs: options.leaseMs
+    leaseMs: options.leaseMs,
+    jetstream: options.jetstream,
+    subjectPrefix: prefix
   }, proxyLogPath)
   cleanups.push(proxy.killNow)
   await waitReady(httpPort, proxyLogPath)
@@ -351,7 +364,7 @@ const main = async () => {
     makeAmqpBus({ url: broker.url, name: "soak-app" })
   const bus = await Effect.runPromise(Scope.extend(makeBus, clientScope).pipe(Effect.provide(appLogger)))
   while (Effect.runSync(bus.state) !== "connected") await sleep(20)
-  const calls = makeCalls({ sim, client: makeAriClient(bus, { application }), calls: options.calls })
+  const calls = makeCalls({ sim, client: makeAriClient(bus, { application, prefix }), calls: options.calls })
   let listening: () => void = () => undefined
   const listens = new Promise<void>((resolve) => {
     listening = resolve
@@ -364,7 +377,8 @@ const main = async () => {
     `restarted every ${options.restartEverySeconds} s (${stopMode}, ${options.downSeconds} s down)` :
     "never restarted"
   const leaseText = options.leaseMs === undefined ? "" : `; dialog_lease_ms ${options.leaseMs}`
-  say(`soak: ${options.bus}, ${options.calls} calls, ${options.minutes} min; broker ${restartText}${leaseText}`)
+  const busText = options.jetstream ? "nats (JetStream)" : options.bus
+  say(`soak: ${busText}, ${options.calls} calls, ${options.minutes} min; broker ${restartText}${leaseText}`)
   say(`broker: ${broker.description}`)
   say(`logs: ${proxyLogPath} (proxy), ${appLogPath} (application); broker files in ${workDir}\n`)
   say(header())
@@ -470,16 +484,19 @@ const main = async () => {
       max: Math.max(...values)
     }
   }
+  const byLabel = (name: string, label: string) =>
+    Object.fromEntries(metricSamples(metrics, name).map((sample) => [
+      new RegExp(`${label}="([^"]*)"`).exec(sample.labels)?.[1] ?? "",
+      sample.value
+    ]))
   const proxyCounters = {
     busReconnects: metricSum(metrics, "ari_proxy_bus_reconnects_total"),
-    busDropped: metricSum(metrics, "ari_proxy_bus_dropped_messages_total"),
+    busLost: byLabel("ari_proxy_bus_lost_messages_total", "reason"),
+    busRepublished: metricSum(metrics, "ari_proxy_bus_republished_messages_total"),
     busPublishFailures: metricSum(metrics, "ari_proxy_bus_publish_failures_total"),
     eventsDropped: metricSum(metrics, "ari_proxy_events_dropped_total"),
     ariReconnects: metricSum(metrics, "ari_proxy_ari_reconnects_total"),
-    dialogsEnded: Object.fromEntries(metricSamples(metrics, "ari_proxy_dialogs_ended_total").map((sample) => [
-      /reason="([^"]*)"/.exec(sample.labels)?.[1] ?? "",
-      sample.value
-    ]))
+    dialogsEnded: byLabel("ari_proxy_dialogs_ended_total", "reason")
   }
   const { commandLatencies, ...counts } = tally
   const summary = {
