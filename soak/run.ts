@@ -222,7 +222,8 @@ const mb = (bytes: number | undefined) => bytes === undefined ? "?" : fmt(bytes 
 const clock = (seconds: number) =>
   `${Math.floor(seconds / 60)}:${String(Math.floor(seconds % 60)).padStart(2, "0")}`
 const breakdown = (counts: Record<string, number>) =>
-  Object.entries(counts).sort(([, a], [, b]) => b - a).map(([kind, n]) => `${kind} ${fmt(n)}`).join(", ")
+  Object.entries(counts).filter(([, n]) => n > 0).sort(([, a], [, b]) => b - a).map(([kind, n]) => `${kind} ${fmt(n)}`)
+    .join(", ")
 
 const COLUMNS: ReadonlyArray<readonly [string, number, (sample: Sample) => string]> = [
   ["time", 6, (s) => clock(s.seconds)],
