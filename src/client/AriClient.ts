@@ -89,7 +89,17 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
   const nextRequestId = () => `${instance}-${++requests}`
 
   const join = (parent: Scope.Scope, dialogId: string, serverId: string, resume?: ResumedFrom) =>
-    joinDialog(parent, { bus, topics, application, dialogId, serverId, requestTimeoutMs, nextRequestId, resume })
+    joinDialog(parent, {
+      bus,
+      topics,
+      application,
+      dialogId,
+      serverId,
+      requestTimeoutMs,
+      nextRequestId,
+      resume,
+      owner: instance
+    })
 
   const takeDialogs = (onListening: Effect.Effect<void>): Stream.Stream<AriDialog, BusError> =>
     Stream.unwrapScoped(Effect.gen(function*() {

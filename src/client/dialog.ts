@@ -202,6 +202,8 @@ export interface JoinOptions {
   readonly nextRequestId: () => string
   /** Taking over a dialog whose owner died (a resumed AppStart). */
   readonly resume?: ResumedFrom | undefined
+  /** This client instance's id: it holds the lease, and a RENEW from any other instance is refused. */
+  readonly owner: string
 }
 
 interface Pending {
@@ -517,7 +519,7 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
      * to another instance: this one lets go of it.
      */
     const renewLease = (leaseMs: number) => {
-      const renewOnce = Effect.suspend(() => request(RENEW_METHOD, "", JSON.stringify({ acked: lastSeq }))).pipe(
+      const renewOnce = Effect.suspend(() => request(RENEW_METHOD, "", JSON.stringify({ acked: lastSeq, owner: options.owner }))).pipe(
         Effect.catchAll((error) =>
           error._tag === "Conflict" ?
             Effect.zipRight(
@@ -584,7 +586,9 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
       yield* bus.subscribe(topics.responses(dialogId), onResponse)
       // Subscribed to both: now the proxy may publish the events it held for us (after those a
       // dead owner missed, when resuming). We take a lease and keep renewing it while we live.
-      const attach = options.resume === undefined ? { lease: true } : { lease: true, resume_after: options.resume.lastSeq }
+      const attach = options.resume === undefined
+        ? { lease: true, owner: options.owner }
+        : { lease: true, owner: options.owner, resume_after: options.resume.lastSeq }
       const answer = yield* request(ATTACH_METHOD, "", JSON.stringify(attach))
       const attachedAs = parseJson(answer.body)
       const { replay_from: from, replay_through: through } = attachedAs ?? {}

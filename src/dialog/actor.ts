@@ -92,6 +92,11 @@ export interface DialogContext {
   readonly serverIdJson: string
   readonly topics: Topics
   readonly bus: BusShape
+  /**
+   * Whether the bus is connected now: while it is not, no owner can renew its lease, so none lapses
+   * (a broker restart must not hand every call to another instance). Default: always.
+   */
+  readonly busConnected?: (() => boolean) | undefined
   /** Supervises every dialog; closing its scope releases every dialog's subscription. */
   readonly system: ActorSystem
   /** Effects a dialog's mailbox holds at most (`dialog_mailbox_size`); beyond, it is ended as overloaded. */
@@ -547,7 +552,10 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     if (this.actor.stopped || this.state.ended) return
     const { timers } = this.context.system
     const lease = this.lease!
-    if (timers.now() >= lease.deadline) {
+    if (this.context.busConnected !== undefined && !this.context.busConnected()) {
+      // Nobody could renew meanwhile: once the bus is back, the owner has most of a lease to renew.
+      lease.deadline = timers.now() + this.leaseMs()
+    } else if (timers.now() >= lease.deadline) {
       lease.deadline = timers.now() + this.leaseMs() // the next offer, if nobody takes this one
       this.input({ _tag: "LeaseLapsed" })
     }

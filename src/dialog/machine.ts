@@ -100,6 +100,8 @@ export interface DialogState {
   /** Its subscriptions have been released. */
   readonly released: boolean
   readonly lease: LeaseState
+  /** Who holds the lease (the instance id its client sent); RENEW from anyone else is refused. */
+  readonly owner: string | undefined
 }
 
 export type DialogInput =
@@ -186,7 +188,8 @@ export const initialState = (
     ending: undefined,
     ended: false,
     released: false,
-    lease: "none"
+    lease: "none",
+    owner: undefined
   }
 }
 
@@ -285,12 +288,17 @@ class Step {
 
 const ignore = (state: DialogState): Transition => [state, []]
 
-/** What an ATTACH asks: `{"lease":true,"resume_after":N}` (both optional; "" asks neither). */
-const attachRequest = (body: string): { readonly lease: boolean; readonly resumeAfter: number | undefined } => {
+/** What an ATTACH asks: `{"lease":true,"owner":"…","resume_after":N}` (all optional; "" asks nothing). */
+const attachRequest = (body: string): {
+  readonly lease: boolean
+  readonly owner: string | undefined
+  readonly resumeAfter: number | undefined
+} => {
   const fields = jsonFields(body)
   const resumeAfter = fields?.resume_after
   return {
     lease: fields?.lease === true,
+    owner: typeof fields?.owner === "string" ? fields.owner : undefined,
     resumeAfter: typeof resumeAfter === "number" && Number.isInteger(resumeAfter) && resumeAfter >= 0 ? resumeAfter : undefined
   }
 }
@@ -298,13 +306,16 @@ const attachRequest = (body: string): { readonly lease: boolean; readonly resume
 const jsonFields = parseJsonObject
 
 /**
- * RENEW (`{"acked":N}`): the owner is alive and has every event up to N. Answered in its turn; 409
- * once the lease has lapsed (the dialog was offered anew: the old owner must let it go).
+ * RENEW (`{"acked":N,"owner":"…"}`): the owner is alive and has every event up to N. Answered in
+ * its turn; 409 once the lease has lapsed, or to an instance that is not the owner (the dialog was
+ * taken over: the old owner must let it go).
  */
 const renew = (state: DialogState, command: DecodedCommand): Transition => {
   const step = new Step(state)
-  const acked = jsonFields(command.body)?.acked
-  const held = state.lease === "held"
+  const fields = jsonFields(command.body)
+  const acked = fields?.acked
+  const owner = typeof fields?.owner === "string" ? fields.owner : undefined
+  const held = state.lease === "held" && (owner === undefined || owner === state.owner)
   if (held && typeof acked === "number" && Number.isInteger(acked)) step.emit({ _tag: "Acknowledged", seq: acked })
   const answer: QueuedCommand = held
     ? { _tag: "Answer", uniqueId: command.unique_id, status: 200, body: JSON.stringify({ lease_ms: state.options.leaseMs }) }
@@ -312,7 +323,14 @@ const renew = (state: DialogState, command: DecodedCommand): Transition => {
       _tag: "Answer",
       uniqueId: command.unique_id,
       status: 409,
-      body: proxyErrorBody(409, state.lease === "lapsed" ? "the lease has lapsed: the dialog was offered anew" : "no lease was taken")
+      body: proxyErrorBody(
+        409,
+        state.lease === "lapsed"
+          ? "the lease has lapsed: the dialog was offered anew"
+          : state.lease === "held"
+          ? "another instance holds the lease: the dialog was taken over"
+          : "no lease was taken"
+      )
     }
   step.set({ queue: [...state.queue, answer] })
   step.pump()
@@ -390,7 +408,7 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
         if (request.lease && state.options.leaseMs !== undefined) {
           // A new owner: what it missed goes out before the events held since the lease lapsed.
           if (request.resumeAfter !== undefined) step.emit({ _tag: "Replay", after: request.resumeAfter, uniqueId: input.command.unique_id })
-          step.set({ lease: "held" })
+          step.set({ lease: "held", owner: request.owner })
           step.emit({ _tag: "LeaseTaken" })
           answer.lease_ms = state.options.leaseMs
         }

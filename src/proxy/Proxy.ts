@@ -78,6 +78,7 @@ export const makeProxy = Effect.gen(function*() {
       mailboxSize: config.dialogMailboxSize,
       machine: { holdEvents: !bus.retainsUnconsumed, maxHeldEvents: config.maxHeldEvents, leaseMs: config.dialogLeaseMs },
       replayLimit: config.dialogReplaySize,
+      busConnected: () => Effect.runSync(bus.state) === "connected",
       attachGraceMs: config.attachGraceMs,
       endedLingerMs: config.endedLingerMs,
       requestedDialogIdleMs: config.requestedDialogIdleMs,

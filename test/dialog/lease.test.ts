@@ -67,6 +67,25 @@ describe("dialog leases", () => {
     expect(answers(done.effects)).toEqual([{ status: 204, body: undefined }, { status: 200, body: { lease_ms: 3000 } }])
   })
 
+  it("a takeover is final: RENEW from the previous owner gets 409, from the new one 200", () => {
+    const first = run(initialState("d", options, "A", "app"), [
+      event("StasisStart"),
+      { _tag: "SubscriptionReady" },
+      command("ATTACH", JSON.stringify({ lease: true, owner: "old" }))
+    ])
+    const takenOver = run(first.state, [
+      { _tag: "LeaseLapsed" },
+      command("ATTACH", JSON.stringify({ lease: true, owner: "new", resume_after: 1 }), "attach-new")
+    ])
+    expect(takenOver.state.owner).toBe("new")
+    const renewals = run(takenOver.state, [
+      command("RENEW", JSON.stringify({ acked: 2, owner: "old" }), "renew-old"),
+      command("RENEW", JSON.stringify({ acked: 2, owner: "new" }), "renew-new")
+    ])
+    expect(answers(renewals.effects).map((answer) => answer.status)).toEqual([409, 200])
+    expect(renewals.effects.filter((effect) => effect._tag === "Acknowledged")).toHaveLength(1)
+  })
+
   it("when the lease lapses, events are held and the dialog is offered anew; RENEW then gets 409", () => {
     const lapsed = run(leased().state, [{ _tag: "LeaseLapsed" }, event("ChannelDtmfReceived"), event("ChannelDtmfReceived")])
     expect(lapsed.state.lease).toBe("lapsed")
