@@ -34,6 +34,7 @@ import {
 } from "effect"
 import { type Actor, makeActorSystem } from "../../src/actor/ActorSystem.js"
 import { Timers } from "../../src/actor/Timers.js"
+import { summarize } from "../support/figures.js"
 
 /** Fibers step in microtasks only (no `setTimeout` hop), logs are off (failures are expected by the hundred). */
 const runtime: Runtime.Runtime<never> = Effect.runSync(
@@ -539,20 +540,6 @@ const runScenario = async (scenario: Scenario, s: fc.Scheduler): Promise<Outcome
     if (count !== 1) fail(`failure ${id} of actor ${a} reported ${count} times`)
   }
   return { violations, figures }
-}
-
-// ---------- figures over the runs ----------
-
-const summarize = (runs: ReadonlyArray<Readonly<Record<string, number>>>): Record<string, string> => {
-  const out: Record<string, string> = {}
-  for (const key of Object.keys(runs[0] ?? {})) {
-    const values = runs.map((r) => r[key]!).sort((x, y) => x - y)
-    const sum = values.reduce((x, y) => x + y, 0)
-    const inRuns = values.filter((v) => v > 0).length
-    out[key] = `min ${values[0]} median ${values[values.length >> 1]} max ${values[values.length - 1]} ` +
-      `(total ${sum}, >0 in ${inRuns}/${runs.length} runs)`
-  }
-  return out
 }
 
 const NUM_RUNS = 200
