@@ -41,6 +41,7 @@ import {
   type MachineOptions,
   transition
 } from "./machine.js"
+import type { EntityKey } from "./entities.js"
 import type { Owner, Registry } from "./registry.js"
 
 export interface CommandReply {
@@ -210,10 +211,11 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   private apply(input: DialogInput): void {
     const [next, effects] = transition(this.state, input)
     this.state = next
+    let refused: Array<EntityKey> | undefined
     for (const effect of effects) {
       switch (effect._tag) {
         case "Bind":
-          for (const key of effect.keys) this.registry.claim(key, this)
+          for (const key of effect.keys) if (!this.registry.claim(key, this)) (refused ??= []).push(key)
           break
         case "Unbind":
           for (const key of effect.keys) this.registry.release(key, this)
@@ -226,6 +228,8 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
           this.actor.offerAlways(effect)
       }
     }
+    // Else the machine would take them for its own, and never claim them again once they are free.
+    if (refused !== undefined) this.state = transition(this.state, { _tag: "BindRefused", keys: refused })[0]
   }
 
   /** Opens the commands subscription, then lets the machine announce the dialog. */

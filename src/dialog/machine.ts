@@ -133,6 +133,11 @@ export type DialogInput =
   /** The lease was not renewed in time (or, once lapsed, nobody took the dialog in time). */
   | { readonly _tag: "LeaseLapsed" }
   | { readonly _tag: "LingerOver" }
+  /**
+   * The registry would not bind these keys to the dialog (another, live dialog owns them): they are
+   * not its, so a later event or answer that names them may try again.
+   */
+  | { readonly _tag: "BindRefused"; readonly keys: ReadonlyArray<EntityKey> }
 
 export type DialogEffect =
   | { readonly _tag: "Announce" }
@@ -494,6 +499,11 @@ export const transition = (state: DialogState, input: DialogInput): Transition =
       step.set({ lease: "lapsed", holding: true })
       step.emit({ _tag: "Reoffer" })
       return step.done()
+    }
+    case "BindRefused": {
+      const refused = state.bound.filter((key) => input.keys.includes(key))
+      if (refused.length === 0) return ignore(state)
+      return [{ ...state, bound: state.bound.filter((key) => !input.keys.includes(key)) }, []]
     }
     case "LingerOver": {
       if (!state.ended || state.released) return ignore(state)

@@ -10,9 +10,10 @@
  * dialplan, known only from the answer; bridges, playbacks, recordings, snoops; GET, DELETE,
  * ATTACH in any case), floods of up to 1,100 commands (past the 1,000-command cap), invalid
  * commands; ARI's answers of every status class; the grace timer, channels vanishing, aborts for
- * every reason, a requested dialog's idle check, the linger. Inputs come only when the dialog
- * actor would feed them: commands while the commands subscription is live (announced, not
- * released), an ARI answer while a request is in flight. A drain then ends the dialog.
+ * every reason, a requested dialog's idle check, the linger, the registry refusing a binding.
+ * Inputs come only when the dialog actor would feed them: commands while the commands
+ * subscription is live (announced, not released), an ARI answer while a request is in flight. A
+ * drain then ends the dialog.
  *
  * Measured over 300 runs (min / median / max per run; the test prints them and fails if a case is
  * never reached): 100-400 steps, 40-5,200 inputs (median ~320); 20-3,900 commands (~260), of which
@@ -122,6 +123,8 @@ type Step =
   /** A requested dialog's idle check (the actor's): no channel, nothing at work, not ending: unused. */
   | { readonly t: "idleCheck" }
   | { readonly t: "linger" }
+  /** The registry refuses the keys of the last Bind (another live dialog owns them). */
+  | { readonly t: "refuse" }
 
 interface Scenario {
   readonly options: MachineOptions
@@ -198,7 +201,8 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
     })
   },
   { weight: 1, arbitrary: fc.constant({ t: "idleCheck" as const }) },
-  { weight: 3, arbitrary: fc.constant({ t: "linger" as const }) }
+  { weight: 3, arbitrary: fc.constant({ t: "linger" as const }) },
+  { weight: 3, arbitrary: fc.constant({ t: "refuse" as const }) }
 )
 
 const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
@@ -264,6 +268,7 @@ const runScenario = (scenario: Scenario): Outcome => {
   let endedWith: DialogEndReason | undefined
   let released = false
   let inputs = 0
+  let lastBind: ReadonlyArray<EntityKey> = []
   let commandSeq = 0
   let eventSeq = 0
 
@@ -276,6 +281,7 @@ const runScenario = (scenario: Scenario): Outcome => {
     maxHeld: 0,
     adoptedKeys: 0,
     finishedUnbound: 0,
+    refusedBinds: 0,
     commands: 0,
     droppedNotSubscribed: 0,
     sentToAri: 0,
@@ -305,6 +311,11 @@ const runScenario = (scenario: Scenario): Outcome => {
 
     // Inputs
     switch (input._tag) {
+      case "BindRefused":
+        if (effects.length > 0) fail("a refused binding had effects")
+        for (const key of input.keys) bound.delete(key)
+        count("refusedBinds", input.keys.length)
+        break
       case "Event":
         if (!before.ended) {
           arrivedEvents.push(input.raw)
@@ -330,7 +341,8 @@ const runScenario = (scenario: Scenario): Outcome => {
           refusedAtOnce.add(id)
           count("refusedFull")
         } else {
-          waiting.push({ id, request: input._tag === "Command" && !isAttach, ...(isAttach ? { held: heldBefore } : {}) })
+          const request = input._tag === "Command" && !isAttach
+          waiting.push({ id, request, ...(isAttach ? { held: heldBefore } : {}) })
           acceptedIds.push(id)
           if (isAttach) count("attaches")
         }
@@ -378,6 +390,7 @@ const runScenario = (scenario: Scenario): Outcome => {
           break
         }
         case "Bind":
+          lastBind = effect.keys
           for (const key of effect.keys) {
             if (bound.has(key)) fail(`${key} bound twice`)
             bound.add(key)
@@ -525,7 +538,8 @@ const runScenario = (scenario: Scenario): Outcome => {
     switch (step.t) {
       case "event": {
         const raw = JSON.stringify({ type: step.type, seq: ++eventSeq })
-        feed({ _tag: "Event", type: step.type, raw, channelId: step.channel, adopt: step.adopt, finished: step.finished })
+        const { adopt, finished } = step
+        feed({ _tag: "Event", type: step.type, raw, channelId: step.channel, adopt, finished })
         break
       }
       case "ready":
@@ -562,6 +576,11 @@ const runScenario = (scenario: Scenario): Outcome => {
       case "linger":
         feed({ _tag: "LingerOver" })
         break
+      case "refuse": {
+        const keys = lastBind.filter((key) => state.bound.has(key))
+        if (keys.length > 0) feed({ _tag: "BindRefused", keys })
+        break
+      }
     }
   })
   if (endedWith !== undefined) figures.endedDuringSteps = 1
@@ -630,6 +649,7 @@ describe("dialog state machine", () => {
         "invalid",
         "adoptedKeys",
         "finishedUnbound",
+        "refusedBinds",
         "endedDuringSteps",
         ...endReasons.map((reason) => `endedBy_${reason}`)
       ]

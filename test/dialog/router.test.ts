@@ -101,6 +101,25 @@ describe("router", () => {
       expect(targetsOf(router.route(frame("ChannelStateChange", { channel: channel("P") })))).toEqual([a])
     }))
 
+  it.scoped("an entity a dialog could not have (another live dialog owned it) joins it once it is free", () =>
+    Effect.gen(function*() {
+      const { router, registry } = yield* makeRouter()
+      const a = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("A") })))[0]!
+      const b = targetsOf(router.route(frame("StasisStart", { args: [], channel: channel("B") })))[0]!
+      router.dialogs.get(b)!.input({ _tag: "SubscriptionReady" })
+      const dialogA = router.dialogs.get(a)!
+      dialogA.input({ _tag: "SubscriptionReady" })
+      // A names B in a command while B's own dialog lives: B stays B's.
+      const originate = { unique_id: "1", method: "POST", url: "/channels?endpoint=PJSIP/b&app=app&channelId=B", body: "" }
+      dialogA.input({ _tag: "Command", command: originate })
+      expect(registry.ownerOf("c:B")?.id).toBe(b)
+      router.route(frame("StasisEnd", { channel: channel("B") })) // B's dialog ends, B is free
+      expect(targetsOf(router.route(frame("Dial", { dialstatus: "", caller: channel("A"), peer: channel("B") }))))
+        .toEqual([a])
+      expect(registry.ownerOf("c:B")?.id).toBe(a)
+      expect(targetsOf(router.route(frame("ChannelStateChange", { channel: channel("B") })))).toEqual([a])
+    }))
+
   it.scoped("a channel re-entering Stasis after its dialog ended opens a new dialog", () =>
     Effect.gen(function*() {
       const { router } = yield* makeRouter()
