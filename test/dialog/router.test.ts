@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, FastCheck as fc } from "effect"
+import { Effect } from "effect"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import { makeDialogCounters } from "../../src/dialog/actor.js"
 import { makeActorSystem } from "../../src/actor/ActorSystem.js"
@@ -143,59 +143,6 @@ describe("router", () => {
       yield* Effect.yieldNow()
       expect(registry.ownerOf("c:B")?.id).toBe(b)
     }))
-
-  it.effect.prop(
-    "whatever the interleaving, each entity has one live owner and nothing stays bound after every dialog ended",
-    [fc.array(fc.tuple(fc.constantFrom("start", "end", "create", "bridge", "play", "destroy"), fc.integer({ min: 0, max: 3 })), { maxLength: 40 })],
-    ([steps]) =>
-      Effect.scoped(Effect.gen(function*() {
-        const { router, registry } = yield* makeRouter((_, url) =>
-          url.includes("channelId=")
-            ? { status: 200, body: JSON.stringify({ id: url.split("channelId=")[1], name: "PJSIP/b", dialplan: {} }) }
-            : { status: 204, body: "" }
-        )
-        const ids = ["A", "B", "C", "D"]
-        for (const [kind, n] of steps) {
-          const id = ids[n]!
-          const owner = registry.ownerOf("c:" + id)
-          switch (kind) {
-            case "start":
-              router.route(frame("StasisStart", { args: [], channel: channel(id) }))
-              break
-            case "end":
-              router.route(frame("StasisEnd", { channel: channel(id) }))
-              break
-            case "destroy":
-              router.route(frame("ChannelDestroyed", { cause: 16, channel: channel(id) }))
-              break
-            case "create":
-            case "bridge":
-            case "play": {
-              const dialog = [...router.dialogs.values()].find((d) => !d.state.ended)
-              if (dialog === undefined) break
-              dialog.input({ _tag: "SubscriptionReady" })
-              const url = kind === "create"
-                ? `/channels?endpoint=PJSIP/b&app=app&channelId=${ids[(n + 1) % 4]}`
-                : kind === "bridge" ? `/bridges/BR/addChannel?channel=${id}` : `/channels/${id}/play?media=x&playbackId=p${n}`
-              dialog.input({ _tag: "Command", command: { unique_id: "x", method: "POST", url, body: "" } })
-              yield* Effect.yieldNow()
-              break
-            }
-          }
-          // a live owner of a channel is never displaced by another live dialog
-          const after = registry.ownerOf("c:" + id)
-          if (owner !== undefined && !owner.closing && after !== undefined) expect(after).toBe(owner)
-        }
-        for (const dialog of router.dialogs.values()) {
-          dialog.input({ _tag: "SubscriptionReady" })
-          dialog.input({ _tag: "Abort", reason: "shutdown" })
-        }
-        for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
-        for (const dialog of router.dialogs.values()) expect(dialog.state.ended).toBe(true)
-        expect(registry.size).toBe(0)
-      })),
-    { fastCheck: { numRuns: 200 } }
-  )
 })
 
 describe("several applications on one websocket", () => {
