@@ -13,11 +13,25 @@
  * The connection is re-opened after ANY end (close, refusal, handshake error, 401, dead peer)
  * with capped exponential backoff and jitter; ARI going away never stops the process. A dead
  * peer is found by ping/pong: we ping every `pingIntervalMs`, and a connection from which nothing
- * (pong, ping or frame) arrived during one interval is terminated.
+ * (pong, ping or frame) arrived during one interval is terminated. Every delay (backoff, ping,
+ * handshake deadline) is taken on Effect's Clock, so tests drive them with TestClock.
  *
  * Credentials travel only in the Authorization header; the URL (the one logged) has none.
  */
-import { Context, Data, Effect, Equal, Layer, Random, Redacted, Runtime, type Stream, SubscriptionRef } from "effect"
+import {
+  Context,
+  Data,
+  Effect,
+  Equal,
+  type Fiber,
+  FiberId,
+  Layer,
+  Random,
+  Redacted,
+  Runtime,
+  type Stream,
+  SubscriptionRef
+} from "effect"
 import WebSocket from "ws"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { AriConfigError } from "./rest.js"
@@ -206,6 +220,14 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
 
     const runtime = yield* Effect.runtime<never>()
     const runSync = Runtime.runSync(runtime)
+    const runFork = Runtime.runFork(runtime)
+    const clock = yield* Effect.clock
+    /** Runs `action` every `ms` (or once, `after`), on Effect's Clock, until the fiber is interrupted. */
+    const every = (ms: number, action: () => void): Fiber.RuntimeFiber<void> =>
+      runFork(Effect.forever(Effect.zipRight(Effect.sleep(ms), Effect.sync(action))))
+    const after = (ms: number, action: () => void): Fiber.RuntimeFiber<void> =>
+      runFork(Effect.zipRight(Effect.sleep(ms), Effect.sync(action)))
+    const cancel = (fiber: Fiber.RuntimeFiber<void> | undefined) => fiber?.unsafeInterruptAsFork(FiberId.none)
     const state = yield* SubscriptionRef.make<AriConnectionState>(
       AriConnectionState.Connecting({ attempt: 1, connections: 0 })
     )
@@ -277,7 +299,6 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
           ...(options.origin === "" ? {} : { origin: options.origin }),
           perMessageDeflate: false,
           skipUTF8Validation: true,
-          handshakeTimeout: options.handshakeTimeoutMs,
           followRedirects: false
         })
       } catch (error) {
@@ -288,7 +309,12 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
       let opened = false
       let openedAt = 0
       let failure: string | undefined
-      let pinger: ReturnType<typeof setInterval> | undefined
+      let pinger: Fiber.RuntimeFiber<void> | undefined
+      // ws's own handshakeTimeout would be a Node timer; this deadline is on Effect's Clock.
+      const handshakeDeadline = after(options.handshakeTimeoutMs, () => {
+        failure ??= "Opening handshake has timed out"
+        ws.terminate()
+      })
 
       const checkAlive = () => {
         if (paused) {
@@ -309,11 +335,12 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
         if (response.headers["sec-websocket-protocol"] === "ari") delete response.headers["sec-websocket-protocol"]
       })
       ws.on("open", () => {
+        cancel(handshakeDeadline)
         opened = true
-        openedAt = Date.now()
+        openedAt = clock.unsafeCurrentTimeMillis()
         live = connection
         if (paused) ws.pause()
-        pinger = setInterval(checkAlive, options.pingIntervalMs)
+        pinger = every(options.pingIntervalMs, checkAlive)
         onOpen()
       })
       ws.on("message", (data, isBinary) => {
@@ -330,7 +357,8 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
         failure ??= describeError(error)
       })
       ws.on("close", (code, reason) => {
-        if (pinger !== undefined) clearInterval(pinger)
+        cancel(handshakeDeadline)
+        cancel(pinger)
         if (live === connection) live = undefined
         resume(Effect.succeed({ opened, openedAt, reason: failure ?? describeClose(code, reason) }))
       })
@@ -352,7 +380,7 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
         const end = yield* connectOnce
         if (end.opened) {
           // A connection that stayed up long enough restarts the backoff; a flapping one does not.
-          if (Date.now() - end.openedAt >= maxMs) backoffStep = 0
+          if (clock.unsafeCurrentTimeMillis() - end.openedAt >= maxMs) backoffStep = 0
           lastFailure = undefined
         } else {
           failedAttempts++

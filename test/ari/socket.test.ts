@@ -1,5 +1,25 @@
+/**
+ * The ARI event websocket against a fake ARI on the loopback. Every delay of the socket (backoff,
+ * ping interval, handshake deadline) is on Effect's Clock: the tests that are about time run on
+ * TestClock and move it themselves, so none depends on how busy the machine is. What happens on
+ * the network is awaited as it happens (with deadlines far above what it takes).
+ */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Exit, Layer, Logger, LogLevel, Redacted, Scope, Stream } from "effect"
+import {
+  Chunk,
+  Context,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Logger,
+  LogLevel,
+  Redacted,
+  Scope,
+  Stream,
+  TestClock,
+  TestServices
+} from "effect"
 import { createServer, type IncomingMessage } from "node:http"
 import { type AddressInfo, createServer as createTcpServer, type Socket } from "node:net"
 import type { Duplex } from "node:stream"
@@ -11,6 +31,7 @@ import {
   type AriSocketOptions,
   eventsUrl
 } from "../../src/ari/socket.js"
+import { type QuietAddress, quietAddress } from "../support/ports.js"
 
 const password = "pa:ss&wörd#?"
 const basicAuth = "Basic " + Buffer.from(`asterisk:${password}`, "utf8").toString("base64")
@@ -23,6 +44,8 @@ interface Upgrade {
 
 interface FakeAriWs {
   readonly port: number
+  /** Pings received from the client (each answered with a pong before it is counted). */
+  pings: number
   readonly upgrades: Array<Upgrade>
   readonly sockets: Array<WebSocket>
   /** Close codes the server received, in order. */
@@ -33,8 +56,11 @@ interface FakeAriWs {
   readonly close: () => void
 }
 
-/** A fake ARI events endpoint on 127.0.0.1: records upgrades, can refuse them, selects no subprotocol. */
-const fakeAriWs = (options: { port?: number; selectAri?: boolean } = {}) =>
+/**
+ * A fake ARI events endpoint (127.0.0.1, port 0; or a quiet address): records upgrades, can refuse
+ * them, selects no subprotocol.
+ */
+const fakeAriWs = (options: { at?: QuietAddress; selectAri?: boolean } = {}) =>
   Effect.acquireRelease(
     Effect.async<FakeAriWs>((resume) => {
       const httpServer = createServer((_request, response) => {
@@ -48,6 +74,7 @@ const fakeAriWs = (options: { port?: number; selectAri?: boolean } = {}) =>
       })
       const fake: FakeAriWs = {
         port: 0,
+        pings: 0,
         upgrades: [],
         sockets: [],
         closeCodes: [],
@@ -72,26 +99,24 @@ const fakeAriWs = (options: { port?: number; selectAri?: boolean } = {}) =>
         wss.handleUpgrade(request, socket, head, (ws) => {
           fake.sockets.push(ws)
           ws.on("close", (code) => fake.closeCodes.push(code))
+          // ws writes the pong to the socket, then emits "ping"
+          ws.on("ping", () => fake.pings++)
           fake.onConnection(ws, request)
         })
       })
-      httpServer.listen(options.port ?? 0, "127.0.0.1", () => {
+      httpServer.listen(options.at?.port ?? 0, options.at?.host ?? "127.0.0.1", () => {
         resume(Effect.succeed(Object.assign(fake, { port: (httpServer.address() as AddressInfo).port })))
       })
     }),
     (fake) => Effect.sync(() => fake.close())
   )
 
-const freePort = Effect.async<number>((resume) => {
-  const server = createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const port = (server.address() as AddressInfo).port
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
-
-const optionsFor = (port: number, overrides: Partial<AriSocketOptions> = {}): AriSocketOptions => ({
-  websocketUrl: `ws://127.0.0.1:${port}/ari/events`,
+const optionsFor = (
+  port: number,
+  overrides: Partial<AriSocketOptions> = {},
+  host = "127.0.0.1"
+): AriSocketOptions => ({
+  websocketUrl: `ws://${host}:${port}/ari/events`,
   applications: ["test-app"],
   subscribeAll: false,
   user: "asterisk",
@@ -107,25 +132,41 @@ const optionsFor = (port: number, overrides: Partial<AriSocketOptions> = {}): Ar
 const startSocket = (options: AriSocketOptions, onFrame: (frame: string) => void = () => {}) =>
   Layer.build(AriSocket.layerWithSink(options, onFrame)).pipe(Effect.map(Context.get(AriSocket)))
 
-/** Waits (real time) until the socket reaches a state matching the predicate. */
-const awaitState = (socket: AriSocket["Type"], predicate: (state: AriConnectionState) => boolean, ms = 3_000) =>
-  socket.changes.pipe(
-    Stream.filter(predicate),
-    Stream.runHead,
-    Effect.flatMap((first) => first),
-    Effect.timeoutFail({ duration: ms, onTimeout: () => new Error(`state not reached within ${ms} ms`) })
+/**
+ * Waits until the socket reaches a state matching the predicate. The deadline is in real time
+ * (the test may run on TestClock) and far above what it takes: it only turns a hang into a message.
+ */
+const awaitState = (socket: AriSocket["Type"], predicate: (state: AriConnectionState) => boolean, ms = 20_000) =>
+  TestServices.provideLive(
+    socket.changes.pipe(
+      Stream.filter(predicate),
+      Stream.runHead,
+      Effect.flatMap((first) => first),
+      Effect.timeoutFail({ duration: ms, onTimeout: () => new Error(`state not reached within ${ms} ms`) })
+    )
   )
 
 const connectedAt = (count: number) => (state: AriConnectionState) =>
   state._tag === "Connected" && state.connections === count
 
-const waitUntil = (condition: () => boolean, ms = 3_000) =>
-  Effect.gen(function*() {
+/** Polls (in real time) until what happens on the network makes `condition` true. */
+const waitUntil = (condition: () => boolean, ms = 20_000) =>
+  TestServices.provideLive(Effect.gen(function*() {
     const deadline = Date.now() + ms
     while (!condition()) {
       if (Date.now() > deadline) return yield* Effect.fail(new Error(`condition not met within ${ms} ms`))
       yield* Effect.sleep("5 millis")
     }
+  }))
+
+/**
+ * Lets the event loop go round `turns` times. Bytes written to a loopback socket are in the peer's
+ * receive buffer once the write returns, and a poll phase comes between two `setImmediate`s: after
+ * two turns, whatever the peer had been sent has been read (unless it is paused).
+ */
+const eventLoopTurns = (turns = 2) =>
+  Effect.promise(async () => {
+    for (let turn = 0; turn < turns; turn++) await new Promise<void>((resolve) => setImmediate(resolve))
   })
 
 /** Collects every log line (message, annotations and cause) at debug level and above. */
@@ -199,7 +240,7 @@ describe("AriSocket: frames", () => {
       })
     }))
 
-  it.scopedLive("pause stops delivery (without being taken for a dead peer) and resume delivers the rest", () =>
+  it.scoped("pause stops delivery (without being taken for a dead peer) and resume delivers the rest", () =>
     Effect.gen(function*() {
       const server = yield* fakeAriWs()
       const frames: Array<string> = []
@@ -207,15 +248,20 @@ describe("AriSocket: frames", () => {
       yield* awaitState(socket, connectedAt(1))
       yield* socket.pause
       for (let index = 0; index < 5; index++) server.sockets[0]!.send(`frame-${index}`)
-      yield* Effect.sleep("200 millis") // five ping intervals
+      yield* eventLoopTurns(4) // unpaused, they would have been delivered by now
+      for (let interval = 0; interval < 5; interval++) yield* TestClock.adjust(40) // five ping checks, none answered
       expect(frames).toEqual([])
+      expect(yield* socket.state).toEqual(expect.objectContaining({ _tag: "Connected", connections: 1 }))
       yield* socket.resume
       yield* waitUntil(() => frames.length === 5)
       expect(frames).toEqual(["frame-0", "frame-1", "frame-2", "frame-3", "frame-4"])
+      yield* TestClock.adjust(40) // judged again after the resume: it answers
+      yield* waitUntil(() => server.pings >= 1)
+      yield* eventLoopTurns()
+      yield* TestClock.adjust(40)
       expect(yield* socket.state).toEqual(expect.objectContaining({ _tag: "Connected", connections: 1 }))
       expect(server.upgrades.length).toBe(1)
     }))
-
   it.scopedLive("a consumer that throws skips that frame only", () =>
     Effect.gen(function*() {
       const server = yield* fakeAriWs()
@@ -233,19 +279,22 @@ describe("AriSocket: frames", () => {
 })
 
 describe("AriSocket: reconnecting", () => {
-  it.scopedLive("reconnects after the server terminates the connection; the state says so", () =>
+  it.scoped("reconnects after the server terminates the connection; the state says so", () =>
     Effect.gen(function*() {
       const server = yield* fakeAriWs()
       server.onConnection = (ws) => {
-        if (server.sockets.length === 1) setTimeout(() => ws.terminate(), 30)
+        if (server.sockets.length === 1) setTimeout(() => ws.terminate(), 10)
       }
       const socket = yield* startSocket(optionsFor(server.port))
-      const seen = yield* socket.changes.pipe(
+      const watching = yield* socket.changes.pipe(
         Stream.takeUntil(connectedAt(2)),
         Stream.runCollect,
         Effect.map(Chunk.toReadonlyArray),
-        Effect.timeout("3 seconds")
+        Effect.fork
       )
+      const lost = yield* awaitState(socket, (state) => state._tag === "Disconnected")
+      yield* TestClock.adjust(lost._tag === "Disconnected" ? lost.retryInMs : 0)
+      const seen = yield* Fiber.join(watching)
       expect(seen.map((state) => `${state._tag}:${state.connections}`)).toEqual([
         "Connecting:0",
         "Connected:1",
@@ -257,25 +306,26 @@ describe("AriSocket: reconnecting", () => {
       expect(disconnected._tag === "Disconnected" && disconnected.reason).toContain("1006")
       expect(disconnected._tag === "Disconnected" && disconnected.failedAttempts).toBe(0)
     }))
-
-  it.scopedLive("keeps trying while ARI is not there, and connects once it comes up", () =>
+  it.scoped("keeps trying while ARI is not there, and connects once it comes up", () =>
     Effect.gen(function*() {
-      const port = yield* freePort
+      const address = yield* quietAddress
       const logs = captureLogs()
-      const socket = yield* logs.provide(startSocket(optionsFor(port, { reconnectMinMs: 10, reconnectMaxMs: 40 })))
-      yield* awaitState(socket, (state) => state._tag === "Disconnected" && state.failedAttempts >= 3)
-      const refused = yield* socket.state
-      expect(refused._tag === "Disconnected" && refused.reason).toBe("connection refused")
-      yield* fakeAriWs({ port })
+      const options = optionsFor(address.port, { reconnectMinMs: 10, reconnectMaxMs: 40 }, address.host)
+      const socket = yield* logs.provide(startSocket(options))
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        const refused = yield* awaitState(socket, (s) => s._tag === "Disconnected" && s.failedAttempts === attempt)
+        expect(refused._tag === "Disconnected" && refused.reason).toBe("connection refused")
+        if (attempt === 3) yield* fakeAriWs({ at: address })
+        yield* TestClock.adjust(refused._tag === "Disconnected" ? refused.retryInMs : 0)
+      }
       yield* awaitState(socket, connectedAt(1))
       const warnings = logs.lines.filter((line) => line.startsWith("WARN"))
       expect(warnings.length).toBe(1) // the first refusal; the repeats are at debug level
       expect(logs.lines.some((line) => line.startsWith("DEBUG") && line.includes("still cannot connect"))).toBe(true)
-      expect(logs.lines.some((line) => line.startsWith("INFO") && /connected to .* after \d+ attempts/.test(line)))
+      expect(logs.lines.some((line) => line.startsWith("INFO") && /connected to .* after 4 attempts/.test(line)))
         .toBe(true)
     }))
-
-  it.scopedLive("retries a 401 with growing, capped delays; no secret in any log line", () =>
+  it.scoped("retries a 401 with growing, capped delays, never early; no secret in any log line", () =>
     Effect.gen(function*() {
       const server = yield* fakeAriWs()
       server.rejectWith = 401
@@ -283,65 +333,79 @@ describe("AriSocket: reconnecting", () => {
       const socket = yield* logs.provide(
         startSocket(optionsFor(server.port, { reconnectMinMs: 20, reconnectMaxMs: 160 }))
       )
-      yield* waitUntil(() => server.upgrades.length >= 6, 5_000)
-      const failing = yield* awaitState(socket, (state) => state._tag === "Disconnected")
-      expect(failing._tag === "Disconnected" && failing.reason).toContain("401")
-      server.rejectWith = undefined
-      yield* awaitState(socket, connectedAt(1), 5_000)
+      const delays: Array<number> = []
+      for (let attempt = 1; attempt <= 6; attempt++) {
+        const failing = yield* awaitState(socket, (s) => s._tag === "Disconnected" && s.failedAttempts === attempt)
+        if (failing._tag !== "Disconnected") return yield* Effect.die("unreachable")
+        expect(failing.reason).toContain("401")
+        expect(server.upgrades.length).toBe(attempt)
+        delays.push(failing.retryInMs)
+        yield* TestClock.adjust(failing.retryInMs - 1)
+        expect(yield* socket.state).toEqual(failing) // not a moment early
+        if (attempt === 6) server.rejectWith = undefined
+        yield* TestClock.adjust(1)
+      }
+      yield* awaitState(socket, connectedAt(1))
 
-      // The delays chosen (logged with each failure) start at reconnectMinMs, grow, and stay under the cap.
-      const delays = logs.lines.flatMap((line) => /retrying in (\d+) ms/.exec(line)?.slice(1).map(Number) ?? [])
-      expect(delays.length).toBeGreaterThanOrEqual(5)
+      // From reconnectMinMs, growing (with jitter: each step's base doubles), never above the cap.
       expect(delays[0]).toBe(20)
-      expect(delays[1]).toBeGreaterThanOrEqual(20)
-      expect(Math.max(...delays)).toBeGreaterThanOrEqual(80)
-      expect(Math.max(...delays)).toBeLessThanOrEqual(160)
-      // And the server saw the attempts that far apart.
-      const gaps = server.upgrades.slice(1).map((upgrade, index) => upgrade.at - server.upgrades[index]!.at)
-      gaps.forEach((gap, index) => expect(gap).toBeGreaterThanOrEqual(delays[index]! - 5))
+      delays.slice(1).forEach((delay, step) => {
+        const base = Math.min(160, 20 * 2 ** (step + 1))
+        expect(delay).toBeGreaterThanOrEqual(base / 2)
+        expect(delay).toBeLessThanOrEqual(base)
+      })
+      // The delays logged are the ones waited.
+      const logged = logs.lines.flatMap((line) => /retrying in (\d+) ms/.exec(line)?.slice(1).map(Number) ?? [])
+      expect(logged).toEqual(delays)
 
       const warnings = logs.lines.filter((line) => line.startsWith("WARN"))
       expect(warnings.length).toBe(1)
       expect(warnings[0]).toContain("HTTP 401")
-      expect(logs.lines.some((line) => line.startsWith("INFO") && line.includes("after"))).toBe(true)
+      expect(logs.lines.some((line) => line.startsWith("INFO") && line.includes("after 7 attempts"))).toBe(true)
       const secrets = [password, basicAuth, basicAuth.slice("Basic ".length), encodeURIComponent(password)]
       for (const line of logs.lines) {
         for (const secret of secrets) expect(line).not.toContain(secret)
       }
       expect(logs.lines.length).toBeGreaterThan(5)
     }))
-
-  it.scopedLive("finds a dead peer by ping/pong and reconnects", () =>
+  it.scoped("finds a dead peer by ping/pong within two intervals, and reconnects", () =>
     Effect.gen(function*() {
       const server = yield* fakeAriWs()
       server.onConnection = (_ws, request) => {
         // The first connection goes silent: its TCP socket is no longer read, so pings go unanswered.
-        if (server.sockets.length === 1) setTimeout(() => request.socket.pause(), 20)
+        if (server.sockets.length === 1) request.socket.pause()
       }
       const logs = captureLogs()
       const socket = yield* logs.provide(startSocket(optionsFor(server.port, { pingIntervalMs: 50 })))
       yield* awaitState(socket, connectedAt(1))
-      const started = Date.now()
-      const lost = yield* awaitState(socket, (state) => state._tag === "Disconnected", 2_000)
-      expect(Date.now() - started).toBeLessThan(500)
-      expect(lost._tag === "Disconnected" ? lost.reason : "").toBe("no answer to ping within 50 ms")
+      yield* TestClock.adjust(50) // the first check: heard from it (the handshake); ping
+      yield* eventLoopTurns()
+      expect((yield* socket.state)._tag).toBe("Connected")
+      yield* TestClock.adjust(50) // the second: no pong within the interval
+      const lost = yield* awaitState(socket, (state) => state._tag === "Disconnected")
+      if (lost._tag !== "Disconnected") return yield* Effect.die("unreachable")
+      expect(lost.reason).toBe("no answer to ping within 50 ms")
+      yield* TestClock.adjust(lost.retryInMs)
       yield* awaitState(socket, connectedAt(2))
       expect(logs.lines.some((line) => line.startsWith("WARN") && line.includes("disconnected: no answer to ping")))
         .toBe(true)
       expect(logs.lines.some((line) => line.startsWith("INFO") && line.includes("connected again"))).toBe(true)
     }))
-
-  it.scopedLive("a live peer answering pings stays connected", () =>
+  it.scoped("a live peer answering pings stays connected", () =>
     Effect.gen(function*() {
       const server = yield* fakeAriWs()
       const socket = yield* startSocket(optionsFor(server.port, { pingIntervalMs: 30 }))
       yield* awaitState(socket, connectedAt(1))
-      yield* Effect.sleep("200 millis")
+      for (let interval = 1; interval <= 10; interval++) {
+        yield* TestClock.adjust(30) // a check: heard from it since the last one; ping
+        yield* waitUntil(() => server.pings === interval) // the server has sent its pong...
+        yield* eventLoopTurns() // ...and we have read it
+      }
+      yield* TestClock.adjust(30)
       expect(yield* socket.state).toEqual(expect.objectContaining({ _tag: "Connected", connections: 1 }))
       expect(server.upgrades.length).toBe(1)
     }))
-
-  it.scopedLive("gives up on a handshake that never completes, and retries", () =>
+  it.scoped("gives up on a handshake that never completes, at its deadline, and retries", () =>
     Effect.gen(function*() {
       const held: Array<Socket> = []
       const silent = createTcpServer((connection) => held.push(connection)) // accepts TCP, never answers
@@ -355,42 +419,49 @@ describe("AriSocket: reconnecting", () => {
         })
       )
       const socket = yield* startSocket(optionsFor(port, { handshakeTimeoutMs: 100 }))
-      const started = Date.now()
+      yield* waitUntil(() => held.length === 1)
+      yield* TestClock.adjust(99)
+      expect((yield* socket.state)._tag).toBe("Connecting")
+      yield* TestClock.adjust(1)
       const failed = yield* awaitState(socket, (state) => state._tag === "Disconnected")
-      expect(Date.now() - started).toBeLessThan(1_000)
-      expect(failed._tag === "Disconnected" ? failed.reason : "").toContain("handshake has timed out")
-      yield* waitUntil(() => held.length >= 2)
+      if (failed._tag !== "Disconnected") return yield* Effect.die("unreachable")
+      expect(failed.reason).toContain("handshake has timed out")
+      yield* TestClock.adjust(failed.retryInMs)
+      yield* waitUntil(() => held.length === 2)
     }))
 })
 
 describe("AriSocket: lifetime", () => {
-  it.scopedLive("closing the scope closes the socket with 1000 and stops reconnecting", () =>
+  it.scoped("closing the scope closes the socket with 1000 and stops reconnecting", () =>
     Effect.gen(function*() {
       const server = yield* fakeAriWs()
       const scope = yield* Scope.make()
-      const socket = yield* Scope.extend(startSocket(optionsFor(server.port)), scope)
+      const options = optionsFor(server.port)
+      const socket = yield* Scope.extend(startSocket(options), scope)
       yield* awaitState(socket, connectedAt(1))
       yield* Scope.close(scope, Exit.void)
       yield* waitUntil(() => server.closeCodes.length === 1)
       expect(server.closeCodes).toEqual([1000])
       expect(yield* socket.state).toEqual(expect.objectContaining({ _tag: "Closed", connections: 1 }))
-      yield* Effect.sleep("100 millis")
+      yield* TestClock.adjust(options.reconnectMaxMs * 2) // any retry would be due
+      expect(yield* socket.state).toEqual(expect.objectContaining({ _tag: "Closed", connections: 1 }))
       expect(server.upgrades.length).toBe(1)
     }))
-
-  it.scopedLive("closing the scope while ARI is down stops the retries", () =>
+  it.scoped("closing the scope while ARI is down stops the retries", () =>
     Effect.gen(function*() {
-      const port = yield* freePort
+      const address = yield* quietAddress
       const scope = yield* Scope.make()
-      const socket = yield* Scope.extend(startSocket(optionsFor(port)), scope)
+      const options = optionsFor(address.port, {}, address.host)
+      const socket = yield* Scope.extend(startSocket(options), scope)
       yield* awaitState(socket, (state) => state._tag === "Disconnected")
       yield* Scope.close(scope, Exit.void)
       expect((yield* socket.state)._tag).toBe("Closed")
-      const server = yield* fakeAriWs({ port })
-      yield* Effect.sleep("100 millis")
+      const server = yield* fakeAriWs({ at: address })
+      yield* TestClock.adjust(options.reconnectMaxMs * 2) // any retry would be due
+      yield* eventLoopTurns(4)
+      expect((yield* socket.state)._tag).toBe("Closed")
       expect(server.upgrades.length).toBe(0)
     }))
-
   it.scopedLive("AriSocket.layer delivers to the AriFrameSink in context", () =>
     Effect.gen(function*() {
       const server = yield* fakeAriWs()
