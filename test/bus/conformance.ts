@@ -7,7 +7,7 @@
  * target and runs in its own scope with the real clock.
  */
 import { describe, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Scope } from "effect"
+import { Deferred, Duration, Effect, Exit, Scope, TestServices } from "effect"
 import { randomBytes } from "node:crypto"
 import type { BusError, BusShape } from "../../src/bus/Bus.js"
 import type { SeedTransport } from "../support/seedClient.js"
@@ -65,6 +65,7 @@ export const uniqueTopic = (label: string): string => {
 /**
  * Polls `predicate` until true; fails with `description` after `timeoutMs`. A function as
  * description is evaluated at the failure, so it can report the state reached ("have 123").
+ * Real time, also in a test on TestClock.
  */
 export const waitUntil = (description: string | (() => string), predicate: () => boolean, timeoutMs = 10_000) =>
   Effect.gen(function*() {
@@ -74,7 +75,7 @@ export const waitUntil = (description: string | (() => string), predicate: () =>
         const what = typeof description === "string" ? description : description()
         return yield* Effect.fail(new Error(`timed out waiting for: ${what}`))
       }
-      yield* Effect.sleep(Duration.millis(5))
+      yield* TestServices.provideLive(Effect.sleep(Duration.millis(5)))
     }
   })
 

@@ -1,7 +1,7 @@
 /**
  * An end-to-end rig: the ARI simulator, a bus, and the proxy between them, all in one scope.
  */
-import { Context, Effect, Layer, Logger, LogLevel } from "effect"
+import { Context, Effect, Layer, Logger, LogLevel, TestServices } from "effect"
 import { Bus, type BusShape } from "../../src/bus/Bus.js"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import { makeProxyConfig, type ProxyConfigInput, ProxyConfigService } from "../../src/config/ProxyConfigService.js"
@@ -19,15 +19,18 @@ export interface Rig {
 export const startSim = (options: SimulatorOptions = {}) =>
   Effect.acquireRelease(Effect.promise(() => startSimulator(options)), (sim) => Effect.promise(() => sim.close()))
 
-/** Polls `condition` every few milliseconds until it holds (or the test times out). */
+/**
+ * Polls `condition` every few milliseconds until it holds (or the test times out). The polling is
+ * in real time, so a test on TestClock can wait for what happens on the network too.
+ */
 export const eventually = (condition: () => boolean, everyMs = 5) =>
   Effect.gen(function*() {
-    while (!condition()) yield* Effect.sleep(everyMs)
+    while (!condition()) yield* TestServices.provideLive(Effect.sleep(everyMs))
   })
 
 export const waitUntilReady = (proxy: ProxyShape) =>
   Effect.gen(function*() {
-    while (!(yield* proxy.ready)) yield* Effect.sleep(5)
+    while (!(yield* proxy.ready)) yield* TestServices.provideLive(Effect.sleep(5))
   })
 
 /** Starts the proxy against `sim` on `bus`; it stops when the scope closes. */
