@@ -326,6 +326,9 @@ export const makeAriRest = (options: AriRestOptions) =>
       ),
       (pool) =>
         Effect.promise(() => pool.close()).pipe(
+          // A finalizer runs uninterruptibly: without this the timeout could not cut the wait short,
+          // and closing would wait for the deadline of every request still in flight.
+          Effect.interruptible,
           Effect.timeout("1 second"),
           Effect.catchAll(() => Effect.promise(() => pool.destroy())),
           Effect.catchAllDefect(() => Effect.void)

@@ -285,6 +285,9 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
         ws.resume() // the peer's close reply must be readable
         ws.close(1000, "ari-proxy shutting down")
       }).pipe(
+        // This runs when the connection is interrupted, uninterruptibly: without this the timeout
+        // could not cut short the wait for a peer that never answers the close.
+        Effect.interruptible,
         Effect.timeout(closeTimeoutMs),
         Effect.ignore,
         Effect.ensuring(Effect.sync(() => ws.terminate()))

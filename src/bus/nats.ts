@@ -817,6 +817,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
         if (connection === undefined || connection.isClosed()) return
         // Both bounded: a server that stopped answering (hung, or paused) would hold up the stop forever.
         yield* Effect.promise(() => connection.drain().catch(() => undefined)).pipe(
+          Effect.interruptible, // a finalizer runs uninterruptibly: else the timeout could not cut the drain short
           Effect.timeoutTo({ duration: "2 seconds", onSuccess: () => true, onTimeout: () => false }),
           Effect.flatMap((drained) =>
             drained ? Effect.void : Effect.promise(() => connection.close()).pipe(

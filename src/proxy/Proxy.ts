@@ -230,6 +230,8 @@ export const makeProxy = Effect.gen(function*() {
       }
     }
     const finished = yield* Effect.zipRight(drainingCalls.awaitSent, router.awaitNoDialogs).pipe(
+      // The drain runs in a finalizer, uninterruptibly: without this the deadline could not end the wait.
+      Effect.interruptible,
       Effect.timeoutOption(config.shutdownTimeoutMs)
     )
     if (Option.isNone(finished)) {

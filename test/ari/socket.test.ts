@@ -14,6 +14,7 @@ import {
   Layer,
   Logger,
   LogLevel,
+  Option,
   Redacted,
   Scope,
   Stream,
@@ -447,6 +448,24 @@ describe("AriSocket: lifetime", () => {
       expect(yield* socket.state).toEqual(expect.objectContaining({ _tag: "Closed", connections: 1 }))
       expect(server.upgrades.length).toBe(1)
     }))
+  it.scoped("closing the scope does not wait more than 1 s for a peer that never answers the close", () =>
+    Effect.gen(function*() {
+      const server = yield* fakeAriWs()
+      server.onConnection = (_ws, request) => request.socket.pause() // reads nothing: never sees our close
+      const scope = yield* Scope.make()
+      const socket = yield* Scope.extend(startSocket(optionsFor(server.port)), scope)
+      yield* awaitState(socket, connectedAt(1))
+      const closing = yield* Effect.forkDaemon(Scope.close(scope, Exit.void))
+      yield* eventLoopTurns()
+      yield* TestClock.adjust(999)
+      expect(Option.isNone(yield* Fiber.poll(closing)), "closed without the peer's answer").toBe(true)
+      yield* TestClock.adjust(1)
+      yield* TestServices.provideLive(
+        Fiber.join(closing).pipe(Effect.timeoutFail({ duration: 20_000, onTimeout: () => new Error("still closing") }))
+      )
+      expect(yield* socket.state).toEqual(expect.objectContaining({ _tag: "Closed", connections: 1 }))
+    }))
+
   it.scoped("closing the scope while ARI is down stops the retries", () =>
     Effect.gen(function*() {
       const address = yield* quietAddress
