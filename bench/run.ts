@@ -11,6 +11,7 @@
  * - heap and RSS per idle dialog with the burst's dialogs open (after a full GC), and the heap after
  *   they ended, against before the burst;
  * - floods again with those dialogs open (routing must stay O(1));
+ * - the simulator's own flood rate (bench/simulatorFlood.ts), against fixed targets;
  * - then each target (proxy against raw pipe, from this run's figures): met or MISSED.
  *
  * Broker-backed systems run in a child process, so their CPU and heap are their own; the in-memory
@@ -33,6 +34,7 @@ import { makeAmqpBus } from "../src/bus/amqp/index.js"
 import { makeNatsBus } from "../src/bus/nats.js"
 import { type SimulatorHandle, startSimulator } from "../src/simulator/index.js"
 import { type BenchClient, startBenchClient } from "./client.js"
+import { type SimulatorFloodFigure, simulatorFlood } from "./simulatorFlood.js"
 import { AMQP_URL, type Driver, NATS_URL, startSut, type SutKind, type SutTarget } from "./suts.js"
 import type { MemoryFigure, WorkerRequest, WorkerSpec } from "./worker.js"
 
@@ -456,7 +458,7 @@ const tableOf = (results: ReadonlyArray<DriverResult>) => {
 
 /** A target judged on one bus: the proxy's figure against the raw pipe's, from this run. */
 interface TargetResult {
-  readonly bus: Driver
+  readonly bus: Driver | "simulator"
   readonly target: string
   /** The ratio, difference or count the target bounds; undefined when it cannot be computed. */
   readonly value: number | undefined
@@ -522,6 +524,19 @@ const targetsOf = (result: DriverResult): ReadonlyArray<TargetResult> => {
   return targets
 }
 
+/** The simulator's flood: fast enough not to be what a benchmark of the proxy measures. */
+const simulatorTargets = (flood: SimulatorFloodFigure): ReadonlyArray<TargetResult> => {
+  const judge = (target: string, value: number, met: boolean, measured: string): TargetResult =>
+    ({ bus: "simulator", target, value, measured, verdict: met ? "met" : "MISSED" })
+  return [
+    judge("flood CPU ≥ 150,000 frames/s", flood.cpuFramesPerSecond, flood.cpuFramesPerSecond >= 150_000,
+      `${fmt(flood.cpuFramesPerSecond)} frames/s of its CPU`),
+    judge("flood to another process ≥ 50,000 frames/s", flood.framesPerSecond, flood.framesPerSecond >= 50_000,
+      `${fmt(flood.framesPerSecond)} frames/s`),
+    judge("flood: 0 lost, 0 out of order", flood.outOfOrder, flood.outOfOrder === 0, `${flood.outOfOrder}`)
+  ]
+}
+
 const targetLines = (targets: ReadonlyArray<TargetResult>) => {
   const width = (field: "target" | "measured") => Math.max(...targets.map((t) => t[field].length))
   return targets.map((t) =>
@@ -542,6 +557,7 @@ const main = async () => {
   const drivers = (process.env.BENCH_DRIVERS ?? "memory,nats,rabbitmq").split(",") as Array<Driver>
   const results: Array<DriverResult> = []
   for (const driver of drivers) results.push(await runDriver(driver))
+  const simulator = await simulatorFlood()
   const machine = {
     date: new Date().toISOString(),
     cpus: `${cpus().length} × ${cpus()[0]?.model ?? "?"}`,
@@ -552,11 +568,11 @@ const main = async () => {
     reps: REPS
   }
   const table = tableOf(results)
-  const targets = results.flatMap(targetsOf)
+  const targets = [...results.flatMap(targetsOf), ...simulatorTargets(simulator)]
   const targetsSection = `Targets (the proxy against the raw pipe, this run):\n${targetLines(targets)}`
   process.stdout.write(`\n${JSON.stringify(machine)}\n\n${table}\n\n${targetsSection}\n`)
   mkdirSync(join(here, ".."), { recursive: true })
-  writeFileSync(join(here, "..", "results.json"), JSON.stringify({ machine, results, targets }, null, 2))
+  writeFileSync(join(here, "..", "results.json"), JSON.stringify({ machine, results, simulator, targets }, null, 2))
   process.exit(0)
 }
 

@@ -1,6 +1,6 @@
 /**
  * The event websocket: handshake errors, no subprotocol, one socket per app (ApplicationReplaced),
- * abrupt drops, and the flood writer's order and rate.
+ * abrupt drops, and the flood writer's order (its rate: npm run bench).
  */
 import { request as httpRequest } from "node:http"
 import { spawn } from "node:child_process"
@@ -124,7 +124,7 @@ describe("one websocket per application", () => {
   it("forgets an app when its socket closes: inbound calls to it fail", async () => {
     const client = await connectEvents(sim, "gone-app")
     await client.close()
-    await sleep(20)
+    while (sim.connectedApps().includes("gone-app")) await sleep(5) // the server sees the close a moment later
     expect(() => sim.placeCall({ app: "gone-app" })).toThrow(/not registered/)
   })
 
@@ -170,30 +170,29 @@ describe("drops and refusals", () => {
 /** A receiver in its own process, as a proxy would be: counts frames and checks x_seq order. */
 const receiverScript = `
 import WebSocket from "ws"
-const [url, count, rounds] = [process.argv[1], Number(process.argv[2]), Number(process.argv[3])]
+const [url, count] = [process.argv[1], Number(process.argv[2])]
 const ws = new WebSocket(url, { skipUTF8Validation: true, perMessageDeflate: false })
-let received = 0, outOfOrder = 0, first = "", started = 0
+let received = 0, outOfOrder = 0, first = ""
 ws.on("open", () => process.stdout.write("open\\n"))
-let round = 0
 ws.on("message", (data) => {
   const text = data.toString()
-  if (received === 0) { first = text; started = performance.now() }
+  if (received === 0) first = text
   received++
   const at = text.indexOf("\\"x_seq\\":")
   if (Number.parseInt(text.slice(at + 8), 10) !== received) outOfOrder++
   if (received === count) {
-    process.stdout.write(JSON.stringify({ received, outOfOrder, first, ms: performance.now() - started }) + "\\n")
-    received = 0
-    outOfOrder = 0
-    if (++round === rounds) ws.terminate()
+    process.stdout.write(JSON.stringify({ received, outOfOrder, first }) + "\\n")
+    ws.terminate()
   }
 })
 `
 
+// Its rate is measured by `npm run bench` (bench/simulatorFlood.ts), not here: a shared machine
+// running the whole suite says nothing reliable about frames per second.
 describe("flood", () => {
-  it("delivers 20,000 frames in order to a client in another process at well over 150k frames/s", async () => {
+  it("delivers 20,000 frames whole and in order to a client in another process", async () => {
     const count = 20_000
-    const args = ["--input-type=module", "-e", receiverScript, sim.eventsUrl("flood-app"), String(count), "4"]
+    const args = ["--input-type=module", "-e", receiverScript, sim.eventsUrl("flood-app"), String(count)]
     const child = spawn(process.execPath, args, {
       cwd: process.cwd(),
       stdio: ["ignore", "pipe", "inherit"]
@@ -212,44 +211,27 @@ describe("flood", () => {
       while (lines.length <= n) await new Promise<void>((resolve) => lineWaiters.push(resolve))
       return lines[n] ?? ""
     }
-    expect(await nthLine(0)).toBe("open")
-    await sleep(10)
-    // a warm-up round first (both sides run cold code the first time), then the best of three rounds:
-    // other test files share the two CPUs
-    await sim.flood("flood-app", count)
-    await nthLine(1)
-    let bestMs = Number.POSITIVE_INFINITY
-    let bestCpuMs = Number.POSITIVE_INFINITY
-    let report = { received: 0, outOfOrder: -1, first: "", ms: 0 }
-    for (let round = 2; round <= 4; round++) {
-      // flood frames and hands every frame to the socket synchronously: its CPU time is the sender's cost
-      const cpuBefore = process.cpuUsage()
-      const pending = sim.flood("flood-app", count)
-      const cpu = process.cpuUsage(cpuBefore)
-      bestCpuMs = Math.min(bestCpuMs, (cpu.user + cpu.system) / 1000)
-      const result = await pending
-      report = JSON.parse(await nthLine(round)) as typeof report
+    try {
+      expect(await nthLine(0)).toBe("open")
+      const result = await sim.flood("flood-app", count)
+      const report = JSON.parse(await nthLine(1)) as { received: number; outOfOrder: number; first: string }
       expect(result.sent).toBe(count)
       expect(report.received).toBe(count)
       expect(report.outOfOrder).toBe(0)
-      bestMs = Math.min(bestMs, result.elapsedMs)
+      const first = JSON.parse(report.first) as Json
+      expect(first).toMatchObject({ type: "ChannelDtmfReceived", x_seq: 1, application: "flood-app" })
+      expect(Object.keys(first)).toEqual([
+        "type",
+        "timestamp",
+        "digit",
+        "duration_ms",
+        "x_seq",
+        "channel",
+        "asterisk_id",
+        "application"
+      ])
+    } finally {
+      child.kill()
     }
-    child.kill()
-    const first = JSON.parse(report.first) as Json
-    expect(first).toMatchObject({ type: "ChannelDtmfReceived", x_seq: 1, application: "flood-app" })
-    expect(Object.keys(first)).toEqual([
-      "type",
-      "timestamp",
-      "digit",
-      "duration_ms",
-      "x_seq",
-      "channel",
-      "asterisk_id",
-      "application"
-    ])
-    // the simulator's own cost per frame, independent of the reader and of other test files
-    expect(count / (bestCpuMs / 1000)).toBeGreaterThan(150_000)
-    // end to end, to a reader in another process; loose because the machine is shared while tests run
-    expect(count / (bestMs / 1000)).toBeGreaterThan(50_000)
   })
 })
