@@ -16,7 +16,8 @@ import type { ProxyShape } from "../../src/proxy/Proxy.js"
 import { makeRouterCounters } from "../../src/proxy/router.js"
 import { startApp } from "../support/apps.js"
 import { eventually, startSim } from "../support/harness.js"
-import { freePort, httpGet, parsePrometheus, pollUntil, proxyConfigFor, startOpsProxy, valueOf } from "./support.js"
+import { quietAddress } from "../support/ports.js"
+import { httpGet, parsePrometheus, pollUntil, proxyConfigFor, startOpsProxy, valueOf } from "./support.js"
 
 const readyBody = (body: string) =>
   JSON.parse(body) as { ready: boolean; ari: string; bus: string; draining: boolean; reasons: Array<string> }
@@ -26,7 +27,7 @@ describe("/healthz and /readyz", () => {
     Effect.gen(function*() {
       const sim = yield* startSim()
       sim.setWebsocketMode("refuse")
-      const { base, bus, proxy } = yield* startOpsProxy(yield* Effect.promise(() => proxyConfigFor(sim)))
+      const { base, bus, proxy } = yield* startOpsProxy(yield* proxyConfigFor(sim))
 
       const health = yield* httpGet(`${base}/healthz`)
       expect(health.status).toBe(200)
@@ -75,15 +76,13 @@ describe("/healthz and /readyz", () => {
   it.scopedLive("answer while the proxy still waits for its bus at startup: alive, not ready", () =>
     Effect.gen(function*() {
       const sim = yield* startSim()
-      const brokerPort = yield* Effect.promise(() => freePort()) // nobody listens there
-      const config = yield* Effect.promise(() =>
-        proxyConfigFor(sim, { messageBus: "NATS", bus: { url: `nats://127.0.0.1:${brokerPort}` } })
-      )
+      const broker = yield* quietAddress // nobody listens there
+      const config = yield* proxyConfigFor(sim, { messageBus: "NATS", bus: { url: `nats://${broker.host}:${broker.port}` } })
       const scope = yield* Scope.make()
       const starting = yield* Effect.fork(
         Layer.buildWithScope(proxyApplication(config), scope).pipe(Logger.withMinimumLogLevel(LogLevel.None))
       )
-      const base = `http://127.0.0.1:${config.httpPort}`
+      const base = `http://${config.httpHost}:${config.httpPort}`
       yield* pollUntil(`${base}/healthz`, (answer) => answer.status === 200)
       const notReady = yield* httpGet(`${base}/readyz`)
       expect(notReady.status).toBe(503)
@@ -97,7 +96,7 @@ describe("/healthz and /readyz", () => {
   it.scopedLive("unknown paths are 404", () =>
     Effect.gen(function*() {
       const sim = yield* startSim()
-      const { base } = yield* startOpsProxy(yield* Effect.promise(() => proxyConfigFor(sim)))
+      const { base } = yield* startOpsProxy(yield* proxyConfigFor(sim))
       expect((yield* httpGet(`${base}/nope`)).status).toBe(404)
     }))
 })
@@ -106,7 +105,7 @@ describe("/metrics", () => {
   it.scopedLive("is Prometheus text whose counters and histograms move with a call", () =>
     Effect.gen(function*() {
       const sim = yield* startSim()
-      const { base, bus } = yield* startOpsProxy(yield* Effect.promise(() => proxyConfigFor(sim)))
+      const { base, bus } = yield* startOpsProxy(yield* proxyConfigFor(sim))
       yield* pollUntil(`${base}/readyz`, (answer) => answer.status === 200)
       const first = yield* httpGet(`${base}/metrics`)
       expect(first.status).toBe(200)
@@ -183,7 +182,7 @@ describe("/metrics", () => {
   it.scopedLive("counts ARI reconnects", () =>
     Effect.gen(function*() {
       const sim = yield* startSim()
-      const { base } = yield* startOpsProxy(yield* Effect.promise(() => proxyConfigFor(sim)))
+      const { base } = yield* startOpsProxy(yield* proxyConfigFor(sim))
       yield* pollUntil(`${base}/readyz`, (answer) => answer.status === 200)
       const before = parsePrometheus((yield* httpGet(`${base}/metrics`)).body)
       sim.dropWebsockets()

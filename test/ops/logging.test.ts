@@ -29,7 +29,8 @@ import { Proxy } from "../../src/proxy/Proxy.js"
 import { makeRelay } from "../bus/relay.js"
 import { startApp } from "../support/apps.js"
 import { eventually, startSim, waitUntilReady } from "../support/harness.js"
-import { freePort, proxyConfigFor } from "./support.js"
+import { quietAddress } from "../support/ports.js"
+import { proxyConfigFor } from "./support.js"
 
 interface Entry {
   readonly message: unknown
@@ -96,7 +97,8 @@ const wrongPassword = "Wr0ng$Pw/x"
 const busUser = "ops-bus-user"
 const busPassword = "Nats/s3cret"
 const busToken = "T0ken$ecret"
-const busUrl = (port: number) => `nats://${busUser}:${encodeURIComponent(busPassword)}@127.0.0.1:${port}`
+const busUrl = (port: number, host = "127.0.0.1") =>
+  `nats://${busUser}:${encodeURIComponent(busPassword)}@${host}:${port}`
 
 const allSecrets = [
   ...secretForms(ariUser, ariPassword),
@@ -112,14 +114,12 @@ describe("logs", () => {
     Effect.gen(function*() {
       const capture = makeCapture()
       const sim = yield* startSim({ credentials: { username: ariUser, password: ariPassword } })
-      const config = yield* Effect.promise(() =>
-        proxyConfigFor(sim, {
-          logLevel: "debug",
-          commandTimeoutMs: 300,
-          // not used by the memory bus, but logged (masked) with the configuration
-          bus: { url: busUrl(4222), user: busUser, password: busPassword, token: busToken }
-        })
-      )
+      const config = yield* proxyConfigFor(sim, {
+        logLevel: "debug",
+        commandTimeoutMs: 300,
+        // not used by the memory bus, but logged (masked) with the configuration
+        bus: { url: busUrl(4222), user: busUser, password: busPassword, token: busToken }
+      })
       const { proxy, bus, close } = yield* runApplication(config, capture)
       yield* waitUntilReady(proxy)
 
@@ -195,13 +195,11 @@ describe("logs", () => {
       const sim = yield* startSim({ credentials: { username: ariUser, password: ariPassword } })
       const relay = yield* makeRelay(4222)
       const prefix = `ops-log-${Date.now()}-${Math.floor(Math.random() * 1e6)}.`
-      const config = yield* Effect.promise(() =>
-        proxyConfigFor(sim, {
-          logLevel: "debug",
-          messageBus: "NATS",
-          bus: { url: busUrl(relay.port), subjectPrefix: prefix }
-        })
-      )
+      const config = yield* proxyConfigFor(sim, {
+        logLevel: "debug",
+        messageBus: "NATS",
+        bus: { url: busUrl(relay.port), subjectPrefix: prefix }
+      })
       const { proxy, bus, close } = yield* runApplication(config, capture)
       yield* waitUntilReady(proxy)
       const appBus = yield* makeNatsBus({ servers: "nats://127.0.0.1:4222", name: "ops-app" }).pipe(
@@ -226,8 +224,10 @@ describe("logs", () => {
       yield* close
 
       // a broker that refuses connections from the start (the proxy waits for it: build in the background)
-      const refusedPort = yield* Effect.promise(() => freePort())
-      const refusedConfig = { ...config, httpPort: 0, bus: { ...config.bus, url: Redacted.make(busUrl(refusedPort)) } }
+      const refused = yield* quietAddress
+      const refusedPort = refused.port
+      const refusedUrl = Redacted.make(busUrl(refused.port, refused.host))
+      const refusedConfig = { ...config, httpPort: 0, bus: { ...config.bus, url: refusedUrl } }
       const scope = yield* Scope.make()
       const building = yield* Effect.fork(
         capture.capturing(Layer.buildWithScope(proxyApplication(refusedConfig), scope))

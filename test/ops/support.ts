@@ -1,51 +1,50 @@
 /**
- * Helpers of the operations tests: a free port, a real proxy application (with its HTTP endpoint)
- * built in a scope, an HTTP client, and a strict parser of the Prometheus text format.
+ * Helpers of the operations tests: a configuration with its HTTP endpoint on an address of its own,
+ * a real proxy application built in a scope, an HTTP client, and a strict parser of the Prometheus
+ * text format.
  */
 import { Context, Effect, Layer, Logger, LogLevel } from "effect"
 import type { Scope } from "effect"
-import * as net from "node:net"
 import { Bus, type BusShape } from "../../src/bus/Bus.js"
 import { makeProxyConfig, type ProxyConfigInput } from "../../src/config/ProxyConfigService.js"
 import type { ProxyConfig } from "../../src/config/ProxyConfig.js"
 import { proxyApplication } from "../../src/proxy/application.js"
 import { Proxy, type ProxyShape } from "../../src/proxy/Proxy.js"
 import type { SimulatorHandle } from "../../src/simulator/index.js"
+import { quietAddress } from "../support/ports.js"
 
-/** A port nobody listens on right now (the OS picks it; we release it at once). */
-export const freePort = (): Promise<number> =>
-  new Promise((resolve, reject) => {
-    const server = net.createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address() as net.AddressInfo
-      server.close(() => resolve(address.port))
-    })
-  })
-
-export const proxyConfigFor = async (sim: SimulatorHandle, input: ProxyConfigInput = {}): Promise<ProxyConfig> =>
-  makeProxyConfig({
-    applications: ["app"],
-    stasisUrl: sim.url,
-    websocketUrl: sim.wsUrl,
-    wsUser: sim.credentials.username,
-    wsPassword: sim.credentials.password,
-    serverId: "ast-ops",
-    messageBus: "MEMORY",
-    httpPort: await freePort(),
-    httpHost: "127.0.0.1",
-    attachGraceMs: 300,
-    endedLingerMs: 500,
-    reconnectMinMs: 20,
-    reconnectMaxMs: 200,
-    ...input
-  })
+/**
+ * A configuration for `sim`, its HTTP endpoint on an address held for the scope: the proxy cannot be
+ * told to take any port and report it (`http_port` 0 means no endpoint), so it gets one nobody else
+ * can take (test/support/ports.ts).
+ */
+export const proxyConfigFor = (
+  sim: SimulatorHandle,
+  input: ProxyConfigInput = {}
+): Effect.Effect<ProxyConfig, never, Scope.Scope> =>
+  Effect.map(quietAddress, (http) =>
+    makeProxyConfig({
+      applications: ["app"],
+      stasisUrl: sim.url,
+      websocketUrl: sim.wsUrl,
+      wsUser: sim.credentials.username,
+      wsPassword: sim.credentials.password,
+      serverId: "ast-ops",
+      messageBus: "MEMORY",
+      httpPort: http.port,
+      httpHost: http.host,
+      attachGraceMs: 300,
+      endedLingerMs: 500,
+      reconnectMinMs: 20,
+      reconnectMaxMs: 200,
+      ...input
+    }))
 
 export interface OpsProxy {
   readonly proxy: ProxyShape
   readonly bus: BusShape
   readonly config: ProxyConfig
-  /** `http://127.0.0.1:<http_port>` */
+  /** `http://<http_host>:<http_port>` */
   readonly base: string
 }
 
@@ -60,7 +59,7 @@ export const startOpsProxy = (
       proxy: Context.get(context, Proxy),
       bus: Context.get(context, Bus),
       config,
-      base: `http://127.0.0.1:${config.httpPort}`
+      base: `http://${config.httpHost}:${config.httpPort}`
     }
   })
 
