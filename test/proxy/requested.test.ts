@@ -2,7 +2,7 @@
  * App-initiated dialogs: an application asks a proxy for a dialog, then originates into it.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Queue } from "effect"
+import { Deferred, Effect, Queue, TestClock, TestServices } from "effect"
 import type { BusShape } from "../../src/bus/Bus.js"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import { joinDialog } from "../support/apps.js"
@@ -40,11 +40,16 @@ describe("app-initiated dialogs", () => {
       expect(appStarts).toHaveLength(0)
     }))
 
-  it.scopedLive("a dialog nobody puts a channel in ends as unused", () =>
+  // On TestClock: the idle check is a timer of the dialogs' actor system (Effect's Clock).
+  it.scoped("a dialog nobody puts a channel in ends as unused, once requested_dialog_idle_ms have passed", () =>
     Effect.gen(function*() {
       const { bus } = yield* makeRig({ config: { requestedDialogIdleMs: 100 } })
       const grant = yield* requestDialog(bus, "dialogs_app")
       const dialog = yield* joinDialog(bus, grant.dialog_id, grant.server_id)
+      yield* TestClock.adjust(99)
+      yield* TestServices.provideLive(Effect.sleep(20)) // an end would be published by now
+      expect(yield* Deferred.isDone(dialog.ended)).toBe(false)
+      yield* TestClock.adjust(1)
       const ended = yield* Deferred.await(dialog.ended)
       expect(ended.ari.reason).toBe("unused")
     }))
