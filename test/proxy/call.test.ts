@@ -3,7 +3,7 @@
  * over HTTP and over the event websocket (`ari_rest_transport`).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Queue } from "effect"
+import { Deferred, Effect, Queue, TestClock, TestServices } from "effect"
 import { startApp } from "../support/apps.js"
 import { eventually, makeRig } from "../support/harness.js"
 
@@ -162,5 +162,22 @@ describe.each(["http", "websocket"] as const)("proxy with the simulator on the i
       const late = yield* dialog.request("POST", `/channels/${channelId}/answer`)
       expect(late.status_code).toBe(410)
       expect(JSON.parse(late.response_body)).toMatchObject({ dialog_id: dialog.dialogId, source: "ari-proxy" })
+    }))
+})
+
+describe("attach grace", () => {
+  // On TestClock: the attach grace is a timer of the dialogs' actor system (Effect's Clock).
+  it.scoped("an application that never attaches gets the held events once attach_grace_ms have passed", () =>
+    Effect.gen(function*() {
+      const { sim, bus, config } = yield* makeRig()
+      const dialogs = yield* startApp(bus, "app", { attach: false })
+      const channelId = sim.placeCall({ app: "app" })
+      const dialog = yield* Queue.take(dialogs)
+      yield* TestClock.adjust(config.attachGraceMs - 1)
+      yield* TestServices.provideLive(Effect.sleep(20)) // released events would be here by now
+      expect(dialog.events).toEqual([])
+      yield* TestClock.adjust(1)
+      const start = yield* dialog.waitFor("StasisStart")
+      expect(start.ari.channel.id).toBe(channelId)
     }))
 })
