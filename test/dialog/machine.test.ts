@@ -40,6 +40,7 @@ import {
   type DialogInput,
   type DialogState,
   initialState,
+  type LeaseState,
   type MachineOptions,
   maxQueuedCommands,
   transition
@@ -97,7 +98,15 @@ const commandShapes: ReadonlyArray<CommandShape> = [
   { method: "GET", url: "/channels/B", body: "", reply: channelReply("B") },
   { method: "DELETE", url: "/channels/A", body: "", reply: "" },
   { method: "ATTACH", url: "", body: "", reply: "" },
-  { method: "attach", url: "", body: "", reply: "" }
+  { method: "attach", url: "", body: "", reply: "" },
+  // Leases: taken (and resumed after an event), asked for without a lease, renewed, acknowledged.
+  { method: "ATTACH", url: "", body: "{\"lease\":true}", reply: "" },
+  { method: "ATTACH", url: "", body: "{\"lease\":true,\"resume_after\":3}", reply: "" },
+  { method: "ATTACH", url: "", body: "{\"resume_after\":2}", reply: "" },
+  { method: "ATTACH", url: "", body: "not json", reply: "" },
+  { method: "RENEW", url: "", body: "{\"acked\":5}", reply: "" },
+  { method: "renew", url: "", body: "", reply: "" },
+  { method: "RENEW", url: "", body: "{\"acked\":1.5}", reply: "" }
 ]
 
 type AbortReason = Extract<DialogEndReason, "shutdown" | "overloaded" | "failed">
@@ -125,6 +134,8 @@ type Step =
   | { readonly t: "linger" }
   /** The registry refuses the keys of the last Bind (another live dialog owns them). */
   | { readonly t: "refuse" }
+  /** The lease was not renewed in time (the actor's check; ignored when none was taken). */
+  | { readonly t: "lapse" }
 
 interface Scenario {
   readonly options: MachineOptions
@@ -202,11 +213,16 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   },
   { weight: 1, arbitrary: fc.constant({ t: "idleCheck" as const }) },
   { weight: 3, arbitrary: fc.constant({ t: "linger" as const }) },
-  { weight: 3, arbitrary: fc.constant({ t: "refuse" as const }) }
+  { weight: 3, arbitrary: fc.constant({ t: "refuse" as const }) },
+  { weight: 2, arbitrary: fc.constant({ t: "lapse" as const }) }
 )
 
 const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
-  options: fc.record({ holdEvents: fc.boolean(), maxHeldEvents: fc.integer({ min: 1, max: 60 }) }),
+  options: fc.record({
+    holdEvents: fc.boolean(),
+    maxHeldEvents: fc.integer({ min: 1, max: 60 }),
+    leaseMs: fc.option(fc.integer({ min: 1, max: 10_000 }), { nil: undefined, freq: 4 })
+  }),
   requested: fc.boolean(),
   // Where the commands subscription comes up (mostly early; some runs end before it does).
   readyAt: fc.oneof({ weight: 4, arbitrary: fc.nat({ max: 30 }) }, { weight: 1, arbitrary: fc.nat({ max: 400 }) }),
@@ -244,6 +260,23 @@ interface Outcome {
  * - entities: bound once, unbound only while bound (the registry mirrors these effects), a
  *   finished one unbound with its event, nothing bound once DialogEnded is out.
  */
+/** A command the machine accepted, as the model expects it to be answered. */
+type Waiting =
+  | { readonly id: string; readonly kind: "request" | "invalid" }
+  /** Answered 200 with the events held when it came; with a lease when one was asked and granted. */
+  | { readonly id: string; readonly kind: "attach"; readonly held: number; readonly lease: boolean }
+  /** Answered 200 while the lease was held when it came, else 409. */
+  | { readonly id: string; readonly kind: "renew"; readonly leaseHeld: boolean }
+
+const jsonBody = (body: string): Record<string, unknown> => {
+  try {
+    const parsed: unknown = JSON.parse(body)
+    return typeof parsed === "object" && parsed !== null ? parsed as Record<string, unknown> : {}
+  } catch {
+    return {}
+  }
+}
+
 const runScenario = (scenario: Scenario): Outcome => {
   const { options } = scenario
   const violations: Array<string> = []
@@ -257,7 +290,8 @@ const runScenario = (scenario: Scenario): Outcome => {
   const arrivedEvents: Array<string> = []
   let publishedEvents = 0
   /** Accepted commands not yet answered or sent, in arrival order (the machine's queue). */
-  const waiting: Array<{ readonly id: string; readonly request: boolean; readonly held?: number }> = []
+  const waiting: Array<Waiting> = []
+  let lease: LeaseState = "none"
   let outstanding: string | undefined
   const answered = new Set<string>()
   const refusedAtOnce = new Set<string>()
@@ -282,6 +316,12 @@ const runScenario = (scenario: Scenario): Outcome => {
     adoptedKeys: 0,
     finishedUnbound: 0,
     refusedBinds: 0,
+    leasesTaken: 0,
+    renewals: 0,
+    renewRefused: 0,
+    acknowledged: 0,
+    replays: 0,
+    reoffers: 0,
     commands: 0,
     droppedNotSubscribed: 0,
     sentToAri: 0,
@@ -325,7 +365,7 @@ const runScenario = (scenario: Scenario): Outcome => {
       case "Command":
       case "InvalidCommand": {
         const id = input._tag === "Command" ? input.command.unique_id : input.uniqueId
-        const isAttach = input._tag === "Command" && input.command.method.toUpperCase() === "ATTACH"
+        const method = input._tag === "Command" ? input.command.method.toUpperCase() : ""
         if (before.released) {
           if (effects.length > 0) fail(`a command after the release had effects`)
         } else if (before.ended) {
@@ -340,11 +380,21 @@ const runScenario = (scenario: Scenario): Outcome => {
           if (after !== before) fail("a command beyond the cap changed the state")
           refusedAtOnce.add(id)
           count("refusedFull")
-        } else {
-          const request = input._tag === "Command" && !isAttach
-          waiting.push({ id, request, ...(isAttach ? { held: heldBefore } : {}) })
+        } else if (input._tag === "InvalidCommand") {
+          waiting.push({ id, kind: "invalid" })
           acceptedIds.push(id)
-          if (isAttach) count("attaches")
+        } else if (method === "ATTACH") {
+          const wantsLease = jsonBody(input.command.body).lease === true
+          waiting.push({ id, kind: "attach", held: heldBefore, lease: wantsLease && options.leaseMs !== undefined })
+          acceptedIds.push(id)
+          count("attaches")
+        } else if (method === "RENEW") {
+          waiting.push({ id, kind: "renew", leaseHeld: lease === "held" })
+          acceptedIds.push(id)
+          count("renewals")
+        } else {
+          waiting.push({ id, kind: "request" })
+          acceptedIds.push(id)
         }
         break
       }
@@ -354,20 +404,25 @@ const runScenario = (scenario: Scenario): Outcome => {
     const announcing = effects.some((e) => e._tag === "Announce")
     const nowAnnounced = announced || announcing
     const heldNow = heldBefore + (input._tag === "Event" && !before.ended ? 1 : 0)
+    const acceptedCommand = input._tag === "Command" && !before.ended && !before.released &&
+      before.queue.length < maxQueuedCommands
     const releases = nowAnnounced && (
-      !options.holdEvents ||
+      (input._tag === "SubscriptionReady" && !options.holdEvents) ||
       heldNow >= options.maxHeldEvents ||
-      (input._tag === "Command" && !before.ended) ||
+      (acceptedCommand && input.command.method.toUpperCase() !== "RENEW") ||
       input._tag === "GraceExpired" ||
-      input._tag === "Abort"
+      input._tag === "Abort" ||
+      (input._tag === "LeaseLapsed" && before.ending !== undefined)
     )
     peak("maxHeld", heldNow)
 
     // Effects
     let finishedUnbound = false
+    let reoffered = false
+    let publishedNow = false
     for (const effect of effects) {
       if (endedWith !== undefined && effect._tag !== "Respond" && effect._tag !== "StartLingerTimer" &&
-        effect._tag !== "Release" && effect._tag !== "Unbind") {
+        effect._tag !== "Release" && effect._tag !== "Unbind" && effect._tag !== "Acknowledged") {
         fail(`${effect._tag} after DialogEnded`)
       }
       switch (effect._tag) {
@@ -386,6 +441,7 @@ const runScenario = (scenario: Scenario): Outcome => {
           const expected = arrivedEvents[publishedEvents]
           if (effect.raw !== expected) fail(`published ${effect.raw}, expected ${expected}`)
           publishedEvents++
+          publishedNow = true
           count("eventsPublished")
           break
         }
@@ -411,7 +467,7 @@ const runScenario = (scenario: Scenario): Outcome => {
         case "Send": {
           const next = waiting[0]
           if (outstanding !== undefined) fail(`sent ${effect.command.unique_id} while ${outstanding} is in flight`)
-          if (next === undefined || !next.request || next.id !== effect.command.unique_id) {
+          if (next === undefined || next.kind !== "request" || next.id !== effect.command.unique_id) {
             fail(`sent ${effect.command.unique_id} out of turn (next: ${JSON.stringify(next)})`)
           } else {
             waiting.shift()
@@ -432,19 +488,58 @@ const runScenario = (scenario: Scenario): Outcome => {
           }
           const next = waiting[0]
           if (outstanding !== undefined) fail(`${id} answered while ${outstanding} is in flight`)
-          if (next === undefined || next.request || next.id !== id) {
+          if (next === undefined || next.kind === "request" || next.id !== id) {
             fail(`${id} answered out of turn (next: ${JSON.stringify(next)})`)
             break
           }
           waiting.shift()
-          if (next.held !== undefined) {
-            const held = (JSON.parse(effect.body) as { held_events: number }).held_events
-            if (effect.status !== 200 || held !== next.held) fail(`ATTACH said ${held} held, ${next.held} were`)
+          const body = jsonBody(effect.body)
+          if (next.kind === "attach") {
+            if (effect.status !== 200 || body.held_events !== next.held) {
+              fail(`ATTACH said ${String(body.held_events)} held, ${next.held} were`)
+            }
+            if ((body.lease_ms !== undefined) !== next.lease) fail(`ATTACH: lease ${String(body.lease_ms)}`)
+          } else if (next.kind === "renew") {
+            if (effect.status !== (next.leaseHeld ? 200 : 409)) fail(`RENEW answered ${effect.status}`)
+            if (effect.status === 409) count("renewRefused")
           } else if (effect.status !== 400) {
             fail(`an invalid command answered ${effect.status}`)
           }
           break
         }
+        case "LeaseTaken": {
+          const asked = input._tag === "Command" && input.command.method.toUpperCase() === "ATTACH" &&
+            jsonBody(input.command.body).lease === true
+          if (!asked || options.leaseMs === undefined) fail("a lease nobody asked for, or none to give")
+          lease = "held"
+          count("leasesTaken")
+          break
+        }
+        case "Replay": {
+          const resumeAfter = input._tag === "Command" ? jsonBody(input.command.body).resume_after : undefined
+          if (input._tag !== "Command" || effect.uniqueId !== input.command.unique_id || effect.after !== resumeAfter) {
+            fail(`a replay nobody asked for: ${JSON.stringify(effect)}`)
+          }
+          if (publishedNow) fail("a replay after newer events") // what the new owner missed comes first
+          count("replays")
+          break
+        }
+        case "Acknowledged": {
+          const acked = input._tag === "Command" ? jsonBody(input.command.body).acked : undefined
+          if (input._tag !== "Command" || input.command.method.toUpperCase() !== "RENEW" || lease !== "held") {
+            fail("an acknowledgement outside a RENEW of a held lease")
+          }
+          if (effect.seq !== acked) fail(`acknowledged ${effect.seq}, the RENEW said ${String(acked)}`)
+          count("acknowledged")
+          break
+        }
+        case "Reoffer":
+          if (input._tag !== "LeaseLapsed" || before.lease === "none" || before.ending !== undefined) {
+            fail("offered anew while not lapsing, or while ending")
+          }
+          reoffered = true
+          count("reoffers")
+          break
         case "PublishEnded": {
           if (endedWith !== undefined) fail("DialogEnded twice")
           endedWith = effect.reason
@@ -466,7 +561,14 @@ const runScenario = (scenario: Scenario): Outcome => {
           break
       }
     }
-    if (releases) listening = true
+    // A lapse: held again until the next owner attaches (or the hold fills, or the grace ends).
+    if (reoffered) listening = false
+    else if (releases) listening = true
+    if (input._tag === "LeaseLapsed" && before.lease !== "none" && !before.ended) {
+      lease = "lapsed"
+      if (!reoffered && before.ending === undefined) fail("a lapse not offered anew")
+    }
+    if (after.lease !== lease) fail(`lease ${after.lease}, model ${lease}`)
     if (finishedUnbound) count("finishedUnbound")
     if (input._tag === "Event" && input.finished !== undefined && !before.ended && bound.has(input.finished)) {
       fail(`${input.finished} still bound after the event that finished it`)
@@ -477,7 +579,7 @@ const runScenario = (scenario: Scenario): Outcome => {
     peak("maxQueue", after.queue.length)
     if (after.queue.length !== waiting.length) fail(`queue ${after.queue.length}, model ${waiting.length}`)
     if ((after.inFlight?.command.unique_id) !== outstanding) fail("in flight: not the model's")
-    if (after.bound.size !== bound.size || [...after.bound].some((key) => !bound.has(key))) {
+    if (after.bound.length !== bound.size || after.bound.some((key) => !bound.has(key))) {
       fail("bound: not what the effects said")
     }
     if (before.ending === undefined && after.ending !== undefined) {
@@ -529,7 +631,7 @@ const runScenario = (scenario: Scenario): Outcome => {
   }
   const idleCheck = () => {
     const s = state
-    if (!scenario.requested || s.members.size > 0 || s.ending !== undefined || s.ended) return
+    if (!scenario.requested || s.members.length > 0 || s.ending !== undefined || s.ended) return
     if (s.inFlight === undefined && s.queue.length === 0) feed({ _tag: "Abort", reason: "unused" })
   }
 
@@ -577,10 +679,13 @@ const runScenario = (scenario: Scenario): Outcome => {
         feed({ _tag: "LingerOver" })
         break
       case "refuse": {
-        const keys = lastBind.filter((key) => state.bound.has(key))
+        const keys = lastBind.filter((key) => state.bound.includes(key))
         if (keys.length > 0) feed({ _tag: "BindRefused", keys })
         break
       }
+      case "lapse":
+        feed({ _tag: "LeaseLapsed" })
+        break
     }
   })
   if (endedWith !== undefined) figures.endedDuringSteps = 1
@@ -650,6 +755,11 @@ describe("dialog state machine", () => {
         "adoptedKeys",
         "finishedUnbound",
         "refusedBinds",
+        "leasesTaken",
+        "renewRefused",
+        "acknowledged",
+        "replays",
+        "reoffers",
         "endedDuringSteps",
         ...endReasons.map((reason) => `endedBy_${reason}`)
       ]
