@@ -296,32 +296,23 @@ const runScenario = (scenario: Scenario, clock: ManualClock): Effect.Effect<Outc
         attachGraceMs: ATTACH_GRACE_MS,
         endedLingerMs: LINGER_MS,
         requestedDialogIdleMs: REQUESTED_IDLE_MS,
-        execute: (command) =>
-          Effect.async((resume) => {
-            const [dialogId, seqText] = command.unique_id.split("#")
-            const seq = Number(seqText)
-            const running = (inFlightPerDialog.get(dialogId!) ?? 0) + 1
-            inFlightPerDialog.set(dialogId!, running)
-            if (running > 1) fail(`dialog ${dialogId} has ${running} ARI requests at once`)
-            if (seq <= (lastSentSeq.get(dialogId!) ?? 0)) fail(`dialog ${dialogId} sent command ${seq} out of order`)
-            lastSentSeq.set(dialogId!, seq)
-            count("ariRequests")
-            if (answerAtOnce) {
-              inFlightPerDialog.set(dialogId!, running - 1)
-              return resume(Effect.succeed({ status: 204, body: "" }))
-            }
-            pending.push({
-              dialogId: dialogId!,
-              seq,
-              method: command.method,
-              url: command.url,
-              answer: (reply) => {
-                inFlightPerDialog.set(dialogId!, (inFlightPerDialog.get(dialogId!) ?? 1) - 1)
-                resume(Effect.succeed(reply))
-              }
-            })
-            peak("maxRequestsInFlight", pending.length)
-          }),
+        execute: (command, onReply) => {
+          const [dialogId, seqText] = command.unique_id.split("#")
+          const seq = Number(seqText)
+          const running = (inFlightPerDialog.get(dialogId!) ?? 0) + 1
+          inFlightPerDialog.set(dialogId!, running)
+          if (running > 1) fail(`dialog ${dialogId} has ${running} ARI requests at once`)
+          if (seq <= (lastSentSeq.get(dialogId!) ?? 0)) fail(`dialog ${dialogId} sent command ${seq} out of order`)
+          lastSentSeq.set(dialogId!, seq)
+          count("ariRequests")
+          const answer = (reply: { status: number; body: string }) => {
+            inFlightPerDialog.set(dialogId!, (inFlightPerDialog.get(dialogId!) ?? 1) - 1)
+            onReply(reply, undefined)
+          }
+          if (answerAtOnce) return queueMicrotask(() => answer({ status: 204, body: "" }))
+          pending.push({ dialogId: dialogId!, seq, method: command.method, url: command.url, answer })
+          peak("maxRequestsInFlight", pending.length)
+        },
         counters: makeDialogCounters()
       },
       makeRouterCounters(),
