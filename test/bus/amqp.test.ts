@@ -1,11 +1,11 @@
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import amqp from "amqplib"
-import { Effect } from "effect"
+import { Effect, Exit, Fiber, Option, Scope, TestClock, TestServices } from "effect"
 import type { BusShape } from "../../src/bus/Bus.js"
 import type { Socket } from "node:net"
 import { patchAmqplibWrites } from "../../src/bus/amqp/amqplibWrites.js"
 import { type AmqpBus, type AmqpOptions, makeAmqpBus } from "../../src/bus/amqp/index.js"
-import { createdTopics, runBusConformance, uniqueTopic, waitUntil } from "./conformance.js"
+import { createdTopics, runBusConformance, uniqueTopic, untilConnected, waitUntil } from "./conformance.js"
 import { seedAmqpTransport } from "../support/seedClient.js"
 import { proxyCases } from "./proxyCases.js"
 import { makeRelay } from "./relay.js"
@@ -108,6 +108,31 @@ runBusConformance("rabbitmq", {
 }, proxyCases)
 
 describe("rabbitmq driver", () => {
+  // On TestClock: closing waits for the broker's confirms, then its close-ok, at most 2 s each (timeouts that ran
+  // uninterruptibly in the finalizer, so cut nothing short). The stalled connection's own heartbeat is real time.
+  it.scoped("closing does not wait more than its timeouts for a broker that stopped answering", () =>
+    Effect.gen(function*() {
+      const relay = yield* makeRelay(AMQP_PORT)
+      const topic = uniqueTopic("mute")
+      const scope = yield* Scope.make()
+      const bus = yield* makeAmqpBus(options(relay.port)).pipe(Scope.extend(scope))
+      yield* untilConnected(bus)
+      yield* bus.publish(topic, "declared and confirmed")
+      yield* waitUntil("confirmed", () => bus.stats().unconfirmed === 0 && bus.stats().buffered === 0)
+      relay.stall()
+      yield* bus.publish(topic, "never confirmed")
+      const closing = yield* Effect.forkDaemon(Scope.close(scope, Exit.void))
+      const deadline = Date.now() + 15_000
+      for (let advanced = 0; Option.isNone(yield* Fiber.poll(closing)) && Date.now() < deadline;) {
+        if (advanced < 10_000) {
+          yield* TestClock.adjust(500)
+          advanced += 500
+        }
+        yield* TestServices.provideLive(Effect.sleep(10))
+      }
+      expect(Option.isSome(yield* Fiber.poll(closing)), "still closing").toBe(true)
+    }))
+
   it.scopedLive("publishes the seed's bytes: default exchange, routing key = queue, json, delivery mode 1", () =>
     Effect.gen(function*() {
       const raw = yield* rawConnection

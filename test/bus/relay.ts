@@ -1,7 +1,8 @@
 /**
  * A TCP relay for tests: listens on 127.0.0.1 (port 0) and forwards to a broker. `cut()` destroys
  * every relayed connection (as a network failure would) and keeps listening; `refuse(true)`
- * makes new connections fail until `refuse(false)`. The shared broker is never restarted.
+ * makes new connections fail until `refuse(false)`; `stall()` stops forwarding without closing
+ * anything (a broker that stopped answering). The shared broker is never restarted.
  */
 import { Effect } from "effect"
 import * as net from "node:net"
@@ -14,12 +15,15 @@ export interface Relay {
   readonly refuse: (on: boolean) => void
   /** Connections relayed so far (a reconnect makes it grow). */
   readonly connections: () => number
+  /** Stops forwarding, both ways, on the connections open now: they stay open, silent. */
+  readonly stall: () => void
 }
 
 export const makeRelay = (targetPort: number, targetHost = "127.0.0.1") =>
   Effect.acquireRelease(
     Effect.async<{ relay: Relay; server: net.Server; sockets: Set<net.Socket> }>((resume) => {
       const sockets = new Set<net.Socket>()
+      const pairs = new Set<readonly [net.Socket, net.Socket]>()
       let refusing = false
       let relayed = 0
       const track = (socket: net.Socket) => {
@@ -40,6 +44,9 @@ export const makeRelay = (targetPort: number, targetHost = "127.0.0.1") =>
         client.setNoDelay(true)
         client.pipe(upstream)
         upstream.pipe(client)
+        const pair = [client, upstream] as const
+        pairs.add(pair)
+        client.on("close", () => pairs.delete(pair))
         client.on("close", () => upstream.destroy())
         upstream.on("close", () => client.destroy())
       })
@@ -53,7 +60,15 @@ export const makeRelay = (targetPort: number, targetHost = "127.0.0.1") =>
           refuse: (on) => {
             refusing = on
           },
-          connections: () => relayed
+          connections: () => relayed,
+          stall: () => {
+            for (const [client, upstream] of pairs) {
+              client.unpipe(upstream)
+              upstream.unpipe(client)
+              client.pause()
+              upstream.pause()
+            }
+          }
         }
         resume(Effect.succeed({ relay, server, sockets }))
       })

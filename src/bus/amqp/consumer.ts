@@ -121,6 +121,7 @@ export const makeConsumer = (
       return Effect.void
     }
     return Effect.promise(() => current.consumer.cancel(tag).catch(() => undefined)).pipe(
+      Effect.interruptible, // closed by a scope's finalizer, uninterruptibly: else the timeout could not cut it short
       Effect.timeout("2 seconds"),
       Effect.ignore
     )

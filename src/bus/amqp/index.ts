@@ -108,12 +108,16 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
         }
         if (current === undefined) yield* publisher.reportOutageDrops // an outage that never ended
         if (current !== undefined) {
+          // A finalizer runs uninterruptibly: without Effect.interruptible, the timeouts could not cut
+          // short the wait for a broker that stopped answering.
           yield* Effect.promise(() => current.publisher.waitForConfirms().catch(() => undefined)).pipe(
+            Effect.interruptible,
             Effect.timeout("2 seconds"),
             Effect.ignore
           )
           connection.link = undefined
           yield* Effect.promise(() => current.model.close().catch(() => undefined)).pipe(
+            Effect.interruptible,
             Effect.timeout("2 seconds"),
             Effect.ignore
           )
