@@ -832,8 +832,11 @@ describe("dialog state machine", () => {
   it("invalid commands count against the 1,000-command cap: a flood of them cannot grow the queue", () => {
     const dialog = drive("d-1", { holdEvents: false, maxHeldEvents: 100 }, "A")
     dialog.step({ _tag: "SubscriptionReady" })
-    dialog.step({ _tag: "Command", command: { unique_id: "slow", method: "POST", url: "/channels/A/answer", body: "" } })
-    for (let i = 0; i < maxQueuedCommands; i++) dialog.step({ _tag: "InvalidCommand", uniqueId: `bad-${i}`, reason: "x" })
+    const slow = { unique_id: "slow", method: "POST", url: "/channels/A/answer", body: "" }
+    dialog.step({ _tag: "Command", command: slow })
+    for (let i = 0; i < maxQueuedCommands; i++) {
+      dialog.step({ _tag: "InvalidCommand", uniqueId: `bad-${i}`, reason: "x" })
+    }
     expect(dialog.state.queue).toHaveLength(maxQueuedCommands)
     expect(dialog.step({ _tag: "InvalidCommand", uniqueId: "one-more", reason: "x" }))
       .toEqual([expect.objectContaining({ _tag: "Respond", uniqueId: "one-more", status: 503 })])

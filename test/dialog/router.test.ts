@@ -110,7 +110,8 @@ describe("router", () => {
       const dialogA = router.dialogs.get(a)!
       dialogA.input({ _tag: "SubscriptionReady" })
       // A names B in a command while B's own dialog lives: B stays B's.
-      const originate = { unique_id: "1", method: "POST", url: "/channels?endpoint=PJSIP/b&app=app&channelId=B", body: "" }
+      const url = "/channels?endpoint=PJSIP/b&app=app&channelId=B"
+      const originate = { unique_id: "1", method: "POST", url, body: "" }
       dialogA.input({ _tag: "Command", command: originate })
       expect(registry.ownerOf("c:B")?.id).toBe(b)
       router.route(frame("StasisEnd", { channel: channel("B") })) // B's dialog ends, B is free

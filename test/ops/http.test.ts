@@ -77,7 +77,10 @@ describe("/healthz and /readyz", () => {
     Effect.gen(function*() {
       const sim = yield* startSim()
       const broker = yield* quietAddress // nobody listens there
-      const config = yield* proxyConfigFor(sim, { messageBus: "NATS", bus: { url: `nats://${broker.host}:${broker.port}` } })
+      const config = yield* proxyConfigFor(sim, {
+        messageBus: "NATS",
+        bus: { url: `nats://${broker.host}:${broker.port}` }
+      })
       const scope = yield* Scope.make()
       const starting = yield* Effect.fork(
         Layer.buildWithScope(proxyApplication(config), scope).pipe(Logger.withMinimumLogLevel(LogLevel.None))

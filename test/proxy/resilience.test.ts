@@ -122,7 +122,7 @@ describe("ARI outages", () => {
 describe("shutdown", () => {
   // On TestClock: the drain's deadline and the REST client's close are Effect timeouts; the stuck
   // command's own deadline (60 s, undici's) is real time, which the test never waits for.
-  it.scoped("dialogs still busy at shutdown_timeout_ms do not hold the proxy up (nor a request ARI never answers)", () =>
+  it.scoped("dialogs busy at shutdown_timeout_ms do not hold the proxy up (nor a request ARI never answers)", () =>
     Effect.gen(function*() {
       const sim = yield* startSim()
       const bus = yield* makeMemoryBus
