@@ -100,7 +100,7 @@ describe("deploy/", () => {
       const dashboardExprs = dashboardExpressions(JSON.parse(readFileSync(dashboardPath, "utf8")) as DashboardJson)
 
       const sim = yield* startSim()
-      const { base } = yield* startOpsProxy(yield* Effect.promise(() => proxyConfigFor(sim)))
+      const { base } = yield* startOpsProxy(yield* proxyConfigFor(sim))
       yield* pollUntil(`${base}/readyz`, (answer) => answer.status === 200)
       const families = parsePrometheus((yield* httpGet(`${base}/metrics`)).body)
       const exported = (name: string) =>

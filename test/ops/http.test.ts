@@ -163,7 +163,7 @@ describe("/metrics", () => {
   it.scopedLive("says which build runs, and the process's CPU time and event-loop delay", () =>
     Effect.gen(function*() {
       const sim = yield* startSim()
-      const { base } = yield* startOpsProxy(yield* Effect.promise(() => proxyConfigFor(sim)))
+      const { base } = yield* startOpsProxy(yield* proxyConfigFor(sim))
       const first = parsePrometheus((yield* httpGet(`${base}/metrics`)).body)
       const { version } = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
         version: string
