@@ -1,20 +1,24 @@
 /**
- * A nats-server of the test's own: JetStream on, a temporary store, a free loopback port. The test
- * may kill it (SIGKILL, as a crash) and start it again on the same port and store. The shared
+ * A nats-server of the test's own: JetStream on, a temporary store, a loopback address held for it
+ * (test/support/ports.ts: nobody can take the port while it is down). The test may kill it
+ * (SIGKILL, as a crash) and start it again on the same address and store. Its polling is in real
+ * time, so a test on TestClock can use it. The shared
  * broker on 4222 is never touched. Also: reading a stream back through an ephemeral consumer, and
  * capturing the driver's log lines.
  */
 import { connect, createInbox, type NatsConnection } from "@nats-io/transport-node"
-import { Duration, Effect, FiberRef, HashSet, Logger, LogLevel } from "effect"
+import { Duration, Effect, FiberRef, HashSet, Logger, LogLevel, TestServices } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { quietAddress } from "../support/ports.js"
 
 const BINARY = existsSync("/usr/sbin/nats-server") ? "/usr/sbin/nats-server" : "nats-server"
 
 export interface NatsServerProcess {
+  readonly host: string
   readonly port: number
   readonly url: string
   /** SIGKILL: no goodbye to the clients, nothing flushed that the process still held. */
@@ -26,17 +30,9 @@ export interface NatsServerProcess {
   readonly resume: Effect.Effect<void>
 }
 
-const freePort = Effect.async<number>((resume) => {
-  const server = net.createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const port = (server.address() as net.AddressInfo).port
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
-
-const accepts = (port: number) =>
+const accepts = (host: string, port: number) =>
   Effect.async<boolean>((resume) => {
-    const socket = net.connect(port, "127.0.0.1")
+    const socket = net.connect(port, host)
     socket.once("connect", () => {
       socket.destroy()
       resume(Effect.succeed(true))
@@ -44,12 +40,12 @@ const accepts = (port: number) =>
     socket.once("error", () => resume(Effect.succeed(false)))
   })
 
-const untilAccepting = (port: number) =>
+const untilAccepting = (host: string, port: number) =>
   Effect.gen(function*() {
     const deadline = Date.now() + 10_000
-    while (!(yield* accepts(port))) {
+    while (!(yield* accepts(host, port))) {
       if (Date.now() > deadline) return yield* Effect.dieMessage(`nats-server did not listen on ${port}`)
-      yield* Effect.sleep(Duration.millis(10))
+      yield* TestServices.provideLive(Effect.sleep(Duration.millis(10)))
     }
   })
 
@@ -61,7 +57,7 @@ const exited = (child: ChildProcess) =>
 
 export const makeNatsServer = Effect.acquireRelease(
   Effect.gen(function*() {
-    const port = yield* freePort
+    const { host, port } = yield* quietAddress
     const store = mkdtempSync(join(tmpdir(), "ari-proxy-nats-"))
     let child: ChildProcess | undefined
     const kill = Effect.suspend(() => {
@@ -72,8 +68,8 @@ export const makeNatsServer = Effect.acquireRelease(
       return exited(running)
     })
     const start = Effect.suspend(() => {
-      child = spawn(BINARY, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", store], { stdio: "ignore" })
-      return untilAccepting(port)
+      child = spawn(BINARY, ["-a", host, "-p", String(port), "-js", "-sd", store], { stdio: "ignore" })
+      return untilAccepting(host, port)
     })
     const signal = (name: NodeJS.Signals) => Effect.sync(() => child?.kill(name))
     // The stop takes effect a little after the signal: until then the server may still answer.
@@ -82,13 +78,14 @@ export const makeNatsServer = Effect.acquireRelease(
       const deadline = Date.now() + 5000
       while (pid !== undefined && readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0] !== "T") {
         if (Date.now() > deadline) return yield* Effect.dieMessage("nats-server did not stop")
-        yield* Effect.sleep(Duration.millis(1))
+        yield* TestServices.provideLive(Effect.sleep(Duration.millis(1)))
       }
     })
     yield* start
     const server: NatsServerProcess = {
+      host,
       port,
-      url: `nats://127.0.0.1:${port}`,
+      url: `nats://${host}:${port}`,
       kill,
       start,
       pause: Effect.zipRight(signal("SIGSTOP"), stopped),
@@ -139,7 +136,7 @@ export const readStream = (nc: NatsConnection, stream: string) =>
     })
     if (created.error !== undefined) return yield* Effect.dieMessage(created.error.description)
     const deadline = Date.now() + 10_000
-    while (messages.length < expected && Date.now() < deadline) yield* Effect.sleep(Duration.millis(10))
+    while (messages.length < expected && Date.now() < deadline) yield* TestServices.provideLive(Effect.sleep(Duration.millis(10)))
     return messages
   })
 
