@@ -804,7 +804,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
             return Effect.sync(() => {
               onIdle = undefined
             })
-          }).pipe(Effect.timeout("2 seconds"), Effect.ignore)
+          }).pipe(Effect.interruptible, Effect.timeout("2 seconds"), Effect.ignore)
         }
         link = undefined
         const connection = nc
@@ -816,11 +816,13 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
         if (outageDropped > 0 || outageUnconfirmed > 0) yield* logOutageLosses
         if (connection === undefined || connection.isClosed()) return
         // Both bounded: a server that stopped answering (hung, or paused) would hold up the stop forever.
+        // (Each wait is made interruptible: a finalizer runs uninterruptibly, where a timeout cuts nothing short.)
         yield* Effect.promise(() => connection.drain().catch(() => undefined)).pipe(
           Effect.interruptible, // a finalizer runs uninterruptibly: else the timeout could not cut the drain short
           Effect.timeoutTo({ duration: "2 seconds", onSuccess: () => true, onTimeout: () => false }),
           Effect.flatMap((drained) =>
             drained ? Effect.void : Effect.promise(() => connection.close()).pipe(
+              Effect.interruptible,
               Effect.timeout("1 second"),
               Effect.catchTag("TimeoutException", () => Effect.logWarning("NATS connection did not close in time"))
             )

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import type { MsgHdrs } from "@nats-io/transport-node"
-import { Effect } from "effect"
+import { Effect, Exit, Fiber, Option, Scope, TestClock, TestServices } from "effect"
 import { makeNatsBus, type NatsOptions } from "../../src/bus/nats.js"
 import { waitUntil } from "./conformance.js"
 import { captureLogs, jetStreamApi, makeNatsServer, rawConnection, readStream } from "./natsServer.js"
@@ -161,7 +161,7 @@ describe("NATS JetStream: publishing", () => {
   it.scopedLive("a broker down at start does not hold up the start; the stream is made once it is up", () =>
     Effect.gen(function*() {
       const server = yield* makeNatsServer
-      const relay = yield* makeRelay(server.port)
+      const relay = yield* makeRelay(server.port, server.host)
       relay.refuse(true)
       const bus = yield* makeNatsBus(options(`nats://127.0.0.1:${relay.port}`))
       expect(yield* bus.state).toBe("reconnecting")
@@ -207,5 +207,30 @@ describe("NATS JetStream: publishing", () => {
       expect(bus.stats().lost).toBe(0)
       const stored = yield* readStream(yield* rawConnection(server.url), "TEST")
       expect(stored).toEqual(Array.from({ length: 20 }, (_, seq) => `{"seq":${seq}}`))
+    }))
+})
+
+describe("NATS: closing", () => {
+  // On TestClock: the close waits for the last acknowledgements and the drain 2 s at most each, then
+  // closes (1 s): timeouts inside a finalizer, which runs uninterruptibly, so they must be made
+  // interruptible to cut anything short. The paused broker answers nothing meanwhile.
+  it.scoped("a broker that stopped answering does not hold up the close past its timeouts", () =>
+    Effect.gen(function*() {
+      const server = yield* makeNatsServer
+      const scope = yield* Scope.make()
+      const bus = yield* makeNatsBus(options(server.url)).pipe(Scope.extend(scope))
+      yield* server.pause
+      yield* bus.publish("ari.events_p", "{\"seq\":0}") // its acknowledgement never comes
+      const closing = yield* Effect.forkDaemon(Scope.close(scope, Exit.void))
+      const deadline = Date.now() + 15_000
+      for (let advanced = 0; Option.isNone(yield* Fiber.poll(closing)) && Date.now() < deadline;) {
+        if (advanced < 10_000) {
+          yield* TestClock.adjust(500)
+          advanced += 500
+        }
+        yield* TestServices.provideLive(Effect.sleep(10))
+      }
+      yield* server.resume
+      expect(Option.isSome(yield* Fiber.poll(closing)), "still closing").toBe(true)
     }))
 })
