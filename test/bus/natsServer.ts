@@ -136,7 +136,9 @@ export const readStream = (nc: NatsConnection, stream: string) =>
     })
     if (created.error !== undefined) return yield* Effect.dieMessage(created.error.description)
     const deadline = Date.now() + 10_000
-    while (messages.length < expected && Date.now() < deadline) yield* TestServices.provideLive(Effect.sleep(Duration.millis(10)))
+    while (messages.length < expected && Date.now() < deadline) {
+      yield* TestServices.provideLive(Effect.sleep(Duration.millis(10)))
+    }
     return messages
   })
 
