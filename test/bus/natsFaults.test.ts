@@ -108,7 +108,7 @@ const coreCrash = (more: Partial<NatsOptions>) =>
     const server = yield* makeNatsServer
     const subscriber = yield* rawConnection(server.url)
     const payloads = yield* subscribeRaw(subscriber, TOPIC)
-    const relay: Relay = yield* makeRelay(server.port)
+    const relay: Relay = yield* makeRelay(server.port, server.host)
     const capture = captureLogs()
     const bus = yield* capture.capturing(makeNatsBus(busOptions(`nats://127.0.0.1:${relay.port}`, more)))
     yield* waitUntil("connected", () => Effect.runSync(bus.state) === "connected")
