@@ -100,12 +100,16 @@ const commandShapes: ReadonlyArray<CommandShape> = [
   { method: "DELETE", url: "/channels/A", body: "", reply: "" },
   { method: "ATTACH", url: "", body: "", reply: "" },
   { method: "attach", url: "", body: "", reply: "" },
-  // Leases: taken (and resumed after an event), asked for without a lease, renewed, acknowledged.
+  // Leases: taken by one instance or another (and resumed after an event), asked for without a
+  // lease, renewed by the owner, by another instance, by one that does not say, acknowledged.
   { method: "ATTACH", url: "", body: "{\"lease\":true}", reply: "" },
-  { method: "ATTACH", url: "", body: "{\"lease\":true,\"resume_after\":3}", reply: "" },
+  { method: "ATTACH", url: "", body: "{\"lease\":true,\"owner\":\"i1\"}", reply: "" },
+  { method: "ATTACH", url: "", body: "{\"lease\":true,\"owner\":\"i2\",\"resume_after\":3}", reply: "" },
   { method: "ATTACH", url: "", body: "{\"resume_after\":2}", reply: "" },
   { method: "ATTACH", url: "", body: "not json", reply: "" },
   { method: "RENEW", url: "", body: "{\"acked\":5}", reply: "" },
+  { method: "RENEW", url: "", body: "{\"acked\":4,\"owner\":\"i1\"}", reply: "" },
+  { method: "RENEW", url: "", body: "{\"owner\":\"i2\"}", reply: "" },
   { method: "renew", url: "", body: "", reply: "" },
   { method: "RENEW", url: "", body: "{\"acked\":1.5}", reply: "" }
 ]
@@ -266,7 +270,7 @@ type Waiting =
   | { readonly id: string; readonly kind: "request" | "invalid" }
   /** Answered 200 with the events held when it came; with a lease when one was asked and granted. */
   | { readonly id: string; readonly kind: "attach"; readonly held: number; readonly lease: boolean }
-  /** Answered 200 while the lease was held when it came, else 409. */
+  /** Answered 200 while the lease was held when it came (by this instance, if it says), else 409. */
   | { readonly id: string; readonly kind: "renew"; readonly leaseHeld: boolean }
 
 const jsonBody = (body: string): Record<string, unknown> => {
@@ -293,6 +297,8 @@ const runScenario = (scenario: Scenario): Outcome => {
   /** Accepted commands not yet answered or sent, in arrival order (the machine's queue). */
   const waiting: Array<Waiting> = []
   let lease: LeaseState = "none"
+  /** The instance that took the lease, if it said. */
+  let owner: string | undefined
   let outstanding: string | undefined
   const answered = new Set<string>()
   const refusedAtOnce = new Set<string>()
@@ -390,7 +396,10 @@ const runScenario = (scenario: Scenario): Outcome => {
           acceptedIds.push(id)
           count("attaches")
         } else if (method === "RENEW") {
-          waiting.push({ id, kind: "renew", leaseHeld: lease === "held" })
+          // The lease is this instance's unless it names another (one that does not say is believed).
+          const renewer = jsonBody(input.command.body).owner
+          const itsOwn = renewer === undefined || renewer === owner
+          waiting.push({ id, kind: "renew", leaseHeld: lease === "held" && itsOwn })
           acceptedIds.push(id)
           count("renewals")
         } else {
@@ -513,6 +522,8 @@ const runScenario = (scenario: Scenario): Outcome => {
             jsonBody(input.command.body).lease === true
           if (!asked || options.leaseMs === undefined) fail("a lease nobody asked for, or none to give")
           lease = "held"
+          const taker = input._tag === "Command" ? jsonBody(input.command.body).owner : undefined
+          owner = typeof taker === "string" ? taker : undefined
           count("leasesTaken")
           break
         }
@@ -526,9 +537,12 @@ const runScenario = (scenario: Scenario): Outcome => {
           break
         }
         case "Acknowledged": {
-          const acked = input._tag === "Command" ? jsonBody(input.command.body).acked : undefined
-          if (input._tag !== "Command" || input.command.method.toUpperCase() !== "RENEW" || lease !== "held") {
-            fail("an acknowledgement outside a RENEW of a held lease")
+          const fields = input._tag === "Command" ? jsonBody(input.command.body) : {}
+          const acked = fields.acked
+          const byOwner = fields.owner === undefined || fields.owner === owner
+          const renewing = input._tag === "Command" && input.command.method.toUpperCase() === "RENEW"
+          if (!renewing || lease !== "held" || !byOwner) {
+            fail("an acknowledgement outside a RENEW of a held lease by its owner")
           }
           if (effect.seq !== acked) fail(`acknowledged ${effect.seq}, the RENEW said ${String(acked)}`)
           count("acknowledged")
