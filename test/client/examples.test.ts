@@ -2,6 +2,7 @@
  * The examples, run against the simulator over every bus driver: the IVR (Effect client) with
  * both of its branches, and the outbound dialer (Promise client).
  */
+import { readFileSync } from "node:fs"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Queue } from "effect"
 import { makeAriClient } from "../../src/client/AriClient.js"
@@ -83,3 +84,14 @@ for (const driver of drivers) {
       }))
   })
 }
+
+describe("the demo's IVR", () => {
+  // A copy of examples/ivr.ts (the built package cannot import the example): the two must not drift.
+  it("is examples/ivr.ts, but for its header comment and where it imports the client from", () => {
+    const body = (file: string) =>
+      readFileSync(new URL(file, import.meta.url), "utf8").split("\n")
+        .filter((line) => !line.startsWith(" *") && !line.startsWith("/**") && !line.includes("import type { AriDialog }"))
+        .join("\n")
+    expect(body("../../src/demo/ivr.ts")).toBe(body("../../examples/ivr.ts"))
+  })
+})
