@@ -8,10 +8,13 @@
  * is published meanwhile goes into a buffer of ours, bounded by a count and a byte budget (nats.js
  * discards its own outbound buffer when it redials), and is written in order once the driver has
  * resynchronised after the reconnect; overflow is counted (`stats().dropped`) and logged, one line
- * per outage. Messages written into a connection that then dies cannot be recovered on core NATS,
- * but they are counted: the driver keeps one PING in flight behind what it writes, and what a PONG
- * has not confirmed when the connection dies is counted as lost (`stats().unconfirmedLost`, an
- * upper bound: the server may have read some of it). A broker that is down at startup does not
+ * per outage. Messages written into a connection that then dies are not lost either: the driver
+ * keeps one PING in flight behind what it writes and keeps every message until a PONG confirms the
+ * server read it; what is unconfirmed when the connection dies goes back in front of the buffer and
+ * is written again after the reconnect (`stats().republished`). The server may have read some of
+ * them, so a subscriber can receive those twice: dialog events carry `seq` for that. What does not
+ * fit the buffer's budget is counted as lost (`stats().unconfirmedLost`; the oldest first, being the
+ * likeliest to have reached the server). A broker that is down at startup does not
  * fail the layer: the first connection is retried with backoff in the background and `state` says
  * "reconnecting" until it succeeds.
  *
@@ -132,14 +135,18 @@ export interface NatsBusStats {
   readonly dropped: number
   /**
    * Core NATS: messages written to a connection that died before the server confirmed having read
-   * them (a PONG after them). Counted as lost; the server may have read some of them.
+   * them (a PONG after them) and that did not fit the reconnect buffer to be written again. Counted
+   * as lost; the server may have read some of them.
    */
   readonly unconfirmedLost: number
   /** JetStream: messages the stream acknowledged (duplicates it dropped included). */
   readonly acknowledged: number
   /** JetStream: messages written and not yet acknowledged. */
   readonly awaitingAck: number
-  /** JetStream: unacknowledged messages written again (after a reconnect, or acknowledgements that stopped). */
+  /**
+   * Messages written again: JetStream, the unacknowledged (after a reconnect, or acknowledgements that
+   * stopped); core NATS, the unconfirmed writes into a connection that died.
+   */
   readonly republished: number
   /** JetStream: messages the stream refused (an error acknowledgement); not retried. */
   readonly rejected: number
@@ -262,6 +269,8 @@ class Outgoing {
   /** Resumes the `publish` waiting for this message to be written (the JetStream window was full). */
   resume: (() => void) | undefined = undefined
   written = false
+  /** Core NATS: written once already, into a connection that died before confirming it. */
+  again = false
   /** JetStream: the resynchronisation after which it was last written; an answer to an older write is stale. */
   writtenIn = 0
   constructor(
@@ -385,10 +394,45 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     /** The socket the unconfirmed core writes went to. */
     let coreTransport: object | undefined
     let confirming = false
+    /** The unconfirmed core writes, oldest first: topic and payload alternately (no object per message). */
+    const unconfirmedWrites = new Fifo<string>()
 
-    const countUnconfirmedLost = () => {
-      const lost = coreWritten - coreConfirmed
+    /** The server read everything up to `mark`: forget those messages. */
+    const confirmUpTo = (mark: number) => {
+      for (; coreConfirmed < mark; coreConfirmed++) {
+        unconfirmedWrites.shift()
+        unconfirmedWrites.shift()
+      }
+    }
+
+    /**
+     * The connection of the unconfirmed writes died: they go back in front of the buffer, to be written
+     * again after the reconnect, as far as its count and bytes allow; the oldest beyond it are lost.
+     */
+    const reclaimUnconfirmed = () => {
       coreConfirmed = coreWritten
+      if (unconfirmedWrites.length === 0) return
+      const writes = unconfirmedWrites.takeAll()
+      const reclaimed: Array<Outgoing> = []
+      let count = waiting.length
+      let bytes = waitingBytes
+      let lost = 0
+      for (let i = writes.length - 2; i >= 0; i -= 2) {
+        const payload = writes[i + 1]!
+        const size = Buffer.byteLength(payload)
+        if (count >= publishBufferSize || bytes + size > publishBufferBytes) {
+          lost = i / 2 + 1
+          break
+        }
+        const entry = new Outgoing(writes[i]!, payload, size, 0)
+        entry.again = true
+        reclaimed.push(entry)
+        count++
+        bytes += size
+      }
+      reclaimed.reverse()
+      waiting.prependAll(reclaimed)
+      waitingBytes = bytes
       unconfirmedLost += lost
       outageUnconfirmed += lost
     }
@@ -398,24 +442,30 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       confirming = false
       const transport = coreTransport
       if (coreWritten === coreConfirmed) return
-      if (transportOf(connection) !== transport || !socketConnected(connection)) return countUnconfirmedLost()
+      if (transportOf(connection) !== transport || !socketConnected(connection)) return reclaimUnconfirmed()
       const mark = coreWritten
       confirming = true
       connection.flush().then(
         () => {
           confirming = false
-          if (coreTransport !== transport) return // counted when the new socket's first write found the change
+          // Reclaimed already when the new socket was resynchronised; its own writes need their own PING.
+          if (coreTransport !== transport) return confirmRest(connection)
           // A PONG read on another socket says nothing of what went into this one.
-          if (transportOf(connection) !== transport) return countUnconfirmedLost()
-          coreConfirmed = Math.max(coreConfirmed, mark)
-          if (coreWritten > coreConfirmed) confirmSoon(connection)
+          if (transportOf(connection) !== transport) return reclaimUnconfirmed()
+          confirmUpTo(mark)
+          confirmRest(connection)
         },
         () => {
           // nats.js rejects the PINGs of a connection that died when it dials again
           confirming = false
-          if (coreTransport === transport) countUnconfirmedLost()
+          if (coreTransport === transport) reclaimUnconfirmed()
+          else confirmRest(connection)
         }
       )
+    }
+
+    const confirmRest = (connection: NatsConnection) => {
+      if (coreWritten > coreConfirmed) confirmSoon(connection)
     }
 
     // After the tick's writes, like the client's own flush: one PING covers a whole burst.
@@ -429,10 +479,12 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     const writeCore = (connection: NatsConnection, topic: string, payload: string) => {
       const transport = transportOf(connection)
       if (transport !== coreTransport) {
-        countUnconfirmedLost()
+        reclaimUnconfirmed()
         coreTransport = transport
       }
       connection.publish(topic, payload)
+      unconfirmedWrites.push(topic)
+      unconfirmedWrites.push(payload)
       coreWritten++
       confirmSoon(connection)
     }
@@ -487,7 +539,8 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
         try {
           if (entry.id !== 0) sendToStream(connection, entry)
           else writeCore(connection, entry.topic, entry.payload)
-          published++
+          if (entry.again) republished++
+          else published++
         } catch (error) {
           reject(entry, error instanceof Error ? error.message : String(error))
         }
@@ -672,9 +725,9 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       resyncs++
       rejectionLogged = false
       const transport = transportOf(connection)
-      // What went into an earlier socket and was not confirmed is lost, whether or not its PING was answered.
+      // What went into an earlier socket and was not confirmed is written again, whether or not its PING was answered.
       if (coreTransport !== transport) {
-        countUnconfirmedLost()
+        reclaimUnconfirmed()
         coreTransport = transport
       }
       const again = unacked.size
@@ -720,6 +773,8 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
             if (resume !== undefined) resume()
           }
           waiting.prependAll(held)
+          // Older still: what the dead socket took and the server never confirmed.
+          reclaimUnconfirmed()
           return Effect.zipRight(
             SubscriptionRef.set(state, "reconnecting"),
             Effect.logWarning("NATS connection lost, reconnecting").pipe(Effect.annotateLogs({ server: status.server }))

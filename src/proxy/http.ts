@@ -167,7 +167,7 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
       .counter("ari_proxy_bus_lost_messages_total", "Bus messages counted as lost, by reason.", busLosses(busStats))
       .counter("ari_proxy_bus_published_messages_total", "Messages the bus driver wrote (each once).",
         busStats.published ?? 0)
-      .counter("ari_proxy_bus_republished_messages_total", "Unacknowledged messages written again after a loss.",
+      .counter("ari_proxy_bus_republished_messages_total", "Unconfirmed or unacknowledged messages written again after a connection loss.",
         busStats.republished ?? 0)
       .counter("ari_proxy_bus_acknowledged_messages_total", "Messages the broker acknowledged (NATS JetStream).",
         busStats.acknowledged ?? 0)

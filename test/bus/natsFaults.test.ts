@@ -162,7 +162,7 @@ describe("NATS: the broker killed in the middle of a flood", () => {
       expect(seen.outOfOrder).toBe(0)
     }), 30_000)
 
-  it.scopedLive("core NATS, a buffer that covers the outage: what was not received is what the driver counted", () =>
+  it.scopedLive("core NATS, a buffer that covers the outage: nothing lost, what the dying socket took written again", () =>
     Effect.gen(function*() {
       const { bus, payloads, crash, lines } = yield* coreCrash({ publishBufferSize: 100_000 })
       const seen = analyse(payloads)
@@ -173,20 +173,13 @@ describe("NATS: the broker killed in the middle of a flood", () => {
       }))
 
       expect(crash.bufferedAtRestart).toBeGreaterThan(0)
-      expect(stats.dropped).toBe(0)
-      expect(seen.duplicates).toBe(0)
+      expect(stats.lost).toBe(0)
+      expect(seen.missing).toEqual([])
       expect(seen.outOfOrder).toBe(0)
-      // 0 unaccounted: every missing message is one written into the dying connection and counted.
-      expect(seen.missing.length).toBeLessThanOrEqual(stats.unconfirmedLost)
-      expect(seen.received + stats.lost).toBeGreaterThanOrEqual(SENT)
-      // ...and all of them come before what was buffered during the outage, which arrived in full.
-      const lastMissing = seen.missing.at(-1) ?? -1
-      expect(seen.missing.length === 0 || lastMissing - seen.missing[0]! + 1 === seen.missing.length).toBe(true)
-      expect(SENT - 1 - lastMissing).toBeGreaterThanOrEqual(crash.bufferedAtRestart)
-      const outageLines = lines.filter((line) => line.message.startsWith("NATS outage: messages lost"))
-      expect(outageLines.map((line) => line.annotations.unconfirmed)).toEqual(
-        stats.unconfirmedLost > 0 ? [stats.unconfirmedLost] : []
-      )
+      // The server had read some of what was written again: those come twice, recognisable by their number.
+      expect(seen.duplicates).toBeLessThanOrEqual(stats.republished)
+      expect(stats.published).toBe(SENT)
+      expect(lines.filter((line) => line.message.startsWith("NATS outage: messages lost"))).toEqual([])
     }), 30_000)
 
   it.scopedLive("core NATS, a byte budget smaller than the outage: every drop counted, one line with the count", () =>
@@ -200,7 +193,7 @@ describe("NATS: the broker killed in the middle of a flood", () => {
       }))
 
       expect(stats.dropped).toBeGreaterThan(0)
-      expect(seen.duplicates).toBe(0)
+      expect(seen.duplicates).toBeLessThanOrEqual(stats.republished)
       expect(seen.outOfOrder).toBe(0)
       expect(seen.missing.length).toBeLessThanOrEqual(stats.dropped + stats.unconfirmedLost)
       expect(seen.received + stats.lost).toBeGreaterThanOrEqual(SENT)
