@@ -9,7 +9,7 @@
  * discards its own outbound buffer when it redials), and is written in order once the driver has
  * resynchronised after the reconnect; overflow is counted (`stats().dropped`) and logged, one line
  * per outage. Messages written into a connection that then dies are not lost either: the driver
- * keeps one PING in flight behind what it writes and keeps every message until a PONG confirms the
+ * sends a PING behind each tick's writes and keeps every message until a PONG confirms the
  * server read it; what is unconfirmed when the connection dies goes back in front of the buffer and
  * is written again after the reconnect (`stats().republished`). The server may have read some of
  * them, so a subscriber can receive those twice: dialog events carry `seq` for that. What does not
@@ -49,6 +49,7 @@ import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { redactUrl } from "../config/redact.js"
 import { type Actor, makeActorSystem } from "../actor/ActorSystem.js"
 import { Fifo } from "../actor/Fifo.js"
+import { UnconfirmedWrites } from "./unconfirmedWrites.js"
 import {
   Bus,
   type BusConnectionState,
@@ -275,7 +276,8 @@ class Outgoing {
   writtenIn = 0
   constructor(
     readonly topic: string,
-    readonly payload: string,
+    /** Text, or (a write of a dead connection taken back) the bytes already encoded. */
+    readonly payload: string | Uint8Array,
     /** UTF-8 bytes of the payload: what the buffer and the window budgets count. */
     readonly bytes: number,
     /** JetStream: its message id and acknowledgement subject token; 0 for a plain subject publish. */
@@ -393,16 +395,14 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     let coreConfirmed = 0
     /** The socket the unconfirmed core writes went to. */
     let coreTransport: object | undefined
-    let confirming = false
-    /** The unconfirmed core writes, oldest first: topic and payload alternately (no object per message). */
-    const unconfirmedWrites = new Fifo<string>()
+    let pingQueued = false
+    const unconfirmedWrites = new UnconfirmedWrites()
 
     /** The server read everything up to `mark`: forget those messages. */
     const confirmUpTo = (mark: number) => {
-      for (; coreConfirmed < mark; coreConfirmed++) {
-        unconfirmedWrites.shift()
-        unconfirmedWrites.shift()
-      }
+      if (mark <= coreConfirmed) return
+      unconfirmedWrites.confirm(mark - coreConfirmed)
+      coreConfirmed = mark
     }
 
     /**
@@ -417,14 +417,14 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       let count = waiting.length
       let bytes = waitingBytes
       let lost = 0
-      for (let i = writes.length - 2; i >= 0; i -= 2) {
-        const payload = writes[i + 1]!
-        const size = Buffer.byteLength(payload)
+      for (let i = writes.length - 1; i >= 0; i--) {
+        const { payload, topic } = writes[i]!
+        const size = payload.byteLength
         if (count >= publishBufferSize || bytes + size > publishBufferBytes) {
-          lost = i / 2 + 1
+          lost = i + 1
           break
         }
-        const entry = new Outgoing(writes[i]!, payload, size, 0)
+        const entry = new Outgoing(topic, payload, size, 0)
         entry.again = true
         reclaimed.push(entry)
         count++
@@ -437,56 +437,48 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       outageUnconfirmed += lost
     }
 
-    /** Keeps one PING in flight behind the core writes; its PONG confirms everything written before it. */
+    /**
+     * A PING behind the tick's core writes: its PONG confirms everything written before it. One per
+     * tick that wrote, several may be in flight: a write is kept about one round trip, not two.
+     */
     const confirmWrites = (connection: NatsConnection) => {
-      confirming = false
+      pingQueued = false
       const transport = coreTransport
-      if (coreWritten === coreConfirmed) return
       if (transportOf(connection) !== transport || !socketConnected(connection)) return reclaimUnconfirmed()
       const mark = coreWritten
-      confirming = true
       connection.flush().then(
         () => {
-          confirming = false
-          // Reclaimed already when the new socket was resynchronised; its own writes need their own PING.
-          if (coreTransport !== transport) return confirmRest(connection)
+          // Reclaimed already when the new socket was resynchronised.
+          if (coreTransport !== transport) return
           // A PONG read on another socket says nothing of what went into this one.
           if (transportOf(connection) !== transport) return reclaimUnconfirmed()
           confirmUpTo(mark)
-          confirmRest(connection)
         },
         () => {
           // nats.js rejects the PINGs of a connection that died when it dials again
-          confirming = false
           if (coreTransport === transport) reclaimUnconfirmed()
-          else confirmRest(connection)
         }
       )
     }
 
-    const confirmRest = (connection: NatsConnection) => {
-      if (coreWritten > coreConfirmed) confirmSoon(connection)
-    }
-
-    // After the tick's writes, like the client's own flush: one PING covers a whole burst.
+    // Queued before the client's own flush of the tick (see writeCore): the PING goes out in the same write.
     const confirmSoon = (connection: NatsConnection) => {
-      if (confirming) return
-      confirming = true
+      if (pingQueued) return
+      pingQueued = true
       queueMicrotask(() => confirmWrites(connection))
     }
 
     /** A plain subject publish (throws what the client throws). */
-    const writeCore = (connection: NatsConnection, topic: string, payload: string) => {
+    const writeCore = (connection: NatsConnection, topic: string, payload: string | Uint8Array) => {
       const transport = transportOf(connection)
       if (transport !== coreTransport) {
         reclaimUnconfirmed()
         coreTransport = transport
       }
-      connection.publish(topic, payload)
-      unconfirmedWrites.push(topic)
-      unconfirmedWrites.push(payload)
-      coreWritten++
       confirmSoon(connection)
+      // Encoded here rather than by the client (which would do the same), to be kept until confirmed.
+      connection.publish(topic, unconfirmedWrites.add(topic, payload))
+      coreWritten++
     }
 
     const captured = (topic: string) => jetstream !== undefined && topic.startsWith(subjectPrefix)

@@ -175,6 +175,8 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   private seq = 0
   /** Made when an application first takes a lease: seed clients' dialogs never pay for it. */
   private lease: LeaseKeeping | undefined
+  /** The events topic, named once: every event is published there. */
+  private eventsTopic: string | undefined
 
   constructor(
     private readonly context: DialogContext,
@@ -270,14 +272,18 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   // Behaviour: how the mailbox's effects are carried out
 
   /** The hot path: carries out an effect synchronously if it can be; says whether it was. */
+  private events(): string {
+    return this.eventsTopic ??= this.context.topics.events(this.id)
+  }
+
   receiveNow(effect: DialogEffect): boolean {
     const { bus, topics } = this.context
     switch (effect._tag) {
       case "PublishEvent": {
         const wire = encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, this.seq + 1)
-        if (!bus.tryPublish(topics.events(this.id), wire)) return false
+        if (!bus.tryPublish(this.events(), wire)) return false
         this.seq++
-        if (this.lease !== undefined) this.keep(topics.events(this.id), wire, this.seq)
+        if (this.lease !== undefined) this.keep(this.events(), wire, this.seq)
         this.context.counters.eventsPublished++
         proxyMetrics.eventsPublished.inc(effect.type)
         return true
@@ -299,7 +305,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         // A new call's AppStart, without a fiber of its own (new dialogs come in bursts).
         return this.origin._tag === "Stasis" && bus.tryPublish(topics.app(this.application), this.appStart())
       case "PublishEnded":
-        if (!bus.tryPublish(topics.events(this.id), this.dialogEnded(effect.reason, this.seq + 1))) return false
+        if (!bus.tryPublish(this.events(), this.dialogEnded(effect.reason, this.seq + 1))) return false
         this.seq++
         this.countEnded(effect.reason)
         if (this.context.system.logs(LogLevel.Info)) this.context.system.runFork(this.logEnded(effect.reason))
@@ -337,7 +343,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         this.context.counters.eventsPublished++
         proxyMetrics.eventsPublished.inc(effect.type)
         return this.publishKept(
-          topics.events(this.id),
+          this.events(),
           encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, ++this.seq),
           this.seq
         )
@@ -363,7 +369,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       case "PublishEnded":
         this.countEnded(effect.reason)
         return Effect.zipRight(
-          this.publish(topics.events(this.id), this.dialogEnded(effect.reason, ++this.seq)),
+          this.publish(this.events(), this.dialogEnded(effect.reason, ++this.seq)),
           this.logEnded(effect.reason)
         )
       default:
@@ -401,7 +407,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     return Effect.zipRight(
       Effect.all([
         this.subscription?.close ?? Effect.void,
-        bus.retire(topics.events(this.id)),
+        bus.retire(this.events()),
         bus.retire(topics.commands(this.id)),
         bus.retire(topics.responses(this.id))
       ], { discard: true }),

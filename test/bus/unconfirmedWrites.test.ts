@@ -1,0 +1,91 @@
+/**
+ * The core NATS driver's store of unconfirmed writes: what the client was handed stays intact
+ * until confirmed (chunks are reused only after), and what a dead connection leaves is given back
+ * whole, in order.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { FastCheck as fc } from "effect"
+import { UnconfirmedWrites } from "../../src/bus/unconfirmedWrites.js"
+
+type Step =
+  | { readonly _tag: "Write"; readonly topic: string; readonly payload: string; readonly asBytes: boolean }
+  | { readonly _tag: "Confirm"; readonly count: number }
+  | { readonly _tag: "ConnectionDied" }
+
+// Sizes from a few bytes to past a chunk (256 KiB), characters from ASCII to 4-byte UTF-8.
+const payloadArbitrary = fc.oneof(
+  { weight: 8, arbitrary: fc.string({ minLength: 0, maxLength: 2_000 }) },
+  { weight: 3, arbitrary: fc.string({ unit: "grapheme", minLength: 1, maxLength: 500 }) },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(fc.constantFrom("a", "é", "€", "😀"), fc.integer({ min: 20_000, max: 140_000 })).map((
+      [char, times]
+    ) => char.repeat(times))
+  }
+)
+
+const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
+  {
+    weight: 12,
+    arbitrary: fc.record({
+      _tag: fc.constant("Write" as const),
+      topic: fc.constantFrom("events_a", "events_b", "responses_a"),
+      payload: payloadArbitrary,
+      asBytes: fc.boolean()
+    })
+  },
+  { weight: 4, arbitrary: fc.record({ _tag: fc.constant("Confirm" as const), count: fc.nat({ max: 40 }) }) },
+  { weight: 1, arbitrary: fc.constant({ _tag: "ConnectionDied" as const }) }
+)
+
+describe("UnconfirmedWrites", () => {
+  it("hands out the encoded payload, keeps it intact until confirmed, and gives back the rest in order", () => {
+    fc.assert(
+      fc.property(fc.array(stepArbitrary, { minLength: 100, maxLength: 400 }), fc.constantFrom(4096, 65_536, undefined), (
+        steps,
+        chunkBytes
+      ) => {
+        // Small chunks as well as the default: chunks are filled, freed and reused many times per run.
+        const store = new UnconfirmedWrites(chunkBytes)
+        // What the client was handed, with what it must still read.
+        const handed: Array<{ topic: string; view: Uint8Array; expected: Buffer }> = []
+        for (const step of steps) {
+          switch (step._tag) {
+            case "Write": {
+              const expected = Buffer.from(step.payload)
+              const view = store.add(step.topic, step.asBytes ? Buffer.from(step.payload) : step.payload)
+              expect(Buffer.from(view).equals(expected)).toBe(true)
+              handed.push({ topic: step.topic, view, expected })
+              break
+            }
+            case "Confirm": {
+              const count = Math.min(step.count, handed.length)
+              store.confirm(count)
+              handed.splice(0, count)
+              break
+            }
+            case "ConnectionDied": {
+              const taken = store.takeAll()
+              expect(taken.map((write) => write.topic)).toEqual(handed.map((write) => write.topic))
+              taken.forEach((write, i) => expect(Buffer.from(write.payload).equals(handed[i]!.expected)).toBe(true))
+              handed.length = 0
+              break
+            }
+          }
+          // Every unconfirmed write still reads as it was handed out: no chunk was reused under it.
+          for (const write of handed) expect(Buffer.from(write.view).equals(write.expected)).toBe(true)
+          expect(store.length).toBe(handed.length)
+        }
+      }),
+      { numRuns: 60 }
+    )
+  })
+
+  it("a taken-back write is a copy: later writes into the reused chunk do not change it", () => {
+    const store = new UnconfirmedWrites()
+    store.add("events_a", "first")
+    const [taken] = store.takeAll()
+    store.add("events_a", "XXXXX")
+    expect(Buffer.from(taken!.payload).toString()).toBe("first")
+  })
+})
