@@ -7,6 +7,7 @@
 import { Redacted } from "effect"
 import { hostname } from "node:os"
 import { DEFAULT_STREAM, jetStreamPrefixProblem, streamNameProblem } from "../bus/natsStream.js"
+import { broadcastNameProblems } from "../ari/broadcast.js"
 import { ariEventTypes } from "../client/generated/models.js"
 import { redactUrl } from "./redact.js"
 import {
@@ -62,13 +63,16 @@ const busUrlProblems = (kind: MessageBus, url: string): Array<string> => {
 
 /**
  * Events the proxy cannot do without (dialogs open on StasisStart and end on StasisEnd or
- * ChannelDestroyed), and, with REST over the websocket, the answers: Asterisk's event filter drops
- * RESTResponse frames too (Asterisk 23.4.1).
+ * ChannelDestroyed); with REST over the websocket, the answers; with StasisBroadcast, the offers:
+ * Asterisk's event filter drops RESTResponse and CallBroadcast frames too (Asterisk 23.4.1).
  */
-const eventsTheProxyNeeds = (transport: "http" | "websocket"): ReadonlyArray<string> =>
-  transport === "websocket"
-    ? ["StasisStart", "StasisEnd", "ChannelDestroyed", "RESTResponse"]
-    : ["StasisStart", "StasisEnd", "ChannelDestroyed"]
+const eventsTheProxyNeeds = (transport: "http" | "websocket", broadcast: boolean): ReadonlyArray<string> => [
+  "StasisStart",
+  "StasisEnd",
+  "ChannelDestroyed",
+  ...(transport === "websocket" ? ["RESTResponse"] : []),
+  ...(broadcast ? ["CallBroadcast"] : [])
+]
 
 const MIB = 1024 * 1024
 /** Byte sizes are not timers: they may exceed the integers' default bound. */
@@ -379,7 +383,7 @@ export const settings = group("", {
       type: "list of ARI event types",
       meaning: "The only event types Asterisk sends each application (its event filter, set after every " +
         "connect); unset: all. Must include StasisStart, StasisEnd, ChannelDestroyed (and RESTResponse with " +
-        "`ari_rest_transport` `websocket`)."
+        "`ari_rest_transport` `websocket`, CallBroadcast with `stasis_broadcast.enabled`)."
     }),
     disallowed: namesFrom({
       key: "disallowed",
@@ -388,6 +392,24 @@ export const settings = group("", {
       type: "list of ARI event types",
       meaning: "Event types Asterisk never sends the applications (wins over `allowed`). With neither set, the " +
         "proxy leaves the applications' filters alone."
+    })
+  }),
+  stasisBroadcast: group("stasis_broadcast", {
+    enabled: boolean({
+      key: "enabled",
+      default: false,
+      meaning: "Serve calls the dialplan offers with `StasisBroadcast` (several proxies per Asterisk): register " +
+        "each application under `application_name`, claim the calls offered to it while ready, and open their " +
+        "dialogs under the application's own name (docs/asterisk.md)."
+    }),
+    applicationName: text({
+      key: "application_name",
+      default: "{app}-{server_id}",
+      verbatim: true,
+      noWhitespace: true,
+      type: "template",
+      meaning: "The name each application is registered under at Asterisk when `enabled`: `{app}` is the " +
+        "application, `{server_id}` this proxy's `server_id`. Must give each proxy of an Asterisk names of its own."
     })
   }),
   reconnectMinMs: integer({
@@ -425,18 +447,26 @@ export const settings = group("", {
     }
     const filter = config.ariEventFilter
     if (filter !== undefined) {
-      const needs = eventsTheProxyNeeds(config.ariRestTransport)
-      const transport = config.ariRestTransport === "websocket" ? " (with ari_rest_transport websocket)" : ""
+      const needs = eventsTheProxyNeeds(config.ariRestTransport, config.stasisBroadcast.enabled)
+      const transport = [
+        ...(config.ariRestTransport === "websocket" ? ["ari_rest_transport websocket"] : []),
+        ...(config.stasisBroadcast.enabled ? ["stasis_broadcast"] : [])
+      ]
+      const modes = transport.length === 0 ? "" : ` (with ${transport.join(" and ")})`
       const missing = filter.allowed === undefined ? [] : needs.filter((type) => !filter.allowed!.includes(type))
       if (missing.length > 0) {
-        report(`must include ${missing.join(", ")}: the proxy needs ${needs.join(", ")}${transport}`,
+        report(`must include ${missing.join(", ")}: the proxy needs ${needs.join(", ")}${modes}`,
           "ari_event_filter.allowed")
       }
       const refused = (filter.disallowed ?? []).filter((type) => needs.includes(type))
       if (refused.length > 0) {
-        report(`must not include ${refused.join(", ")}: the proxy needs ${needs.join(", ")}${transport}`,
+        report(`must not include ${refused.join(", ")}: the proxy needs ${needs.join(", ")}${modes}`,
           "ari_event_filter.disallowed")
       }
+    }
+    if (config.stasisBroadcast.enabled) {
+      for (const problem of broadcastNameProblems(config.stasisBroadcast.applicationName, config.applications,
+        config.serverId)) report(problem, "stasis_broadcast.application_name")
     }
     for (const problem of busUrlProblems(config.messageBus, Redacted.value(config.bus.url))) {
       report(problem, "bus_config.url")

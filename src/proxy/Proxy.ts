@@ -14,6 +14,7 @@ import { AriRest } from "../ari/rest.js"
 import { AriConnectionState, AriSocketOptions, makeAriSocket } from "../ari/socket.js"
 import { AriWebsocketRestLink } from "../ari/websocketRest.js"
 import { applyEventFilter } from "../ari/eventFilter.js"
+import { type ClaimCounters, makeBroadcastClaimer, makeBroadcastNames, makeClaimCounters } from "../ari/broadcast.js"
 import { Bus } from "../bus/Bus.js"
 import { ProxyConfigService } from "../config/ProxyConfigService.js"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
@@ -34,6 +35,8 @@ export interface ProxyStats {
   readonly ariReconnects: number
   /** Unrouted events dropped because their publisher's mailbox was full. */
   readonly unroutedDropped: number
+  /** What became of the calls StasisBroadcast offered (all zero unless `stasis_broadcast.enabled`). */
+  readonly broadcastClaims: ClaimCounters
 }
 
 export interface ProxyShape {
@@ -67,6 +70,15 @@ export const makeProxy = Effect.gen(function*() {
   const system = yield* makeActorSystem
   let draining = false
 
+  // With StasisBroadcast, the applications are registered at Asterisk under names of this proxy's own.
+  const broadcastNames = config.stasisBroadcast.enabled
+    ? makeBroadcastNames(config.stasisBroadcast.applicationName, config.applications, config.serverId)
+    : undefined
+  const ariApplications = broadcastNames?.registered ?? config.applications
+  const execute: typeof rest.request = broadcastNames === undefined
+    ? rest.request
+    : (request, onReply) => rest.request(broadcastNames.commandAtAsterisk(request), onReply)
+
   const dialogCounters = makeDialogCounters()
   const routerCounters = makeRouterCounters()
   const router = new Router(
@@ -83,7 +95,7 @@ export const makeProxy = Effect.gen(function*() {
       endedLingerMs: config.endedLingerMs,
       requestedDialogIdleMs: config.requestedDialogIdleMs,
       releaseAtOnce: () => draining,
-      execute: rest.request,
+      execute,
       counters: dialogCounters
     },
     routerCounters,
@@ -113,7 +125,17 @@ export const makeProxy = Effect.gen(function*() {
     }
   }
 
-  const onFrame = (frame: string) => {
+  // Set once the socket exists: whether this proxy may take a call now.
+  let isReady = () => false
+  const claimer = broadcastNames === undefined ? undefined : makeBroadcastClaimer({
+    names: broadcastNames,
+    request: rest.request,
+    ready: () => isReady(),
+    log: runSync
+  })
+
+  const onFrame = (received: string) => {
+    const frame = broadcastNames === undefined ? received : broadcastNames.frameOnBus(received)
     const outcome = router.route(frame)
     switch (outcome._tag) {
       case "Routed":
@@ -135,11 +157,21 @@ export const makeProxy = Effect.gen(function*() {
         return
       case "RestResponse":
         restLink?.onResponse(outcome.response)
+        return
+      case "Broadcast":
+        if (claimer !== undefined) {
+          if (outcome.type === "CallBroadcast") claimer.offered(outcome.application, outcome.channelId)
+        } else if (config.unroutedEvents) {
+          publishUnrouted(topics.unrouted(outcome.application), encodeWireEvent(serverIdJson, outcome.type, frame))
+        }
     }
   }
 
   yield* Effect.logInfo("ari-proxy starting", describeConfig(config))
-  const socket = yield* makeAriSocket(AriSocketOptions.fromConfig(config), onFrame)
+  const socket = yield* makeAriSocket(
+    { ...AriSocketOptions.fromConfig(config), applications: ariApplications },
+    onFrame
+  )
   if (restLink !== undefined) {
     restLink.useSender(socket.unsafeSend)
     // On a stream of its own: the one below waits for ARI, and an answer lost with its connection
@@ -164,7 +196,12 @@ export const makeProxy = Effect.gen(function*() {
       })
     }
     const live = yield* rest.listChannels()
-    const stasisOf = new Map(live.map((channel) => [channel.id, channel.stasisApplication]))
+    const stasisOf = new Map(live.map((channel) => [
+      channel.id,
+      broadcastNames === undefined || channel.stasisApplication === undefined
+        ? channel.stasisApplication
+        : broadcastNames.onBus(channel.stasisApplication)
+    ]))
     let ended = 0
     for (const [dialog, { members, entered }] of before) {
       // Gone: no longer at ARI, or was in the dialog's Stasis and is not any more (its StasisEnd
@@ -209,7 +246,7 @@ export const makeProxy = Effect.gen(function*() {
       // Asterisk forgets an application's filter with the application (when no channel holds it).
       const filter = config.ariEventFilter === undefined
         ? Effect.void
-        : applyEventFilter(rest, config.applications, config.ariEventFilter)
+        : applyEventFilter(rest, ariApplications, config.ariEventFilter)
       if (state.connections === 1) return filter
       ariReconnects++
       return Effect.zipRight(filter, reconcile)
@@ -250,7 +287,8 @@ export const makeProxy = Effect.gen(function*() {
       boundEntities: router.boundEntities,
       deepestMailbox: deepest,
       ariReconnects,
-      unroutedDropped
+      unroutedDropped,
+      broadcastClaims: { ...(claimer?.counters ?? makeClaimCounters()) }
     }
   })
 
@@ -260,6 +298,7 @@ export const makeProxy = Effect.gen(function*() {
     const busState = yield* bus.state
     return ari._tag === "Connected" && busState === "connected" && servingRequests
   })
+  isReady = () => Effect.runSync(ready)
 
   return {
     topics,

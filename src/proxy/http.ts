@@ -14,6 +14,7 @@ import type { ServeError } from "@effect/platform/HttpServerError"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Context, Effect, Layer } from "effect"
 import { createServer } from "node:http"
+import { makeClaimCounters } from "../ari/broadcast.js"
 import type { AriConnectionState } from "../ari/socket.js"
 import { Bus, type BusConnectionState, type BusShape } from "../bus/Bus.js"
 import { ProxyConfigService } from "../config/ProxyConfigService.js"
@@ -108,7 +109,8 @@ const noStats: ProxyStats = {
   boundEntities: 0,
   deepestMailbox: 0,
   ariReconnects: 0,
-  unroutedDropped: 0
+  unroutedDropped: 0,
+  broadcastClaims: makeClaimCounters()
 }
 
 const byLabel = (counter: LabeledCounter, label: string): Array<Sample> =>
@@ -152,6 +154,9 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
         proxyMetrics.commandLatency)
       .histogram("ari_proxy_ari_request_duration_seconds", "ARI REST requests, from sending to the answer read.",
         proxyMetrics.ariRestLatency)
+      .counter("ari_proxy_broadcast_claims_total",
+        "Calls StasisBroadcast offered this proxy, by outcome (won, lost, late, failed, declined).",
+        Object.entries(stats.broadcastClaims).map(([outcome, value]) => ({ labels: { outcome }, value })))
       .counter("ari_proxy_calls_continued_total", "Calls that arrived while draining, sent back to the dialplan.",
         proxyMetrics.callsContinuedWhileDraining)
       .gauge("ari_proxy_ari_connected", "1 while ARI's event websocket is connected.",

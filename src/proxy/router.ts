@@ -49,6 +49,16 @@ export type RouteOutcome =
   | { readonly _tag: "Malformed"; readonly reason: string }
   /** The answer to a command sent over the websocket (`ari_rest_transport: websocket`): no event. */
   | { readonly _tag: "RestResponse"; readonly response: JsonObject }
+  /**
+   * StasisBroadcast's offer of a call (CallBroadcast) or its outcome (CallClaimed): between Asterisk
+   * and the proxies, for no dialog (the winner's StasisStart opens one).
+   */
+  | {
+    readonly _tag: "Broadcast"
+    readonly type: "CallBroadcast" | "CallClaimed"
+    readonly application: string
+    readonly channelId: string
+  }
 
 /** The entity an event says is gone: unbound once the event is published. */
 const finishedEntity = (type: string, event: JsonObject): EntityKey | undefined => {
@@ -140,6 +150,9 @@ export class Router {
     const application = typeof event.application === "string" ? event.application : this.defaultApplication
     if (type === "ApplicationReplaced") this.counters.applicationReplaced++
     const channelId = isJsonObject(event.channel) && typeof event.channel.id === "string" ? event.channel.id : undefined
+    if ((type === "CallBroadcast" || type === "CallClaimed") && channelId !== undefined) {
+      return { _tag: "Broadcast", type, application, channelId }
+    }
 
     if (type === "StasisStart" && channelId !== undefined) {
       const home = this.homeOfNewChannel(this.registryOf(application), event, channelId)

@@ -5,6 +5,8 @@
  *   GET    /_sim                        this route list
  *   POST   /_sim/calls                  {app, endpoint?, caller?, exten?, context?, args?, channelId?}
  *                                       → 201 {channelId, channel}
+ *   POST   /_sim/broadcast-calls        {appFilter?, timeoutMs?, args?, notifyClaimed?, endpoint?, caller?, exten?,
+ *                                       context?, channelId?} → 201 {channelId, channel} (StasisBroadcast)
  *   POST   /_sim/channels/{id}/dtmf     {digits, durationMs?} → 204
  *   POST   /_sim/channels/{id}/hangup   {cause?} → 204 (remote BYE)
  *   POST   /_sim/channels/{id}/answer   → 204 (the far end answers a dialled channel)
@@ -28,6 +30,7 @@ import type { SimulatorHandle } from "./server.js"
 
 export const controlRoutes: ReadonlyArray<string> = [
   "POST /_sim/calls",
+  "POST /_sim/broadcast-calls",
   "POST /_sim/channels/{id}/dtmf",
   "POST /_sim/channels/{id}/hangup",
   "POST /_sim/channels/{id}/answer",
@@ -90,6 +93,23 @@ export const handleControl = async (
         const caller = body.caller
         const id = handle.placeCall({
           app,
+          ...(str(body.endpoint) !== undefined ? { endpoint: str(body.endpoint) as string } : {}),
+          ...(typeof caller === "string" || (typeof caller === "object" && caller !== null)
+            ? { caller: caller as string | { name?: string; number?: string } }
+            : {}),
+          ...(str(body.exten) !== undefined ? { exten: str(body.exten) as string } : {}),
+          ...(str(body.context) !== undefined ? { context: str(body.context) as string } : {}),
+          ...(Array.isArray(body.args) ? { args: body.args.map(String) } : {}),
+          ...(str(body.channelId) !== undefined ? { channelId: str(body.channelId) as string } : {})
+        })
+        return send(res, 201, { channelId: id, channel: handle.channels().find((c) => c.id === id) })
+      }
+      case "POST broadcast-calls": {
+        const caller = body.caller
+        const id = handle.placeBroadcastCall({
+          ...(str(body.appFilter) !== undefined ? { appFilter: str(body.appFilter) as string } : {}),
+          ...(num(body.timeoutMs) !== undefined ? { timeoutMs: num(body.timeoutMs) as number } : {}),
+          ...(typeof body.notifyClaimed === "boolean" ? { notifyClaimed: body.notifyClaimed } : {}),
           ...(str(body.endpoint) !== undefined ? { endpoint: str(body.endpoint) as string } : {}),
           ...(typeof caller === "string" || (typeof caller === "object" && caller !== null)
             ? { caller: caller as string | { name?: string; number?: string } }

@@ -45,6 +45,11 @@ export const makeEventBuilders = (asteriskId: string) => {
     stasisStart: (channel: ChannelSnapshot, args: ReadonlyArray<string>) =>
       standard("StasisStart", { args: [...args], channel }),
     stasisEnd: (channel: ChannelSnapshot) => standard("StasisEnd", { channel }),
+    /** StasisBroadcast's offer: `caller` is the caller id number, `called` the extension. */
+    callBroadcast: (channel: ChannelSnapshot, caller: string, called: string) =>
+      standard("CallBroadcast", { channel, caller, called }),
+    callClaimed: (channel: ChannelSnapshot, winnerApp: string) =>
+      standard("CallClaimed", { channel, winner_app: winnerApp }),
     channelCreated: (channel: ChannelSnapshot) => standard("ChannelCreated", { channel }),
     channelStateChange: (channel: ChannelSnapshot) => standard("ChannelStateChange", { channel }),
     channelDtmfReceived: (channel: ChannelSnapshot, digit: string, durationMs: number) =>

@@ -4,7 +4,7 @@
  */
 export { controlRoutes } from "./control.js"
 export { makeSimulator, Simulator, SimulatorStartError } from "./effect.js"
-export type { InboundCall } from "./engine/farEnd.js"
+export type { BroadcastCall, InboundCall } from "./engine/farEnd.js"
 export type { OriginateRequest } from "./engine/outbound.js"
 export { AriError, ControlError } from "./errors.js"
 export { addressEvent } from "./events.js"

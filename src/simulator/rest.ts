@@ -3,6 +3,7 @@
  * and one handler per operation of the API description files.
  */
 import { applicationJson, applicationNames, changeSubscription, setEventFilter } from "./engine/applications.js"
+import { claimCall } from "./engine/broadcast.js"
 import { addToBridge, createBridge, destroyBridge, getBridge, removeFromBridge } from "./engine/bridges.js"
 import {
   answer,
@@ -445,6 +446,13 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
       const name = pathParam(c, "applicationName")
       changeSubscription(c.engine, name, c.params.list("eventSource"), false)
       return ok(applicationJson(c.engine, name))
+    }
+  }],
+  // ---- events
+  ["events/claim", {
+    POST: (c) => {
+      claimCall(c.engine, c.params.get("channelId"), c.params.get("application"))
+      return noContent()
     }
   }],
   ["applications/:applicationName/eventFilter", {

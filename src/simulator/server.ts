@@ -10,7 +10,14 @@ import { handleControl } from "./control.js"
 import { holdsApp } from "./engine/applications.js"
 import { Engine } from "./engine/core.js"
 import type { InboundCall } from "./engine/farEnd.js"
-import { answerFromRemote, hangupFromRemote, placeInboundCall, sendDtmfFromRemote } from "./engine/farEnd.js"
+import {
+  answerFromRemote,
+  type BroadcastCall,
+  hangupFromRemote,
+  placeBroadcastCall,
+  placeInboundCall,
+  sendDtmfFromRemote
+} from "./engine/farEnd.js"
 import { ControlError } from "./errors.js"
 import { makeEventBuilders } from "./events.js"
 import {
@@ -72,6 +79,11 @@ export interface SimulatorHandle {
   readonly eventsUrl: (apps: string | ReadonlyArray<string>, options?: { readonly subscribeAll?: boolean }) => string
   /** A SIP call arrives and enters `Stasis(app, args)`; returns the channel id. */
   readonly placeCall: (call: InboundCall) => string
+  /**
+   * A SIP call arrives and `StasisBroadcast` offers it (CallBroadcast) to the applications matching
+   * `appFilter`; the first `POST /events/claim` wins it. Returns the channel id.
+   */
+  readonly placeBroadcastCall: (call: BroadcastCall) => string
   /** The caller sends DTMF (one ChannelDtmfReceived per digit). */
   readonly sendDtmf: (channelId: string, digits: string, durationMs?: number) => void
   /** The far end hangs up (BYE): ChannelHangupRequest without cause/soft. */
@@ -346,6 +358,7 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
       return `${wsUrl}?app=${encodeURIComponent(list)}&api_key=${apiKey}${all}`
     },
     placeCall: (call) => placeInboundCall(engine, call).id,
+    placeBroadcastCall: (call) => placeBroadcastCall(engine, call).id,
     sendDtmf: (channelId, digits, durationMs = 160) => sendDtmfFromRemote(engine, channelId, digits, durationMs),
     hangup: (channelId, cause) => hangupFromRemote(engine, channelId, cause),
     answer: (channelId) => answerFromRemote(engine, channelId),

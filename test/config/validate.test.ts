@@ -107,6 +107,50 @@ describe("validation rules", () => {
       expect([zeros.config.attachGraceMs, zeros.config.maxHeldEvents, zeros.config.endedLingerMs]).toEqual([0, 0, 0])
     }))
 
+  it.effect("stasis_broadcast: off by default; names of the proxy's own; a filter must let CallBroadcast through", () =>
+    Effect.gen(function*() {
+      expect((yield* run(base)).config.stasisBroadcast).toEqual({ enabled: false, applicationName: "{app}-{server_id}" })
+      const broadcast = { ...base, server_id: "ast1", stasis_broadcast: { enabled: true } }
+      expect((yield* run(broadcast)).config.stasisBroadcast.enabled).toBe(true)
+      const fromEnv = yield* loadConfigFile("config.json", {
+        env: { ARI_PROXY_STASIS_BROADCAST_ENABLED: "true", ARI_PROXY_STASIS_BROADCAST_APPLICATION_NAME: "{app}-b" }
+      }).pipe(Effect.provide(memoryFs({ "config.json": JSON.stringify(base) })))
+      expect(fromEnv.config.stasisBroadcast).toEqual({ enabled: true, applicationName: "{app}-b" })
+      // The application's own name: two proxies registering it would take it from each other.
+      expect(yield* problems({ ...broadcast, stasis_broadcast: { enabled: true, application_name: "{app}" } }))
+        .toEqual([
+          "stasis_broadcast.application_name: gives app its own name: another proxy registering it would take it " +
+          "over (use {server_id} or another suffix)"
+        ])
+      expect(yield* problems({
+        ...broadcast,
+        applications: ["a", "b"],
+        stasis_broadcast: { enabled: true, application_name: "bc-{server_id}" }
+      })).toEqual([
+        "stasis_broadcast.application_name: must contain {app}: it names each of the 2 applications (got " +
+        "bc-{server_id})"
+      ])
+      expect(yield* problems({ ...broadcast, server_id: "a,b" })).toEqual([
+        "stasis_broadcast.application_name: gives \"app-a,b\" for app: an ARI application name has no commas or spaces"
+      ])
+      // Asterisk's event filter drops CallBroadcast frames too: the offers would never come.
+      const needed = ["StasisStart", "StasisEnd", "ChannelDestroyed"]
+      expect(yield* problems({ ...broadcast, ari_event_filter: { allowed: needed } })).toEqual([
+        "ari_event_filter.allowed: must include CallBroadcast: the proxy needs StasisStart, StasisEnd, " +
+        "ChannelDestroyed, CallBroadcast (with stasis_broadcast)"
+      ])
+      expect(yield* problems({ ...broadcast, ari_rest_transport: "websocket", ari_event_filter: { disallowed: ["CallBroadcast"] } }))
+        .toEqual([
+          "ari_event_filter.disallowed: must not include CallBroadcast: the proxy needs StasisStart, StasisEnd, " +
+          "ChannelDestroyed, RESTResponse, CallBroadcast (with ari_rest_transport websocket and stasis_broadcast)"
+        ])
+      expect((yield* run({ ...broadcast, ari_event_filter: { allowed: [...needed, "CallBroadcast"] } })).config
+        .ariEventFilter?.allowed).toEqual([...needed, "CallBroadcast"])
+      // Off, nothing about broadcast is checked.
+      expect((yield* run({ ...base, stasis_broadcast: { application_name: "{app}" } })).config.stasisBroadcast.enabled)
+        .toBe(false)
+    }))
+
   it.effect("ari_rest_transport and ari_event_filter: a filter that drops what the proxy needs is refused", () =>
     Effect.gen(function*() {
       const websocket = { ...base, ari_rest_transport: "WebSocket" }

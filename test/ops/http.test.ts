@@ -5,6 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Queue, Scope } from "effect"
 import { readFileSync } from "node:fs"
+import { makeClaimCounters } from "../../src/ari/broadcast.js"
 import { AriConnectionState } from "../../src/ari/socket.js"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import type { NatsBusStats } from "../../src/bus/nats.js"
@@ -205,7 +206,8 @@ describe("/metrics: the bus", () => {
       boundEntities: 0,
       deepestMailbox: 0,
       ariReconnects: 0,
-      unroutedDropped: 0
+      unroutedDropped: 0,
+      broadcastClaims: makeClaimCounters()
     }),
     ready: Effect.succeed(true),
     draining: Effect.succeed(false),

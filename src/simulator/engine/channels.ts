@@ -160,7 +160,7 @@ export const hangup = (engine: Engine, channel: Channel, how: HangupHow): void =
   if (channel.stasisApp !== undefined) {
     engine.hub.deliver(engine.ev.stasisEnd(snapshot()), [channel.stasisApp])
     channel.stasisApp = undefined
-    if (channel.dialplan.appName === "Stasis") {
+    if (channel.dialplan.appName === "Stasis" || channel.dialplan.appName === "StasisBroadcast") {
       channel.variables.set("STASISSTATUS", "SUCCESS")
       engine.emitToChannel(channel, engine.ev.channelVarset(snapshot(), "STASISSTATUS", "SUCCESS"))
     }

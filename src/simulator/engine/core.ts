@@ -11,6 +11,7 @@ import type { ResolvedOptions } from "../options.js"
 import type { Bridge, Channel, LiveRecording, Playback, StoredRecording } from "../state.js"
 import { asteriskTimestamp } from "../state.js"
 import type { AppHub } from "../websocket.js"
+import type { Offer } from "./broadcast.js"
 
 /** What a dialled channel does once answered. */
 export type AfterAnswer =
@@ -35,6 +36,8 @@ export class Engine {
   /** Dialled channels: what each does once answered, and the channel that dialled it. */
   readonly afterAnswer = new WeakMap<Channel, AfterAnswer>()
   readonly dialCallers = new WeakMap<Channel, Channel | undefined>()
+  /** Calls StasisBroadcast is offering, by channel id, until their timeout. */
+  readonly broadcasts = new Map<string, Offer>()
   private readonly timers = new Set<Timer>()
   private uniqueSeq = 0
   readonly startedAt = asteriskTimestamp()
@@ -74,6 +77,7 @@ export class Engine {
     this.playbackQueues.clear()
     this.liveRecordings.clear()
     this.storedRecordings.clear()
+    this.broadcasts.clear()
   }
 
   nextUniqueId(): string {

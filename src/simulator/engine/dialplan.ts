@@ -6,6 +6,7 @@ import type { Channel } from "../state.js"
 import { channelSnapshot } from "../state.js"
 import { leaveBridge } from "./bridges.js"
 import { hangup, setState, setVariable } from "./channels.js"
+import { parseBroadcastData, startBroadcast } from "./broadcast.js"
 import type { Engine } from "./core.js"
 
 /** Enters Stasis the way the Stasis() dialplan application does (STASISSTATUS, then StasisStart). */
@@ -33,8 +34,8 @@ export const leaveStasis = (engine: Engine, channel: Channel): void => {
 }
 
 /**
- * Runs the simulator's dialplan from a priority. Answer, NoOp, Set, Stasis and Hangup act; any other
- * application (Wait, Playback…) leaves the channel there. Returns false for an unknown extension.
+ * Runs the simulator's dialplan from a priority. Answer, NoOp, Set, Stasis, StasisBroadcast and Hangup act;
+ * any other application (Wait, Playback…) leaves the channel there. Returns false for an unknown extension.
  */
 export const runDialplan = (
   engine: Engine,
@@ -71,6 +72,9 @@ export const runDialplan = (
         enterStasis(engine, channel, app, args, true)
         return true
       }
+      case "StasisBroadcast":
+        startBroadcast(engine, channel, parseBroadcastData(data))
+        return true
       case "Hangup":
         hangup(engine, channel, { kind: "remote", cause: 16 })
         return true

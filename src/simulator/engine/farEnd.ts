@@ -7,6 +7,7 @@ import type { CallerId, Channel } from "../state.js"
 import { channelSnapshot, parseCallerId } from "../state.js"
 import { hangup, newChannel, setState, setVariable } from "./channels.js"
 import type { Engine } from "./core.js"
+import { parseBroadcastData, startBroadcast } from "./broadcast.js"
 import { enterStasis } from "./dialplan.js"
 import { calleeAnswered } from "./outbound.js"
 
@@ -20,10 +21,17 @@ export interface InboundCall {
   readonly channelId?: string
 }
 
-export const placeInboundCall = (engine: Engine, call: InboundCall): Channel => {
-  if (!engine.hub.isRegistered(call.app)) {
-    throw new ControlError(409, `application ${call.app} is not registered (no websocket connected)`)
-  }
+/** A call whose dialplan offers it with `StasisBroadcast(timeoutMs,appFilter,args,notifyClaimed)`. */
+export interface BroadcastCall extends Omit<InboundCall, "app"> {
+  /** Default 500 (0–60000). */
+  readonly timeoutMs?: number
+  /** A regular expression on application names; without it every application gets the offer. */
+  readonly appFilter?: string
+  readonly notifyClaimed?: boolean
+}
+
+/** The phone's side of an inbound call: the channel, up to the dialplan's first priority. */
+const ringIn = (engine: Engine, call: Omit<InboundCall, "app">): Channel => {
   if (call.channelId !== undefined && engine.channels.has(call.channelId)) {
     throw new ControlError(409, `channel ${call.channelId} already exists`)
   }
@@ -34,7 +42,6 @@ export const placeInboundCall = (engine: Engine, call: InboundCall): Channel => 
     : { name: call.caller?.name ?? resource, number: call.caller?.number ?? resource }
   const exten = call.exten ?? "100"
   const context = call.context ?? engine.options.context
-  const args = call.args ?? []
   engine.inboundCount++
   const channel = newChannel(engine, {
     id: call.channelId ?? engine.nextUniqueId(),
@@ -55,10 +62,35 @@ export const placeInboundCall = (engine: Engine, call: InboundCall): Channel => 
   const noOpData = `Incoming call to ${exten} from "${caller.name}" <${caller.number}>`
   channel.dialplan = { context, exten, priority: 1, appName: "NoOp", appData: noOpData }
   engine.emitToChannel(channel, engine.ev.channelDialplan(channelSnapshot(channel), "NoOp", noOpData))
+  return channel
+}
+
+export const placeInboundCall = (engine: Engine, call: InboundCall): Channel => {
+  if (!engine.hub.isRegistered(call.app)) {
+    throw new ControlError(409, `application ${call.app} is not registered (no websocket connected)`)
+  }
+  const channel = ringIn(engine, call)
+  const { context, exten } = channel.dialplan
+  const args = call.args ?? []
   const stasisData = [call.app, ...args].join(",")
   channel.dialplan = { context, exten, priority: 2, appName: "Stasis", appData: stasisData }
   engine.emitToChannel(channel, engine.ev.channelDialplan(channelSnapshot(channel), "Stasis", stasisData))
   enterStasis(engine, channel, call.app, args, true)
+  return channel
+}
+
+/**
+ * An inbound call offered by StasisBroadcast at priority 2 of its extension. Unclaimed, it goes on
+ * at priority 3 of the simulator's dialplan for that extension, or hangs up when there is none.
+ */
+export const placeBroadcastCall = (engine: Engine, call: BroadcastCall): Channel => {
+  const channel = ringIn(engine, call)
+  const data = [call.timeoutMs ?? "", call.appFilter ?? "", (call.args ?? []).join(":"), call.notifyClaimed ? "yes" : "no"]
+    .join(",")
+  const { context, exten } = channel.dialplan
+  channel.dialplan = { context, exten, priority: 2, appName: "StasisBroadcast", appData: data }
+  engine.emitToChannel(channel, engine.ev.channelDialplan(channelSnapshot(channel), "StasisBroadcast", data))
+  startBroadcast(engine, channel, parseBroadcastData(data))
   return channel
 }
 
