@@ -92,6 +92,11 @@ export interface ActorSystem {
    * paths build their log lines, annotations included, only when they would be written.
    */
   readonly logs: (level: LogLevel.LogLevel) => boolean
+  /**
+   * Logs a failure of work done for the actor named `id` outside its mailbox (a handler run in a
+   * driver's callback before the actor exists), as the actor's own failures are logged.
+   */
+  readonly reportFailure: (id: string, cause: Cause.Cause<unknown>) => void
 }
 
 /** Messages an actor handles in one turn of the dispatcher before the next ready actor's turn. */
@@ -307,10 +312,12 @@ export const makeActorSystem: Effect.Effect<ActorSystem, never, Scope.Scope> = E
   const releasing = new Set<Fiber.RuntimeFiber<void>>()
   let closed = false
 
+  const logFailure = (id: string, cause: Cause.Cause<unknown>, annotations?: Readonly<Record<string, unknown>>) => {
+    runFork(Effect.logError("actor failed", cause).pipe(Effect.annotateLogs({ actor: id, ...annotations })))
+  }
+
   const failed = (actor: ActorImpl<any>, cause: Cause.Cause<unknown>) => {
-    runFork(
-      Effect.logError("actor failed", cause).pipe(Effect.annotateLogs({ actor: actor.id, ...actor.logAnnotations() }))
-    )
+    logFailure(actor.id, cause, actor.logAnnotations())
     try {
       actor.behaviourOnFailure(cause)
     } catch (error) {
@@ -384,6 +391,7 @@ export const makeActorSystem: Effect.Effect<ActorSystem, never, Scope.Scope> = E
     },
     size: () => actors.size,
     timers,
-    runFork
+    runFork,
+    reportFailure: logFailure
   }
 })

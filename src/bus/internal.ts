@@ -1,9 +1,8 @@
 /**
- * Small helpers shared by the bus drivers: subscription inboxes, secrets and the reconnect schedule.
+ * Small helpers shared by the bus drivers: secrets, errors and the reconnect schedule.
  * Not part of the public API.
  */
-import { Duration, Effect, Redacted, Schedule } from "effect"
-import type { Actor, ActorSystem, Behaviour } from "../actor/ActorSystem.js"
+import { Duration, Redacted, Schedule } from "effect"
 import { BusError } from "./Bus.js"
 
 /** A secret given either plainly (tests, embedding) or wrapped so it cannot be logged by accident. */
@@ -21,33 +20,3 @@ export const busError = (driver: string, operation: string, cause: unknown): Bus
  */
 export const reconnectSchedule = (maxDelay: Duration.DurationInput) =>
   Schedule.exponential("100 millis", 2).pipe(Schedule.jittered, Schedule.union(Schedule.spaced(maxDelay)))
-
-/**
- * The inbox of one subscription: an actor of the driver's system that gives the handler one
- * message at a time, in order; an idle subscription has no fiber. With `inline`, a message that
- * finds the inbox empty is handled right in the driver's callback (NATS, RabbitMQ: no hop through
- * the scheduler); the memory bus delivers within the publisher's call and must not (a handler
- * that publishes back would re-enter it). `handled` runs after each message (RabbitMQ's ack).
- */
-export const spawnInbox = <A>(
-  system: ActorSystem,
-  id: string,
-  options: { readonly inline: boolean },
-  handle: (item: A) => Effect.Effect<void> | void
-): Actor<A> => system.spawn<A>({ id }, options.inline ? new InlineInbox(handle) : new Inbox(handle))
-
-/** A class rather than closures: one small object per subscription (10,000 dialogs, 10,000 inboxes). */
-class Inbox<A> implements Behaviour<A> {
-  constructor(private readonly handle: (item: A) => Effect.Effect<void> | void) {}
-
-  receive(item: A): Effect.Effect<void> | undefined {
-    const handling = this.handle(item)
-    return handling === undefined ? undefined : handling
-  }
-}
-
-class InlineInbox<A> extends Inbox<A> {
-  receiveNow(item: A): boolean | Effect.Effect<void> {
-    return this.receive(item) ?? true
-  }
-}

@@ -7,7 +7,7 @@ import { Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import { type Actor, makeActorSystem } from "../actor/ActorSystem.js"
 import { Bus, type BusShape, type MessageHandler, scopedSubscribe, type SubscribeOptions, type Subscription } from "./Bus.js"
-import { spawnInbox } from "./internal.js"
+import { queuedInbox } from "./inbox.js"
 
 type Subscriber = Actor<string>
 
@@ -55,7 +55,7 @@ export const makeMemoryBus: Effect.Effect<MemoryBus, never, Scope.Scope> = Effec
   const listen = (topic: string, handler: MessageHandler, options?: SubscribeOptions) =>
     Effect.sync((): Subscription => {
       // Delivery happens inside the publisher's call: the handler always runs later (not inline).
-      const subscriber: Subscriber = spawnInbox(system, topic, { inline: false }, handler)
+      const subscriber: Subscriber = queuedInbox(system, topic, handler)
       const state = topicState(topic)
       const queue = options?.queue
       if (queue === undefined || queue === "") {

@@ -47,7 +47,7 @@ import { Deferred, Duration, Effect, Layer, Queue, Redacted, Runtime, Stream, Su
 import type { Scope } from "effect"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { redactUrl } from "../config/redact.js"
-import { type Actor, makeActorSystem } from "../actor/ActorSystem.js"
+import { type ActorSystem, makeActorSystem } from "../actor/ActorSystem.js"
 import { Fifo } from "../actor/Fifo.js"
 import { UnconfirmedWrites } from "./unconfirmedWrites.js"
 import {
@@ -60,7 +60,8 @@ import {
   type SubscribeOptions,
   type Subscription
 } from "./Bus.js"
-import { busError, reconnectSchedule, reveal, type Secret, spawnInbox } from "./internal.js"
+import { SubscriptionInbox } from "./inbox.js"
+import { busError, reconnectSchedule, reveal, type Secret } from "./internal.js"
 import {
   DEFAULT_STREAM,
   ensureStream,
@@ -923,22 +924,18 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     ): Effect.Effect<Subscription, BusError> =>
       // Per dialog, on the hot path of new calls: plain steps rather than a generator.
       Effect.flatMap(nc === undefined ? Deferred.await(firstConnection) : Effect.succeed(nc), (connection) => {
-        const inbox = spawnInbox(inboxes, topic, { inline: true }, handler)
+        const listening = new Listening(inboxes, topic, handler, onUnsubscribed)
         const queue = subscribeOptions?.queue
-        let subscription: NatsSubscription
         try {
-          subscription = connection.subscribe(topic, {
+          listening.subscription = connection.subscribe(topic, {
             ...(queue !== undefined && queue !== "" ? { queue } : {}),
-            callback: (error, msg) => {
-              if (error === null) inbox.offer(msg.string())
-            }
+            callback: deliverTo(listening)
           })
         } catch (error) {
-          inbox.stop()
+          listening.stopInbox()
           return Effect.fail(busError(DRIVER, "subscribe", error))
         }
         subscriptions++
-        const listening = new Listening(inbox, subscription, onUnsubscribed)
         return awaitLive(connection).pipe(Effect.onError(() => listening.close), Effect.as<Subscription>(listening))
       })
 
@@ -970,19 +967,34 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     return bus
   })
 
-/** A live subscription: a class, so that 10,000 of them share their methods. */
-class Listening implements Subscription {
+/** The client's callback of a subscription (made apart, so that it keeps nothing else alive). */
+const deliverTo = (listening: Listening) => (error: Error | null, msg: Msg) => {
+  if (error === null) listening.offer(msg.string())
+}
+
+/** A live subscription and its own inbox: a class, so that 10,000 of them share their methods. */
+class Listening extends SubscriptionInbox<string> implements Subscription {
+  subscription: NatsSubscription | undefined = undefined
+
   constructor(
-    private readonly inbox: Actor<string>,
-    private readonly subscription: NatsSubscription,
+    inboxes: ActorSystem,
+    topic: string,
+    private readonly handler: MessageHandler,
     private readonly onUnsubscribed: () => void
-  ) {}
+  ) {
+    super(inboxes, topic)
+  }
+
+  protected handle(payload: string): Effect.Effect<void> | void {
+    return this.handler(payload)
+  }
 
   get close(): Effect.Effect<void> {
     return Effect.sync(() => {
-      if (this.inbox.stopped) return
-      this.inbox.stop()
+      if (this.stopped) return
+      this.stopInbox()
       this.onUnsubscribed()
+      if (this.subscription === undefined) return
       try {
         if (!this.subscription.isClosed()) this.subscription.unsubscribe()
       } catch {

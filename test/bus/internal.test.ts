@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect } from "effect"
-import { makeActorSystem } from "../../src/actor/ActorSystem.js"
+import { Deferred, Effect, Exit } from "effect"
+import { type ActorSystem, makeActorSystem } from "../../src/actor/ActorSystem.js"
 import { Fifo } from "../../src/actor/Fifo.js"
-import { spawnInbox } from "../../src/bus/internal.js"
+import { queuedInbox, SubscriptionInbox } from "../../src/bus/inbox.js"
+import { captureLogs } from "./natsServer.js"
 
 describe("bus internals", () => {
   it("Fifo keeps order through shifts, compaction and prepends", () => {
@@ -19,33 +20,61 @@ describe("bus internals", () => {
     expect(fifo.shift()).toBeUndefined()
   })
 
-  it.scoped("an inbox handles one item at a time in order; inline only when the driver allows it", () =>
+  it.scoped("a memory-bus inbox handles one item at a time, in order, never inside offer's caller", () =>
     Effect.gen(function*() {
       const system = yield* makeActorSystem
       const handled: Array<number> = []
-      const deferred = spawnInbox(system, "memory-like", { inline: false }, (n: number) => {
+      const inbox = queuedInbox(system, "memory-like", (n: number) => {
         handled.push(n)
       })
-      for (let i = 0; i < 100; i++) deferred.offer(i)
-      expect(handled).toEqual([]) // never inside offer's caller: a handler may publish back
-      yield* deferred.awaitIdle
+      for (let i = 0; i < 100; i++) inbox.offer(i)
+      expect(handled).toEqual([]) // a handler may publish back: never inside the publisher's call
+      yield* inbox.awaitIdle
       expect(handled).toEqual(Array.from({ length: 100 }, (_, i) => i))
+    }))
 
-      // Inline: handled in the driver's callback while nothing waits; an effect makes the next wait.
+  it.scoped("a subscription inbox: synchronous handling in the callback, no actor until a handler returns an effect", () =>
+    Effect.gen(function*() {
+      const logs = captureLogs()
+      const system = yield* logs.capturing(makeActorSystem) // its actors log with the logger it was made with
       const gate = yield* Deferred.make<void>()
+      const lastHandled = yield* Deferred.make<void>()
       const order: Array<string> = []
-      const inline = spawnInbox(system, "nats-like", { inline: true }, (item: string) =>
-        item === "slow" ? Effect.zipRight(Deferred.await(gate), Effect.sync(() => order.push(item))) : void order.push(item)
-      )
-      inline.offer("first")
-      expect(order).toEqual(["first"])
-      inline.offer("slow")
-      inline.offer("after")
-      expect(order).toEqual(["first"])
+      const inbox = new RecordingInbox(system, (item) => {
+        if (item === "throws") throw new Error("handler bug")
+        if (item === "slow") return Effect.zipRight(Deferred.await(gate), Effect.sync(() => order.push(item)))
+        order.push(item)
+        if (item === "last") Deferred.unsafeDone(lastHandled, Exit.void)
+      })
+      inbox.offer("first")
+      inbox.offer("throws") // logged, and the next message is handled as usual
+      inbox.offer("second")
+      expect(order).toEqual(["first", "second"])
+      expect(system.size()).toBe(0) // 10,000 idle dialogs hold no actor for their commands
+      inbox.offer("slow")
+      inbox.offer("after")
+      expect(order).toEqual(["first", "second"]) // waits behind the effect
+      expect(system.size()).toBe(1)
       yield* Deferred.succeed(gate, undefined)
-      yield* inline.awaitIdle
-      expect(order).toEqual(["first", "slow", "after"])
-      inline.stop()
-      expect(inline.offer("late")).toBe(false)
+      inbox.offer("last")
+      yield* Deferred.await(lastHandled)
+      expect(order).toEqual(["first", "second", "slow", "after", "last"])
+      expect(logs.lines.filter((line) => line.message === "actor failed").map((line) => line.annotations.actor)).toEqual([
+        "commands_x"
+      ])
+      inbox.stopInbox()
+      inbox.offer("late")
+      expect(order.at(-1)).toBe("last")
+      expect(system.size()).toBe(0)
     }))
 })
+
+class RecordingInbox extends SubscriptionInbox<string> {
+  constructor(system: ActorSystem, private readonly handler: (item: string) => Effect.Effect<void> | void) {
+    super(system, "commands_x")
+  }
+
+  protected handle(item: string): Effect.Effect<void> | void {
+    return this.handler(item)
+  }
+}

@@ -5,9 +5,10 @@
  */
 import type { ConsumeMessage } from "amqplib"
 import { Effect, Schedule } from "effect"
-import type { Actor, ActorSystem } from "../../actor/ActorSystem.js"
+import type { ActorSystem } from "../../actor/ActorSystem.js"
 import type { BusError, MessageHandler, SubscribeOptions, Subscription } from "../Bus.js"
-import { busError, spawnInbox } from "../internal.js"
+import { SubscriptionInbox } from "../inbox.js"
+import { busError } from "../internal.js"
 import { type AmqpConnection, DRIVER, type Link, type RunLog } from "./connection.js"
 import type { Topology } from "./topology.js"
 
@@ -17,11 +18,21 @@ interface Delivery {
   readonly link: Link
 }
 
+/** What a subscription needs of its consumer: shared by all of them, so that each keeps one reference. */
+interface ConsumerSide {
+  readonly connection: AmqpConnection
+  readonly acknowledge: (delivery: Delivery) => void
+  readonly release: (subscription: AmqpSubscription) => Effect.Effect<void>
+}
+
+/** Done once the consumer is live: kept instead of the promise that said so (one less object per idle dialog). */
+const STARTED: Promise<void> = Promise.resolve()
+
 /**
- * One subscription (one per dialog): a class whose `close` is made when asked for, so that an
- * idle subscription holds its state and no Effect.
+ * One subscription (one per dialog) and its own inbox: a class whose `close` is made when asked
+ * for, so that an idle subscription holds its state and no Effect.
  */
-class AmqpSubscription implements Subscription {
+class AmqpSubscription extends SubscriptionInbox<Delivery> implements Subscription {
   /** Generation of the link the consumer was (or is being) started on. */
   consuming = -1
   started: Promise<void> | undefined = undefined
@@ -29,14 +40,26 @@ class AmqpSubscription implements Subscription {
   closed = false
 
   constructor(
+    inboxes: ActorSystem,
     readonly topic: string,
-    /** Hands deliveries to the subscription's handler (one at a time, in order). */
-    readonly inbox: Actor<Delivery>,
-    private readonly release: (subscription: AmqpSubscription) => Effect.Effect<void>
-  ) {}
+    private readonly handler: MessageHandler,
+    private readonly side: ConsumerSide
+  ) {
+    super(inboxes, topic)
+  }
+
+  /** Acknowledged once its handler has handled it. */
+  protected handle(delivery: Delivery): Effect.Effect<void> | void {
+    // From a dead channel: the broker requeued it and delivers it again.
+    if (delivery.link !== this.side.connection.link) return
+    const handling = this.handler(delivery.payload)
+    if (handling === undefined) return this.side.acknowledge(delivery)
+    const { acknowledge } = this.side
+    return Effect.tap(handling, () => acknowledge(delivery))
+  }
 
   get close(): Effect.Effect<void> {
-    return Effect.suspend(() => this.release(this))
+    return Effect.suspend(() => this.side.release(this))
   }
 }
 
@@ -59,7 +82,7 @@ export const makeConsumer = (
       ))
       return
     }
-    subscription.inbox.offer({ payload: message.content.toString("utf8"), message, link: current })
+    subscription.offer({ payload: message.content.toString("utf8"), message, link: current })
   }
 
   const startConsuming = (subscription: AmqpSubscription, current: Link): Promise<void> => {
@@ -72,6 +95,7 @@ export const makeConsumer = (
           return
         }
         subscription.consumerTag = ok.consumerTag
+        if (subscription.started === started) subscription.started = STARTED
       })
     subscription.started = started
     started.catch(() => undefined)
@@ -108,7 +132,7 @@ export const makeConsumer = (
   const release = (subscription: AmqpSubscription): Effect.Effect<void> => {
     if (subscription.closed) return Effect.void
     subscription.closed = true
-    subscription.inbox.stop()
+    subscription.stopInbox()
     subscriptions.delete(subscription)
     const { topic } = subscription
     const count = (subscribedTopics.get(topic) ?? 1) - 1
@@ -127,6 +151,8 @@ export const makeConsumer = (
     )
   }
 
+  const side: ConsumerSide = { connection, acknowledge, release }
+
   const listen = (
     topic: string,
     handler: MessageHandler,
@@ -134,15 +160,7 @@ export const makeConsumer = (
   ): Effect.Effect<Subscription, BusError> =>
     Effect.gen(function*() {
       cancelRetire(topic)
-      // Acknowledged once its handler has handled it.
-      const inbox = spawnInbox(inboxes, topic, { inline: true }, (delivery: Delivery) => {
-        // From a dead channel: the broker requeued it and delivers it again.
-        if (delivery.link !== connection.link) return
-        const handling = handler(delivery.payload)
-        if (handling === undefined) return acknowledge(delivery)
-        return Effect.tap(handling, () => acknowledge(delivery))
-      })
-      const subscription = new AmqpSubscription(topic, inbox, release)
+      const subscription = new AmqpSubscription(inboxes, topic, handler, side)
       subscriptions.add(subscription)
       subscribedTopics.set(topic, (subscribedTopics.get(topic) ?? 0) + 1)
       // Live once the broker has answered consume-ok; a connection lost meanwhile: wait and retry.
