@@ -35,15 +35,11 @@ export const wireTimestamp = (now: number = Date.now()): string => {
   return cachedStamp
 }
 
-/** `,"traceparent":"…"` (an extension, last), or nothing; a valid traceparent needs no escaping. */
-const traceparentField = (traceparent: string | undefined): string =>
-  traceparent === undefined ? "" : ",\"traceparent\":\"" + traceparent + "\""
-
 /**
  * Builds the Event wrapper around a raw ARI frame; `serverIdJson` is `goJsonString(server_id)`.
  * Extensions, after the seed's fields: `seq`, the event's number in its dialog, from 1 (events
  * outside a dialog, unrouted, have none); `traceparent`, the trace context of the dialog's span
- * (only while tracing).
+ * (only while tracing: the proxy's own, hex digits, nothing to escape).
  */
 export const encodeWireEvent = (
   serverIdJson: string,
@@ -55,13 +51,14 @@ export const encodeWireEvent = (
 ): string =>
   "{\"server_id\":" + serverIdJson + ",\"timestamp\":\"" + timestamp + "\",\"type\":" + goJsonString(type) +
   ",\"ari_body\":" + goJsonString(ariBody) + (seq === undefined ? "" : ",\"seq\":" + seq) +
-  traceparentField(traceparent) + "}"
+  (traceparent === undefined ? "}" : ",\"traceparent\":\"" + traceparent + "\"}")
 
 export const encodeAppStart = (
   message: Pick<AppStart, "application" | "dialog_id" | "server_id" | "traceparent">
 ): string =>
   "{\"application\":" + goJsonString(message.application) + ",\"dialog_id\":" + goJsonString(message.dialog_id) +
-  ",\"server_id\":" + goJsonString(message.server_id) + traceparentField(message.traceparent) + "}"
+  ",\"server_id\":" + goJsonString(message.server_id) +
+  (message.traceparent === undefined ? "}" : ",\"traceparent\":" + goJsonString(message.traceparent) + "}")
 
 /**
  * Extension: the AppStart of a dialog offered anew because its owner stopped renewing its lease:
