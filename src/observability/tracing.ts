@@ -86,6 +86,8 @@ export class ProxyTracer extends Context.Tag("ari-proxy/ProxyTracer")<ProxyTrace
 
 const noContext = Context.empty()
 const noLinks: ReadonlyArray<Tracer.SpanLink> = []
+/** A span without a parent starts a trace: never one of whatever OpenTelemetry context is active. */
+const spanOptions: Tracer.SpanOptions = { root: true }
 
 /** The parent a `traceparent` names, if it is a valid one. */
 const remoteParent = (traceparent: string | undefined): Tracer.ExternalSpan | undefined => {
@@ -124,7 +126,7 @@ export class DialogTracing {
     links: ReadonlyArray<Tracer.SpanLink>,
     kind: Tracer.SpanKind
   ): Tracer.Span {
-    return this.tracer.span(name, parent, noContext, links, this.clock.unsafeCurrentTimeNanos(), kind, { root: true })
+    return this.tracer.span(name, parent, noContext, links, this.clock.unsafeCurrentTimeNanos(), kind, spanOptions)
   }
 
   end(span: Tracer.Span, exit: Exit.Exit<unknown, unknown> = Exit.void): void {
@@ -156,6 +158,8 @@ export class DialogTrace {
   /** The answer being published (the mailbox publishes one at a time, in order). */
   private answering: TracedCommand | undefined
   private open = true
+  /** The dialog stopped: a command still delivered while its subscription closed gets no answer, nor a span. */
+  private closed = false
 
   constructor(
     private readonly tracing: DialogTracing,
@@ -170,6 +174,7 @@ export class DialogTrace {
 
   /** A command (or an invalid one) arrived; `ahead`: commands of the dialog before it. */
   received(decoded: Exclude<CommandDecoding, { readonly _tag: "NotJson" }>, ahead: number): void {
+    if (this.closed) return
     const command = decoded._tag === "Command" ? decoded.command : undefined
     const { traceparent, unique_id: uniqueId } = decoded._tag === "Command" ? decoded.command : decoded
     const remote = remoteParent(traceparent)
@@ -244,6 +249,7 @@ export class DialogTrace {
 
   /** The dialog stopped: whatever is still open ends now (commands nobody will answer). */
   stopped(): void {
+    this.closed = true
     for (const traced of this.pending) {
       for (const span of [traced.wait, traced.ari, traced.publish, traced.span]) {
         if (span !== undefined) this.tracing.end(span, Exit.interrupt(FiberId.none))
