@@ -11,4 +11,5 @@ export { Proxy, layer as proxyLayer, layerWithAri as proxyLayerWithAri } from ".
 export type { ProxyShape, ProxyStats } from "./proxy/Proxy.js"
 export { ariProxyLayer, proxyApplication } from "./proxy/application.js"
 export { AriRest } from "./ari/rest.js"
+export { ProxyTracer } from "./observability/tracing.js"
 export { AriSocket } from "./ari/socket.js"

@@ -12,6 +12,7 @@ import { parseJsonObject } from "../protocol/json.js"
 import { DialogRequest } from "../protocol/messages.js"
 import { makeTopics, type Topics } from "../protocol/topics.js"
 import { type AriDialog, joinDialog, type ResumedFrom } from "./dialog.js"
+import { currentTraceparent, externalSpanOf } from "./trace.js"
 import { type AriRequestError, type CreateDialogError, DialogRequestRefused, DialogRequestTimeout } from "./errors.js"
 
 export interface AriClientOptions {
@@ -88,7 +89,7 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
   let requests = 0
   const nextRequestId = () => `${instance}-${++requests}`
 
-  const join = (parent: Scope.Scope, dialogId: string, serverId: string, resume?: ResumedFrom) =>
+  const join = (parent: Scope.Scope, dialogId: string, serverId: string, resume?: ResumedFrom, traceparent?: unknown) =>
     joinDialog(parent, {
       bus,
       topics,
@@ -98,7 +99,8 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
       requestTimeoutMs,
       nextRequestId,
       resume,
-      owner: instance
+      owner: instance,
+      trace: externalSpanOf(traceparent)
     })
 
   const takeDialogs = (onListening: Effect.Effect<void>): Stream.Stream<AriDialog, BusError> =>
@@ -117,7 +119,7 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
         }
         const serverId = typeof start.server_id === "string" ? start.server_id : ""
         // Join in the background: the next AppStart is delivered only once this handler returns.
-        return join(scope, start.dialog_id, serverId, resumedFrom(start)).pipe(
+        return join(scope, start.dialog_id, serverId, resumedFrom(start), start.traceparent).pipe(
           Effect.flatMap((dialog) => Queue.offer(joined, dialog)),
           Effect.catchAll((error) => Effect.logWarning(`could not join dialog ${start.dialog_id}`, error.message)),
           Effect.forkIn(scope),
@@ -162,7 +164,12 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
             const ours = parsed !== undefined && parsed.request_id === requestId
             return ours ? Deferred.succeed(answer, parsed) : Effect.void
           }))
-        yield* bus.publish(topic, JSON.stringify(new DialogRequest({ request_id: requestId, reply_to: replyTo })))
+        // Asked inside a span: the proxy's span of the dialog is its child.
+        const traceparent = yield* currentTraceparent
+        yield* bus.publish(
+          topic,
+          JSON.stringify(new DialogRequest({ request_id: requestId, reply_to: replyTo, traceparent }))
+        )
         return yield* Deferred.await(answer)
       }).pipe(
         // The deadline covers the whole exchange, waiting for the bus connection included.
@@ -185,7 +192,7 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
           ...(serverId !== undefined ? { serverId } : {})
         })
       }
-      return yield* join(yield* Effect.scope, grant.dialog_id, serverId ?? "")
+      return yield* join(yield* Effect.scope, grant.dialog_id, serverId ?? "", undefined, grant.traceparent)
     })
 
   return {

@@ -4,7 +4,7 @@
  * topics first and only then attaches, so the proxy releases the events it held to a listener.
  */
 import { randomUUID } from "node:crypto"
-import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Option, Schedule, Scope, Stream } from "effect"
+import { Deferred, Duration, Effect, ExecutionStrategy, Exit, Option, Schedule, Scope, Stream, type Tracer } from "effect"
 import type { BusShape } from "../bus/Bus.js"
 import { encodeCommand } from "../protocol/codec.js"
 import { parseJsonObject } from "../protocol/json.js"
@@ -12,6 +12,7 @@ import { ATTACH_METHOD, DIALOG_ENDED_TYPE, type DialogEndReason, RENEW_METHOD } 
 import type { Topics } from "../protocol/topics.js"
 import { type AriRequestError, errorFromResponse, Gone, RequestTimeout } from "./errors.js"
 import { makeEventLog } from "./eventLog.js"
+import { currentTraceparent } from "./trace.js"
 import {
   type AriApiEffect,
   type AriEvent,
@@ -154,6 +155,12 @@ export interface AriDialog {
    * the call holds now.
    */
   readonly resumed: ResumedFrom | undefined
+  /**
+   * The proxy's span of this dialog (AppStart's or the DialogGrant's `traceparent`), when the proxy
+   * traces: link the application's spans of the call to it. Requests made inside a span carry that
+   * span's trace context, and the proxy's spans of the command become its children.
+   */
+  readonly trace: Tracer.ExternalSpan | undefined
   /** The whole ARI 11 surface, typed; requests go through this dialog. */
   readonly ari: AriApiEffect<AriRequestError>
   /** Every event since the dialog began (each reader gets them all), then the live ones; completes on DialogEnded. */
@@ -204,6 +211,8 @@ export interface JoinOptions {
   readonly resume?: ResumedFrom | undefined
   /** This client instance's id: it holds the lease, and a RENEW from any other instance is refused. */
   readonly owner: string
+  /** The proxy's span of the dialog, from AppStart or the DialogGrant. */
+  readonly trace?: Tracer.ExternalSpan | undefined
 }
 
 interface Pending {
@@ -400,7 +409,9 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
         const answer = yield* Deferred.make<DialogResponse, Gone>()
         pending.set(uniqueId, { answer, method, url })
         const timeoutMs = requestOptions.timeoutMs ?? options.requestTimeoutMs
-        const command = encodeCommand({ unique_id: uniqueId, url, method, body })
+        // Renewals run on their own schedule: whatever span they started in is not theirs.
+        const traceparent = method === RENEW_METHOD ? undefined : yield* currentTraceparent
+        const command = encodeCommand({ unique_id: uniqueId, url, method, body, traceparent })
         const response = yield* bus.publish(topics.commands(dialogId), command).pipe(
           Effect.zipRight(Deferred.await(answer)),
           Effect.timeoutFail({
@@ -540,6 +551,7 @@ export const joinDialog = (parent: Scope.Scope, options: JoinOptions): Effect.Ef
       serverId,
       application,
       resumed: options.resume,
+      trace: options.trace,
       ari,
       events: log.stream(),
       ended: Deferred.await(endSignal),

@@ -8,6 +8,7 @@ import { makeAmqpBus } from "../bus/amqp/index.js"
 import type { BusShape } from "../bus/Bus.js"
 import { makeMemoryBus } from "../bus/memory.js"
 import { makeNatsBus, type NatsOptions } from "../bus/nats.js"
+import { formatTraceparent } from "../protocol/traceparent.js"
 import { type AriClientOptions, type AriClientShape, type CreateDialogOptions, makeAriClient } from "./AriClient.js"
 import type {
   AriDialog,
@@ -95,6 +96,8 @@ export interface AriDialogPromise {
   readonly application: string
   /** Set when this instance took the dialog over from one that died mid-call. */
   readonly resumed: ResumedFrom | undefined
+  /** The proxy's span of this dialog as a W3C `traceparent`, when the proxy traces (to link spans to it). */
+  readonly traceparent: string | undefined
   readonly ari: AriApiPromise
   /** Every event since the dialog began, then the live ones; ends on DialogEnded. */
   events(): AsyncIterable<DialogEvent>
@@ -200,6 +203,7 @@ export const connectAriClient = async (options: ConnectOptions): Promise<AriClie
     serverId: inner.serverId,
     application: inner.application,
     resumed: inner.resumed,
+    traceparent: inner.trace === undefined ? undefined : formatTraceparent(inner.trace),
     // The generated surface, each call run through the dialog's Effect one.
     ari: makeAriApiPromise((operation: OperationDescriptor, params: object) => {
       const resource = (inner.ari as unknown as Record<string, Record<string, (p: object) => Effect.Effect<unknown>>>)[

@@ -296,6 +296,18 @@ export const settings = group("", {
     type: "host",
     meaning: "Address the health/metrics server listens on."
   }),
+  otelEndpoint: absoluteUrl({
+    key: "otel_endpoint",
+    type: "`http://` / `https://` URL",
+    defaultDoc: "unset: no tracing",
+    meaning: "OpenTelemetry: base URL of an OTLP/HTTP receiver (a collector, e.g. `http://127.0.0.1:4318`); the " +
+      "dialogs' and commands' spans go to `<otel_endpoint>/v1/traces` (JSON). See docs/operations.md, \"Tracing\"."
+  }),
+  otelServiceName: text({
+    key: "otel_service_name",
+    default: "ari-proxy",
+    meaning: "OpenTelemetry `service.name` of the spans (`service.instance.id` is `server_id`)."
+  }),
   commandTimeoutMs: integer({
     key: "command_timeout_ms",
     default: 10_000,
@@ -467,6 +479,10 @@ export const settings = group("", {
     if (config.stasisBroadcast.enabled) {
       for (const problem of broadcastNameProblems(config.stasisBroadcast.applicationName, config.applications,
         config.serverId)) report(problem, "stasis_broadcast.application_name")
+    }
+    const otel = config.otelEndpoint === "" ? undefined : parseUrl(config.otelEndpoint)
+    if (otel !== undefined && otel.protocol !== "http:" && otel.protocol !== "https:") {
+      report(`must be an http:// or https:// URL (got ${show(redactUrl(config.otelEndpoint))})`, "otel_endpoint")
     }
     for (const problem of busUrlProblems(config.messageBus, Redacted.value(config.bus.url))) {
       report(problem, "bus_config.url")

@@ -33,6 +33,7 @@ import type { DecodedCommand } from "../protocol/codec.js"
 import { DIALOG_ENDED_TYPE, type DialogEndReason } from "../protocol/messages.js"
 import type { Topics } from "../protocol/topics.js"
 import { CommandClock, methodLabel, proxyMetrics } from "../observability/metrics.js"
+import type { DialogTrace, DialogTracing } from "../observability/tracing.js"
 import {
   type DialogEffect,
   type DialogInput,
@@ -82,7 +83,13 @@ export const makeDialogCounters = (): DialogCounters => ({
  */
 export type DialogOrigin =
   | { readonly _tag: "Stasis" }
-  | { readonly _tag: "Requested"; readonly requestId: string; readonly replyTo: string }
+  | {
+    readonly _tag: "Requested"
+    readonly requestId: string
+    readonly replyTo: string
+    /** The asking application's span, if its request carried one. */
+    readonly traceparent?: string | undefined
+  }
 
 export const stasisOrigin: DialogOrigin = { _tag: "Stasis" }
 
@@ -123,6 +130,8 @@ export interface DialogContext {
   readonly replayLimit?: number | undefined
   /** The dialog has released everything; the proxy forgets it. */
   readonly onReleased: (dialog: Dialog) => void
+  /** Set while the proxy traces: each dialog then has its spans (observability/tracing.ts). */
+  readonly tracing?: DialogTracing | undefined
 }
 
 /** What a leased dialog keeps for a new owner. */
@@ -177,6 +186,8 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   private lease: LeaseKeeping | undefined
   /** The events topic, named once: every event is published there. */
   private eventsTopic: string | undefined
+  /** This dialog's spans, only while the proxy traces: otherwise each hook is one undefined check. */
+  private readonly trace: DialogTrace | undefined
 
   constructor(
     private readonly context: DialogContext,
@@ -189,6 +200,13 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     readonly origin: DialogOrigin = stasisOrigin
   ) {
     this.state = initialState(id, context.machine, channelId, application)
+    this.trace = context.tracing?.open({
+      id,
+      application,
+      channelId,
+      responsesTopic: context.topics.responses(id),
+      parent: origin._tag === "Requested" ? origin.traceparent : undefined
+    })
     this.actor = context.system.spawn<DialogEffect>({ id, capacity: context.mailboxSize }, this)
   }
 
@@ -280,7 +298,8 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     const { bus, topics } = this.context
     switch (effect._tag) {
       case "PublishEvent": {
-        const wire = encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, this.seq + 1)
+        const traceparent = this.trace?.traceparent
+        const wire = encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, this.seq + 1, traceparent)
         if (!bus.tryPublish(this.events(), wire)) return false
         this.seq++
         if (this.lease !== undefined) this.keep(this.events(), wire, this.seq)
@@ -289,6 +308,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         return true
       }
       case "Respond": {
+        this.trace?.publishing(effect.uniqueId)
         const payload = encodeCommandResponse({
           unique_id: effect.uniqueId,
           status_code: effect.status,
@@ -299,6 +319,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         if (this.lease !== undefined) this.keep(topics.responses(this.id), payload, undefined)
         this.context.counters.commandsAnswered++
         this.commandClock().answered(effect.uniqueId, effect.status)
+        this.trace?.answered(effect.status)
         return true
       }
       case "Announce":
@@ -308,6 +329,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         if (!bus.tryPublish(this.events(), this.dialogEnded(effect.reason, this.seq + 1))) return false
         this.seq++
         this.countEnded(effect.reason)
+        this.trace?.ended(effect.reason)
         if (this.context.system.logs(LogLevel.Info)) this.context.system.runFork(this.logEnded(effect.reason))
         return true
       case "Send":
@@ -344,7 +366,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         proxyMetrics.eventsPublished.inc(effect.type)
         return this.publishKept(
           this.events(),
-          encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, ++this.seq),
+          encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, ++this.seq, this.trace?.traceparent),
           this.seq
         )
       case "Respond": {
@@ -356,7 +378,10 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
           response_body: this.answerBody(effect.uniqueId, effect.body)
         })
         this.answered(effect.uniqueId)
-        return this.publishKept(topics.responses(this.id), payload, undefined)
+        const published = this.publishKept(topics.responses(this.id), payload, undefined)
+        const trace = this.trace
+        if (trace === undefined) return published
+        return Effect.ensuring(published, Effect.sync(() => trace.answered(effect.status)))
       }
       case "Announce":
         return this.origin._tag === "Stasis"
@@ -370,7 +395,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         this.countEnded(effect.reason)
         return Effect.zipRight(
           this.publish(this.events(), this.dialogEnded(effect.reason, ++this.seq)),
-          this.logEnded(effect.reason)
+          Effect.zipRight(Effect.sync(() => this.trace?.ended(effect.reason)), this.logEnded(effect.reason))
         )
       default:
         return undefined // done by receiveNow
@@ -411,7 +436,10 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         bus.retire(topics.commands(this.id)),
         bus.retire(topics.responses(this.id))
       ], { discard: true }),
-      Effect.sync(() => this.context.onReleased(this))
+      Effect.sync(() => {
+        this.trace?.stopped()
+        this.context.onReleased(this)
+      })
     )
   }
 
@@ -423,7 +451,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       timestamp: ariTimestamp(),
       application: this.application
     })
-    return encodeWireEvent(this.context.serverIdJson, DIALOG_ENDED_TYPE, body, seq)
+    return encodeWireEvent(this.context.serverIdJson, DIALOG_ENDED_TYPE, body, seq, this.trace?.traceparent)
   }
 
   private countEnded(reason: DialogEndReason): void {
@@ -474,13 +502,20 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       case "Invalid":
         this.context.counters.commandsRejected++
         this.commandClock().received(decoded.unique_id, "INVALID")
+        this.trace?.received(decoded, this.commandsAhead())
         this.input({ _tag: "InvalidCommand", uniqueId: decoded.unique_id, reason: decoded.reason })
         return
       case "Command":
         this.context.counters.commandsReceived++
         this.commandClock().received(decoded.command.unique_id, methodLabel(decoded.command.method))
+        this.trace?.received(decoded, this.commandsAhead())
         this.input({ _tag: "Command", command: decoded.command })
     }
+  }
+
+  /** Commands of this dialog waiting or running before one that arrives now. */
+  private commandsAhead(): number {
+    return this.state.queue.length + (this.state.inFlight === undefined ? 0 : 1)
   }
 
   private commandClock(): CommandClock {
@@ -488,7 +523,12 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   }
 
   private appStart(): string {
-    return encodeAppStart({ application: this.application, dialog_id: this.id, server_id: this.context.serverId })
+    return encodeAppStart({
+      application: this.application,
+      dialog_id: this.id,
+      server_id: this.context.serverId,
+      traceparent: this.trace?.traceparent
+    })
   }
 
   /** Answers the application that asked for this dialog, and ends it if it stays without a channel. */
@@ -510,7 +550,8 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
       status_code: 201,
       dialog_id: this.id,
       server_id: this.context.serverId,
-      application: this.application
+      application: this.application,
+      traceparent: this.trace?.traceparent
     })
     return Effect.zipRight(
       this.publish(origin.replyTo, JSON.stringify(reply)),
@@ -528,10 +569,12 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   /** The command's ARI request; its answer (or the proxy's own error answer) goes to the machine. */
   private send(command: DecodedCommand): void {
     this.sending = true
+    this.trace?.sending(command)
     try {
       this.context.execute(command, (reply, trouble) => {
         if (this.actor.stopped) return // released meanwhile: nobody waits for the answer
         this.sending = false
+        this.trace?.replied(reply.status, trouble !== undefined)
         if (trouble !== undefined && this.context.system.logs(LogLevel.Debug)) {
           this.context.system.runFork(this.log(Effect.logDebug(trouble), LogLevel.Debug))
         }
@@ -667,6 +710,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
           application: this.application,
           dialog_id: this.id,
           server_id: this.context.serverId,
+          traceparent: this.trace?.traceparent,
           last_seq: this.lease?.acked ?? 0,
           state: snapshot
         })

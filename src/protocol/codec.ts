@@ -37,22 +37,28 @@ export const wireTimestamp = (now: number = Date.now()): string => {
 
 /**
  * Builds the Event wrapper around a raw ARI frame; `serverIdJson` is `goJsonString(server_id)`.
- * `seq` (an extension, after the seed's fields): the event's number in its dialog, from 1;
- * events outside a dialog (unrouted) have none.
+ * Extensions, after the seed's fields: `seq`, the event's number in its dialog, from 1 (events
+ * outside a dialog, unrouted, have none); `traceparent`, the trace context of the dialog's span
+ * (only while tracing: the proxy's own, hex digits, nothing to escape).
  */
 export const encodeWireEvent = (
   serverIdJson: string,
   type: string,
   ariBody: string,
   seq?: number,
+  traceparent?: string,
   timestamp = wireTimestamp()
 ): string =>
   "{\"server_id\":" + serverIdJson + ",\"timestamp\":\"" + timestamp + "\",\"type\":" + goJsonString(type) +
-  ",\"ari_body\":" + goJsonString(ariBody) + (seq === undefined ? "}" : ",\"seq\":" + seq + "}")
+  ",\"ari_body\":" + goJsonString(ariBody) + (seq === undefined ? "" : ",\"seq\":" + seq) +
+  (traceparent === undefined ? "}" : ",\"traceparent\":\"" + traceparent + "\"}")
 
-export const encodeAppStart = (message: Pick<AppStart, "application" | "dialog_id" | "server_id">): string =>
+export const encodeAppStart = (
+  message: Pick<AppStart, "application" | "dialog_id" | "server_id" | "traceparent">
+): string =>
   "{\"application\":" + goJsonString(message.application) + ",\"dialog_id\":" + goJsonString(message.dialog_id) +
-  ",\"server_id\":" + goJsonString(message.server_id) + "}"
+  ",\"server_id\":" + goJsonString(message.server_id) +
+  (message.traceparent === undefined ? "}" : ",\"traceparent\":" + goJsonString(message.traceparent) + "}")
 
 /**
  * Extension: the AppStart of a dialog offered anew because its owner stopped renewing its lease:
@@ -63,6 +69,7 @@ export const encodeResumedAppStart = (message: {
   readonly application: string
   readonly dialog_id: string
   readonly server_id: string
+  readonly traceparent?: string | undefined
   readonly last_seq: number
   readonly state: { readonly channels: ReadonlyArray<unknown>; readonly bridges: ReadonlyArray<unknown>; readonly playbacks: ReadonlyArray<unknown> }
 }): string =>
@@ -73,9 +80,12 @@ export const encodeCommandResponse = (response: Pick<CommandResponse, "unique_id
   "{\"unique_id\":" + goJsonString(response.unique_id) + ",\"status_code\":" + String(response.status_code) +
   ",\"response_body\":" + goJsonString(response.response_body) + "}"
 
-export const encodeCommand = (command: { unique_id: string; url: string; method: string; body: string }): string =>
+export const encodeCommand = (
+  command: { unique_id: string; url: string; method: string; body: string; traceparent?: string | undefined }
+): string =>
   "{\"unique_id\":" + goJsonString(command.unique_id) + ",\"url\":" + goJsonString(command.url) + ",\"method\":" +
-  goJsonString(command.method) + ",\"body\":" + goJsonString(command.body) + "}"
+  goJsonString(command.method) + ",\"body\":" + goJsonString(command.body) +
+  (command.traceparent === undefined ? "" : ",\"traceparent\":" + goJsonString(command.traceparent)) + "}"
 
 /** A command as the proxy accepted it from the bus. */
 export interface DecodedCommand {
@@ -83,6 +93,8 @@ export interface DecodedCommand {
   readonly url: string
   readonly method: string
   readonly body: string
+  /** The caller's trace context (an extension); any string, checked only while tracing. */
+  readonly traceparent?: string | undefined
 }
 
 /** What decoding a message from `commands_<dialog_id>` gives. */
@@ -91,7 +103,12 @@ export type CommandDecoding =
   /** Not JSON at all (the Go client's `DUMMY`): dropped without an answer, as it never asked anything. */
   | { readonly _tag: "NotJson" }
   /** JSON, but not a valid Command; `unique_id` is "" when none could be recovered. */
-  | { readonly _tag: "Invalid"; readonly unique_id: string; readonly reason: string }
+  | {
+    readonly _tag: "Invalid"
+    readonly unique_id: string
+    readonly reason: string
+    readonly traceparent?: string | undefined
+  }
 
 const fields = ["unique_id", "url", "method", "body"] as const
 
@@ -107,6 +124,8 @@ export const decodeCommand = (payload: string): CommandDecoding => {
   }
   const record = parsed as Record<string, unknown>
   const uniqueId = typeof record.unique_id === "string" ? record.unique_id : ""
+  // An extension: not one of the seed's fields, so a value of another type is ignored, not refused.
+  const traceparent = typeof record.traceparent === "string" ? record.traceparent : undefined
   const problems: Array<string> = []
   for (const field of fields) {
     const value = record[field]
@@ -114,11 +133,11 @@ export const decodeCommand = (payload: string): CommandDecoding => {
       problems.push(`${field} must be a string, got ${Array.isArray(value) ? "array" : typeof value}`)
     }
   }
-  if (problems.length > 0) return { _tag: "Invalid", unique_id: uniqueId, reason: problems.join("; ") }
+  if (problems.length > 0) return { _tag: "Invalid", unique_id: uniqueId, reason: problems.join("; "), traceparent }
   const text = (field: (typeof fields)[number]) => (typeof record[field] === "string" ? (record[field] as string) : "")
   return {
     _tag: "Command",
-    command: { unique_id: uniqueId, url: text("url"), method: text("method"), body: text("body") }
+    command: { unique_id: uniqueId, url: text("url"), method: text("method"), body: text("body"), traceparent }
   }
 }
 

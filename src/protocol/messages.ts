@@ -5,11 +5,21 @@
  */
 import { Schema } from "effect"
 
-/** Announces a new dialog on the application topic (`<app>`). */
+/**
+ * Extension: the W3C trace context (`00-<trace id>-<span id>-<flags>`) of a span, so that a span on
+ * the other side of the bus can continue the trace or link to it. Only present while tracing.
+ */
+const traceparent = Schema.optional(Schema.String)
+
+/**
+ * Announces a new dialog on the application topic (`<app>`). `traceparent` (extension): the
+ * dialog's span, while the proxy traces.
+ */
 export class AppStart extends Schema.Class<AppStart>("AppStart")({
   application: Schema.String,
   dialog_id: Schema.String,
-  server_id: Schema.String
+  server_id: Schema.String,
+  traceparent
 }) {}
 
 /**
@@ -22,7 +32,9 @@ export class WireEvent extends Schema.Class<WireEvent>("WireEvent")({
   timestamp: Schema.String,
   type: Schema.String,
   ari_body: Schema.String,
-  seq: Schema.optional(Schema.Number)
+  seq: Schema.optional(Schema.Number),
+  /** The dialog's span, while the proxy traces (extension). */
+  traceparent
 }) {}
 
 /**
@@ -33,7 +45,9 @@ export class Command extends Schema.Class<Command>("Command")({
   unique_id: Schema.optionalWith(Schema.String, { default: () => "" }),
   url: Schema.optionalWith(Schema.String, { default: () => "" }),
   method: Schema.optionalWith(Schema.String, { default: () => "" }),
-  body: Schema.optionalWith(Schema.String, { default: () => "" })
+  body: Schema.optionalWith(Schema.String, { default: () => "" }),
+  /** The sender's span (extension): the proxy's spans of this command continue its trace. */
+  traceparent
 }) {}
 
 /** The answer to one Command, on `responses_<dialog_id>`. */
@@ -79,7 +93,9 @@ export type DialogEndReason =
  */
 export class DialogRequest extends Schema.Class<DialogRequest>("DialogRequest")({
   request_id: Schema.String,
-  reply_to: Schema.String
+  reply_to: Schema.String,
+  /** The asking application's span: the dialog's span is its child. */
+  traceparent
 }) {}
 
 /** Extension: the answer to a DialogRequest. 201 with `dialog_id`, or an error status and `message`. */
@@ -89,5 +105,7 @@ export class DialogGrant extends Schema.Class<DialogGrant>("DialogGrant")({
   dialog_id: Schema.optional(Schema.String),
   server_id: Schema.optional(Schema.String),
   application: Schema.optional(Schema.String),
-  message: Schema.optional(Schema.String)
+  message: Schema.optional(Schema.String),
+  /** The dialog's span, while the proxy traces. */
+  traceparent
 }) {}

@@ -20,6 +20,7 @@ import { ProxyConfigService } from "../config/ProxyConfigService.js"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { describeConfig } from "../config/describe.js"
 import { type Dialog, type DialogCounters, makeDialogCounters } from "../dialog/actor.js"
+import { DialogTracing, ProxyTracer } from "../observability/tracing.js"
 import { encodeWireEvent, goJsonString } from "../protocol/codec.js"
 import { makeTopics, type Topics } from "../protocol/topics.js"
 import { serveDialogRequests } from "./dialogRequests.js"
@@ -64,6 +65,9 @@ export const makeProxy = Effect.gen(function*() {
   const topics = makeTopics(config.bus.subjectPrefix)
   const runtime = yield* Effect.runtime<never>()
   const runSync = Runtime.runSync(runtime)
+  // Present when the proxy traces (otel_endpoint, or a host's tracer): each dialog then has spans.
+  const tracer = Option.getOrUndefined(yield* Effect.serviceOption(ProxyTracer))
+  const tracing = tracer === undefined ? undefined : new DialogTracing(tracer, yield* Effect.clock, config.serverId)
 
   // Every dialog, the unrouted publisher and the calls sent back while draining are actors of
   // this system: closing the proxy's scope stops them and releases their subscriptions.
@@ -96,7 +100,8 @@ export const makeProxy = Effect.gen(function*() {
       requestedDialogIdleMs: config.requestedDialogIdleMs,
       releaseAtOnce: () => draining,
       execute,
-      counters: dialogCounters
+      counters: dialogCounters,
+      tracing
     },
     routerCounters,
     config.applications[0] ?? ""

@@ -16,6 +16,7 @@ export const proxiesQueueGroup = "ari-proxy"
 interface ParsedRequest {
   readonly requestId: string
   readonly replyTo: string
+  readonly traceparent: string | undefined
 }
 
 const parseRequest = (payload: string): ParsedRequest | string => {
@@ -26,10 +27,14 @@ const parseRequest = (payload: string): ParsedRequest | string => {
     return "not JSON"
   }
   if (typeof parsed !== "object" || parsed === null) return "not a JSON object"
-  const { request_id, reply_to } = parsed as Record<string, unknown>
+  const { request_id, reply_to, traceparent } = parsed as Record<string, unknown>
   if (typeof reply_to !== "string" || reply_to === "") return "reply_to must be a non-empty string"
   if (request_id !== undefined && typeof request_id !== "string") return "request_id must be a string"
-  return { requestId: request_id ?? "", replyTo: reply_to }
+  return {
+    requestId: request_id ?? "",
+    replyTo: reply_to,
+    traceparent: typeof traceparent === "string" ? traceparent : undefined
+  }
 }
 
 /** Subscribes, for each application, to the request topics; lives as long as the scope. */
@@ -57,7 +62,8 @@ export const serveDialogRequests = (options: {
         const dialog = options.router.open(application, undefined, {
           _tag: "Requested",
           requestId: request.requestId,
-          replyTo: request.replyTo
+          replyTo: request.replyTo,
+          traceparent: request.traceparent
         })
         dialog.start() // answers once its commands subscription is live
         return Effect.void

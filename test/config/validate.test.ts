@@ -60,6 +60,19 @@ describe("validation rules", () => {
       ])
     }))
 
+  it.effect("otel_endpoint: unset (no tracing), or an http(s) URL", () =>
+    Effect.gen(function*() {
+      expect((yield* run(base)).config).toMatchObject({ otelEndpoint: "", otelServiceName: "ari-proxy" })
+      expect((yield* run({ ...base, otel_endpoint: "http://collector:4318" })).config.otelEndpoint)
+        .toBe("http://collector:4318")
+      expect(yield* problems({ ...base, otel_endpoint: "collector:4318" })).toEqual([
+        "otel_endpoint: must be an http:// or https:// URL (got \"collector:4318\")"
+      ])
+      expect(yield* problems({ ...base, otel_endpoint: "grpc" })).toEqual([
+        "otel_endpoint: must be an absolute URL such as http://localhost (got \"grpc\")"
+      ])
+    }))
+
   it.effect("bus_config.url: required for NATS and RABBITMQ, with their schemes; optional for MEMORY", () =>
     Effect.gen(function*() {
       expect(yield* problems({ ...base, bus_config: undefined })).toEqual([

@@ -22,7 +22,7 @@ const goReference = (value: string) =>
 describe("wire format", () => {
   it("Event: server_id, timestamp, type, ari_body (a string holding the frame) in Go's field order", () => {
     const frame = "{\"type\":\"StasisStart\",\"timestamp\":\"2026-11-30T10:28:16.331+0000\",\"args\":[]}"
-    const encoded = encodeWireEvent(goJsonString("ast1"), "StasisStart", frame, undefined, "2026-11-30T10:28:16.332Z")
+    const encoded = encodeWireEvent(goJsonString("ast1"), "StasisStart", frame, undefined, undefined, "2026-11-30T10:28:16.332Z")
     expect(encoded).toBe(
       "{\"server_id\":\"ast1\",\"timestamp\":\"2026-11-30T10:28:16.332Z\",\"type\":\"StasisStart\",\"ari_body\":" +
         JSON.stringify(frame) + "}"
@@ -34,7 +34,7 @@ describe("wire format", () => {
   })
 
   it("a dialog's Event carries its number, `seq`, after the seed's fields (Go's decoder ignores unknown keys)", () => {
-    const encoded = encodeWireEvent(goJsonString("ast1"), "ChannelDtmfReceived", "{}", 42, "t")
+    const encoded = encodeWireEvent(goJsonString("ast1"), "ChannelDtmfReceived", "{}", 42, undefined, "t")
     expect(encoded).toBe("{\"server_id\":\"ast1\",\"timestamp\":\"t\",\"type\":\"ChannelDtmfReceived\",\"ari_body\":\"{}\",\"seq\":42}")
     expect(Object.keys(JSON.parse(encoded))).toEqual(["server_id", "timestamp", "type", "ari_body", "seq"])
   })
@@ -56,7 +56,7 @@ describe("wire format", () => {
 
   it("escapes <, > and & the way Go does (seed-observed: a caller named <Bob> & co)", () => {
     const frame = "{\"caller\":{\"name\":\"<Bob> & co\"}}"
-    const encoded = encodeWireEvent(goJsonString("s"), "X", frame, undefined, "t")
+    const encoded = encodeWireEvent(goJsonString("s"), "X", frame, undefined, undefined, "t")
     expect(encoded).toContain("\\u003cBob\\u003e \\u0026 co")
     expect(JSON.parse(encoded).ari_body).toBe(frame)
   })
@@ -70,9 +70,9 @@ describe("wire format", () => {
     "Event and CommandResponse round-trip any content",
     [fc.string(), fc.string(), fc.fullUnicodeString(), fc.integer({ min: 100, max: 599 })],
     ([serverId, type, body, status]) => {
-      const event = JSON.parse(encodeWireEvent(goJsonString(serverId), type, body, undefined, "t"))
+      const event = JSON.parse(encodeWireEvent(goJsonString(serverId), type, body, undefined, undefined, "t"))
       expect(event).toEqual({ server_id: serverId, timestamp: "t", type, ari_body: body })
-      const numbered = JSON.parse(encodeWireEvent(goJsonString(serverId), type, body, status, "t"))
+      const numbered = JSON.parse(encodeWireEvent(goJsonString(serverId), type, body, status, undefined, "t"))
       expect(numbered).toEqual({ server_id: serverId, timestamp: "t", type, ari_body: body, seq: status })
       const response = JSON.parse(encodeCommandResponse({ unique_id: type, status_code: status, response_body: body }))
       expect(response).toEqual({ unique_id: type, status_code: status, response_body: body })
