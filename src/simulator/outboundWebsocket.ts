@@ -49,10 +49,13 @@ export interface OutboundWebsocketHandle {
   readonly connections: () => number
   /** Attempts that failed (refused, wrong answer, unreachable). */
   readonly failedAttempts: () => number
-  /** Whether a persistent socket is open now. */
+  /** Whether a persistent socket is open now (false once its end is seen: events are queued from then on). */
   readonly connected: () => boolean
-  /** Drops the open persistent socket without a close frame (a network failure); Asterisk dials again. */
-  readonly drop: () => void
+  /**
+   * A network outage of `forMs`: the open persistent socket drops without a close frame and every
+   * attempt to dial fails until it is over; Asterisk queues the apps' events meanwhile.
+   */
+  readonly outage: (forMs: number) => void
   /** `ari shutdown websocket session`: ApplicationUnregistered, close 1000, no more dialling. */
   readonly shutdown: () => void
   /** `ari start outbound-websocket`: dials again after a shutdown. */
@@ -106,9 +109,15 @@ export const startOutboundWebsocket = (
   let failedAttempts = 0
   let stopped = false
   let persistent: WebSocket | undefined
+  let unreachableUntil = 0
 
   const persistentLoop = () => {
     if (stopped) return
+    if (Date.now() < unreachableUntil) {
+      failedAttempts++
+      engine.later(intervalMs, persistentLoop)
+      return
+    }
     const { opened, ws } = dial(config)
     void opened.then((socket) => {
       if (socket === undefined || stopped) {
@@ -193,8 +202,12 @@ export const startOutboundWebsocket = (
   return {
     connections: () => connections,
     failedAttempts: () => failedAttempts,
-    connected: () => persistent !== undefined && persistent.readyState === WebSocket.OPEN,
-    drop: () => persistent?.terminate(),
+    // until the socket's end is seen, events are written into it and lost, as Asterisk's failing writes are
+    connected: () => persistent !== undefined,
+    outage: (forMs) => {
+      unreachableUntil = Date.now() + forMs
+      persistent?.terminate()
+    },
     shutdown: () => {
       stopped = true
       if (config.connectionType === "persistent") hub.shutdownOutbound(config.apps)
