@@ -85,6 +85,8 @@ export const makeOutboundProxy = Effect.gen(function*() {
   const runSync = Runtime.runSync(runtime)
   const runFork = Runtime.runFork(runtime)
   const proxyScope = yield* Effect.scope
+  // The sessions' scopes (their REST links) close after the drain and the listener: made before both.
+  const sessionsScope = yield* Scope.fork(proxyScope, ExecutionStrategy.sequential)
   const configured = new Set(config.applications)
 
   /** The configured application a per-call socket's `<app>:<channel name>` stands for, if it is one. */
@@ -101,7 +103,7 @@ export const makeOutboundProxy = Effect.gen(function*() {
   let listening = false
 
   const openSession = (key: string, serverId: string, perCallApplication: string | undefined): Served => {
-    const scope = runSync(Scope.fork(proxyScope, ExecutionStrategy.sequential))
+    const scope = runSync(Scope.fork(sessionsScope, ExecutionStrategy.sequential))
     const { link, rest } = runSync(Scope.extend(makeAriWebsocketRest({ commandTimeoutMs: config.commandTimeoutMs }), scope))
     const perCallBaseName = perCallApplication === undefined ? undefined : perCallBase(perCallApplication)
     const session = runSync(makeSession(core, {
@@ -137,7 +139,11 @@ export const makeOutboundProxy = Effect.gen(function*() {
     if (sessions.get(key) === served) sessions.delete(key)
     runSync(
       served.session.router.awaitNoDialogs.pipe(
-        Effect.zipRight(Effect.sync(() => core.sessions.delete(served.session))),
+        Effect.zipRight(served.session.drainingCalls.awaitSent),
+        Effect.zipRight(Effect.sync(() => {
+          core.sessions.delete(served.session)
+          served.session.drainingCalls.stop()
+        })),
         Effect.zipRight(Scope.close(served.scope, Exit.void)),
         Effect.forkIn(proxyScope)
       )

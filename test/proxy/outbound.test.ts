@@ -139,6 +139,33 @@ describe("Asterisk dials the proxy (outbound_websocket)", () => {
       expect((yield* proxy.stats).boundEntities).toBe(0)
     }), 30_000)
 
+  it.scopedLive("per_call_config: a socket dropped mid-call is dialled again and the same dialog carries on", () =>
+    Effect.gen(function*() {
+      const app = "out-percall-drop"
+      const sim = yield* startSim()
+      const { bus, uri } = yield* listeningProxy(sim, { applications: [app] })
+      const outbound = yield* dialOut(sim, {
+        uri,
+        apps: [app],
+        connectionType: "per_call_config",
+        ...outboundCredentials,
+        perCallStartDelayMs: 30,
+        perCallCloseDelayMs: 60
+      })
+      const dialogs = yield* startApp(bus, app)
+      const channel = sim.placeCall({ app })
+      const dialog = yield* Queue.take(dialogs).pipe(within(5_000, "AppStart"))
+      yield* dialog.waitFor("StasisStart").pipe(within(5_000, "StasisStart"))
+      expect(sim.dropWebsockets()).toBe(1)
+      yield* eventually(() => outbound.connections() === 2).pipe(within(5_000, "Asterisk dials again"))
+      yield* eventually(() => sim.connectedApps().length === 1)
+      sim.sendDtmf(channel, "7")
+      yield* dialog.waitFor("ChannelDtmfReceived").pipe(within(5_000, "an event on the new socket"))
+      expect((yield* dialog.request("DELETE", `/channels/${channel}`)).status_code).toBe(204)
+      const end = yield* Deferred.await(dialog.ended).pipe(within(5_000, "DialogEnded"))
+      expect(end.ari.reason).toBe("channels_left")
+    }), 30_000)
+
   it.scopedLive("per_call_config: a server that refuses sends the call on in the dialplan with STASISSTATUS=FAILED", () =>
     Effect.gen(function*() {
       const app = "out-percall-refused"
