@@ -37,6 +37,8 @@ export interface OutboundWebsocketConfig {
   readonly reconnectAttempts?: number
   /** Asterisk's default 500. */
   readonly connectionTimeoutMs?: number
+  /** `wss://`: check the server's certificate (Asterisk's `verify_server_cert`, default yes). */
+  readonly verifyServerCert?: boolean
   /** per_call_config: from the socket's opening to StasisStart (Asterisk: about 500). */
   readonly perCallStartDelayMs?: number
   /** per_call_config: from StasisEnd to the close (Asterisk: about 3500). */
@@ -83,7 +85,8 @@ const dial = (config: OutboundWebsocketConfig): Dialled => {
     perMessageDeflate: false,
     skipUTF8Validation: true,
     followRedirects: false,
-    handshakeTimeout: config.connectionTimeoutMs ?? 500
+    handshakeTimeout: config.connectionTimeoutMs ?? 500,
+    rejectUnauthorized: config.verifyServerCert ?? true
   })
   let socket: Socket | undefined
   ws.on("upgrade", (response) => {

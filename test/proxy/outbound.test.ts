@@ -4,6 +4,10 @@
  * events came from.
  */
 import { describe, expect, it } from "@effect/vitest"
+import { spawnSync } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
 import { Deferred, Duration, Effect, Queue } from "effect"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import type { ProxyConfigInput } from "../../src/config/ProxyConfigService.js"
@@ -233,6 +237,35 @@ describe("Asterisk dials the proxy (outbound_websocket)", () => {
         expect(channelRequests.every((r) => r.transport === "websocket")).toBe(true)
       }
       yield* eventually(() => proxy.dialogs().length === 0)
+    }), 30_000)
+
+  it.scopedLive("with a key and certificate the listener speaks TLS (wss://)", () =>
+    Effect.gen(function*() {
+      const app = "out-tls"
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => mkdtempSync(path.join(tmpdir(), "ari-proxy-tls-"))),
+        (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+      )
+      const cert = path.join(dir, "cert.pem")
+      const key = path.join(dir, "key.pem")
+      const made = spawnSync("openssl", [
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+        "-keyout", key, "-out", cert
+      ], { stdio: "ignore" })
+      expect(made.status).toBe(0)
+      const sim = yield* startSim()
+      const { uri } = yield* listeningProxy(sim, { applications: [app], outboundWebsocket: { tls: { cert, key } } })
+      const secure = uri.replace("ws://", "wss://")
+      const plain = yield* dialOut(sim, { uri, apps: ["plain"], connectionType: "persistent", ...outboundCredentials })
+      const outbound = yield* dialOut(sim, {
+        uri: secure,
+        apps: [app],
+        connectionType: "persistent",
+        ...outboundCredentials,
+        verifyServerCert: false
+      })
+      yield* eventually(() => outbound.connected() && plain.failedAttempts() >= 1)
+      expect(plain.connections()).toBe(0)
     }), 30_000)
 
   it.scopedLive("wrong credentials or a wrong path are refused before the upgrade; Asterisk keeps trying", () =>
