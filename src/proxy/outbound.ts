@@ -98,6 +98,11 @@ export const makeOutboundProxy = Effect.gen(function*() {
   }
 
   const sessions = new Map<string, Served>()
+  /** The entity id a configured `server_id` belongs to, or the `server_id` itself (an unmapped entity id). */
+  const identityOf = (serverId: string): string => {
+    for (const [entityId, mapped] of outbound.serverIds) if (mapped === serverId) return entityId
+    return serverId
+  }
   let accepted = 0
   let ariReconnects = 0
   let listening = false
@@ -128,7 +133,7 @@ export const makeOutboundProxy = Effect.gen(function*() {
     link.useSender((frame) => served.current?.send(frame) === true ? served.connections : undefined)
     sessions.set(key, served)
     if (perCallApplication === undefined) {
-      runFork(serveOwnDialogRequests(served))
+      if (!outbound.serverIds.has(identityOf(serverId))) runFork(serveOwnDialogRequests(serverId))
       runSync(Effect.logInfo("Asterisk dialled in", { server_id: serverId }))
     }
     return served
@@ -256,8 +261,10 @@ export const makeOutboundProxy = Effect.gen(function*() {
 
   // Dialog requests: `dialogs_<app>@<server_id>` for each Asterisk that dialled in, `dialogs_<app>` for
   // any of them (the first connected; per-call sockets carry one call each and take none).
-  const openRequested = (served: Served | undefined): ProxyShapeOpen => (application, origin) => {
-    const target = served ?? [...sessions.values()].find((s) => s.perCallApplication === undefined && s.current !== undefined)
+  const openRequested = (serverId: string | undefined): ProxyShapeOpen => (application, origin) => {
+    const target = serverId === undefined
+      ? [...sessions.values()].find((s) => s.perCallApplication === undefined && s.current !== undefined)
+      : sessions.get(serverId)
     if (target === undefined || target.current === undefined) return "this proxy has no connection to Asterisk"
     target.session.router.open(application, undefined, origin).start()
     return undefined
@@ -268,19 +275,23 @@ export const makeOutboundProxy = Effect.gen(function*() {
       Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("10 seconds")))),
       Effect.orDie
     )
-  function serveOwnDialogRequests(served: Served) {
-    return subscribeRetrying(serveDialogRequests({
+  const ownDialogRequests = (serverId: string) =>
+    subscribeRetrying(serveDialogRequests({
       bus,
       topics,
       applications: config.applications,
-      serverId: served.session.serverId,
+      serverId,
       topicsServed: "own",
       accepting: () => !core.draining(),
-      openDialog: openRequested(served)
-    })).pipe(Scope.extend(proxyScope), Effect.forkIn(proxyScope))
+      openDialog: openRequested(serverId)
+    }))
+  function serveOwnDialogRequests(serverId: string) {
+    return ownDialogRequests(serverId).pipe(Scope.extend(proxyScope), Effect.forkIn(proxyScope))
   }
   let servingRequests = false
-  yield* subscribeRetrying(serveDialogRequests({
+  // The Asterisks known by configuration are served from the start; others once they dial in.
+  yield* Effect.forEach(new Set(outbound.serverIds.values()), ownDialogRequests, { discard: true }).pipe(
+    Effect.zipRight(subscribeRetrying(serveDialogRequests({
     bus,
     topics,
     applications: config.applications,
@@ -288,7 +299,7 @@ export const makeOutboundProxy = Effect.gen(function*() {
     topicsServed: "shared",
     accepting: () => !core.draining(),
     openDialog: openRequested(undefined)
-  })).pipe(
+  }))),
     Effect.zipRight(Effect.sync(() => {
       servingRequests = true
     })),
