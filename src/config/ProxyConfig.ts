@@ -22,6 +22,7 @@ type SecretInput = string | Redacted.Redacted<string>
 
 type InputValue<V> = V extends Redacted.Redacted<string> ? SecretInput :
   V extends ReadonlyArray<unknown> ? V :
+  V extends ReadonlyMap<unknown, unknown> ? V :
   V extends object ? ConfigInput<V> :
   V
 

@@ -194,9 +194,16 @@ export const secretUrl = (options: Common): Setting<Redacted.Redacted<string>> =
     (value) => redactUrl(Redacted.value(value))
   )
 
-/** A required URL with one of `schemes` (`"ws:"`); `example` goes into the message when it is missing. */
+/**
+ * A URL with one of `schemes` (`"ws:"`); `example` goes into the message when it is missing. Unless
+ * `requiredByGroup`, its absence is reported here; otherwise unset is "" and the group's rule decides.
+ */
 export const url = (
-  options: Common & { readonly schemes: ReadonlyArray<string>; readonly example: string }
+  options: Common & {
+    readonly schemes: ReadonlyArray<string>
+    readonly example: string
+    readonly requiredByGroup?: boolean
+  }
 ): Setting<string> => {
   const names = options.schemes.map((s) => s + "//")
   return make(
@@ -205,7 +212,7 @@ export const url = (
     (raw, report) => {
       const value = asText(raw)?.trim()
       if (value === undefined) {
-        report(`required, e.g. ${options.example}`)
+        if (options.requiredByGroup !== true) report(`required, e.g. ${options.example}`)
         return ""
       }
       const parsed = parseUrl(value)
@@ -334,4 +341,32 @@ export const namesFrom = (
       return list
     },
     (list) => list === undefined ? undefined : [...list]
+  )
+
+/**
+ * An optional list of `name=value` pairs (`02:fc:00:00:00:01=ast1`), names distinct; unset or empty is
+ * an empty map. Neither side may be empty or contain whitespace; the value may not contain `=`.
+ */
+export const pairs = (
+  options: Common & { readonly of: string }
+): Setting<ReadonlyMap<string, string>> =>
+  make<ReadonlyMap<string, string>>(
+    options,
+    { type: options.type ?? "list of `name=value`", default: "empty", list: true },
+    (raw, report) => {
+      const list = (raw === undefined ? [] : typeof raw === "string" ? raw.split(",") : [...raw]).map((n) => n.trim())
+      const map = new Map<string, string>()
+      list.forEach((item, i) => {
+        if (item === "" && list.length === 1) return
+        const at = item.lastIndexOf("=")
+        const name = item.slice(0, at)
+        const value = item.slice(at + 1)
+        if (at <= 0 || value === "" || /\s/.test(item)) {
+          report(`must be ${options.of} without whitespace (got ${show(item)})`, `[${i}]`)
+        } else if (map.has(name)) report(`${show(name)} is listed twice`, `[${i}]`)
+        else map.set(name, value)
+      })
+      return map
+    },
+    (map) => Object.fromEntries(map)
   )

@@ -19,6 +19,7 @@ import {
   namesFrom,
   oneOf,
   optionalGroup,
+  pairs,
   parseUrl,
   secret,
   secretUrl,
@@ -107,14 +108,18 @@ export const settings = group("", {
     seed: true,
     schemes: ["ws:", "wss:"],
     example: "ws://127.0.0.1:8088/ari/events",
-    meaning: "ARI events URL, e.g. `ws://127.0.0.1:8088/ari/events`."
+    requiredByGroup: true,
+    defaultDoc: "**required** unless `outbound_websocket.enabled`",
+    meaning: "ARI events URL, e.g. `ws://127.0.0.1:8088/ari/events`. Unused when Asterisk dials the proxy."
   }),
   stasisUrl: url({
     key: "stasis_url",
     seed: true,
     schemes: ["http:", "https:"],
     example: "http://127.0.0.1:8088/ari",
-    meaning: "ARI REST base, e.g. `http://127.0.0.1:8088/ari`."
+    requiredByGroup: true,
+    defaultDoc: "**required** unless `outbound_websocket.enabled`",
+    meaning: "ARI REST base, e.g. `http://127.0.0.1:8088/ari`. Unused when Asterisk dials the proxy."
   }),
   wsUser: text({ key: "ws_user", seed: true, default: "", verbatim: true, meaning: "ARI user." }),
   wsPassword: secret({
@@ -422,6 +427,62 @@ export const settings = group("", {
       type: "template",
       meaning: "The name each application is registered under at Asterisk when `enabled`: `{app}` is the " +
         "application, `{server_id}` this proxy's `server_id`. Must give each proxy of an Asterisk names of its own."
+      })
+    }),
+  outboundWebsocket: group("outbound_websocket", {
+    enabled: boolean({
+      key: "enabled",
+      default: false,
+      meaning: "Asterisk dials the proxy (`ari.conf` `type=outbound_websocket`) instead of the proxy dialling " +
+        "`websocket_url`: the proxy listens, and commands go over the same socket (REST over the websocket). " +
+        "See docs/asterisk.md."
+    }),
+    host: text({ key: "host", default: "127.0.0.1", type: "host", meaning: "Address the proxy listens on for Asterisk." }),
+    port: integer({
+      key: "port",
+      default: 8090,
+      min: 0,
+      max: 65535,
+      meaning: "Port the proxy listens on for Asterisk; `0` takes any free port."
+    }),
+    path: text({
+      key: "path",
+      default: "/ari/out",
+      verbatim: true,
+      noWhitespace: true,
+      type: "path",
+      meaning: "The path of `websocket_client.conf`'s `uri` (its query is ignored); other paths are answered 404."
+    }),
+    username: text({
+      key: "username",
+      default: "",
+      verbatim: true,
+      meaning: "The `username` of `websocket_client.conf`: Asterisk's Basic credentials are checked against it."
+    }),
+    password: secret({
+      key: "password",
+      default: Redacted.make(""),
+      meaning: "The `password` of `websocket_client.conf`. Never logged."
+    }),
+    tls: optionalGroup("tls", {
+      cert: path("cert", "Certificate (PEM) the listener presents (`wss://`); needs `key`."),
+      key: path("key", "Its private key (PEM); needs `cert`.")
+    }, (tls, report) => {
+      if ((tls.cert === undefined) !== (tls.key === undefined)) report("cert and key must be given together")
+    }),
+    serverIds: pairs({
+      key: "server_ids",
+      of: "`<asterisk_id>=<server_id>`",
+      type: "list of `<asterisk_id>=<server_id>`",
+      meaning: "The `server_id` of each Asterisk, by its entity id (`asterisk_id` in its frames); an Asterisk " +
+        "not listed gets its entity id as `server_id`."
+    }),
+    perCallReconnectMs: integer({
+      key: "per_call_reconnect_ms",
+      default: 2500,
+      min: 0,
+      meaning: "`per_call_config`: how long a call whose socket dropped before its end waits for Asterisk to " +
+        "dial again before its dialog is ended (`channels_vanished`)."
     })
   }),
   reconnectMinMs: integer({
@@ -457,11 +518,28 @@ export const settings = group("", {
         "reconnect_max_ms"
       )
     }
+    const outbound = config.outboundWebsocket
+    if (outbound.enabled) {
+      if (outbound.username === "" || Redacted.value(outbound.password) === "") {
+        report("needs outbound_websocket.username and outbound_websocket.password (Asterisk's Basic credentials)",
+          "outbound_websocket.enabled")
+      }
+      if (!outbound.path.startsWith("/")) report(`must start with / (got ${show(outbound.path)})`, "outbound_websocket.path")
+    } else {
+      if (config.websocketUrl === "") report("required, e.g. ws://127.0.0.1:8088/ari/events", "websocket_url")
+      if (config.stasisUrl === "") report("required, e.g. http://127.0.0.1:8088/ari", "stasis_url")
+    }
+    // Asterisk's outbound socket is the only way to it: commands go over it whatever ari_rest_transport says.
+    const commandsOverSocket = config.ariRestTransport === "websocket" || outbound.enabled
     const filter = config.ariEventFilter
     if (filter !== undefined) {
-      const needs = eventsTheProxyNeeds(config.ariRestTransport, config.stasisBroadcast.enabled)
+      const needs = eventsTheProxyNeeds(commandsOverSocket ? "websocket" : "http", config.stasisBroadcast.enabled)
       const transport = [
-        ...(config.ariRestTransport === "websocket" ? ["ari_rest_transport websocket"] : []),
+        ...(outbound.enabled
+          ? ["outbound_websocket.enabled, whose commands go over Asterisk's socket"]
+          : config.ariRestTransport === "websocket"
+          ? ["ari_rest_transport websocket"]
+          : []),
         ...(config.stasisBroadcast.enabled ? ["stasis_broadcast"] : [])
       ]
       const modes = transport.length === 0 ? "" : ` (with ${transport.join(" and ")})`
@@ -475,6 +553,10 @@ export const settings = group("", {
         report(`must not include ${refused.join(", ")}: the proxy needs ${needs.join(", ")}${modes}`,
           "ari_event_filter.disallowed")
       }
+    }
+    if (config.stasisBroadcast.enabled && outbound.enabled) {
+      report("cannot be combined with outbound_websocket.enabled (Asterisk's outbound_websocket names its apps " +
+        "in ari.conf)", "stasis_broadcast.enabled")
     }
     if (config.stasisBroadcast.enabled) {
       for (const problem of broadcastNameProblems(config.stasisBroadcast.applicationName, config.applications,

@@ -7,8 +7,8 @@
 import { Effect } from "effect"
 import type { BusShape } from "../bus/Bus.js"
 import { DialogGrant } from "../protocol/messages.js"
+import type { DialogOrigin } from "../dialog/actor.js"
 import type { Topics } from "../protocol/topics.js"
-import type { Router } from "./router.js"
 
 /** The queue group the proxies of one bus share for `dialogs_<app>`. */
 export const proxiesQueueGroup = "ari-proxy"
@@ -37,15 +37,23 @@ const parseRequest = (payload: string): ParsedRequest | string => {
   }
 }
 
-/** Subscribes, for each application, to the request topics; lives as long as the scope. */
+/**
+ * Subscribes, for each application, to the request topics; lives as long as the scope. `openDialog`
+ * opens and starts the dialog (it answers once its commands subscription is live), or says why it
+ * cannot (answered 503).
+ */
 export const serveDialogRequests = (options: {
   readonly bus: BusShape
   readonly topics: Topics
-  readonly router: Router
   readonly applications: ReadonlyArray<string>
   readonly serverId: string
-  /** False while ARI is unreachable: a dialog could not get a channel. */
-  readonly ariConnected: () => boolean
+  /**
+   * `dialogs_<app>` (shared by every proxy of the application, a queue group), `dialogs_<app>@<server_id>`
+   * (this `server_id`), or both (the default).
+   */
+  readonly topicsServed?: "shared" | "own" | "both" | undefined
+  readonly accepting: () => boolean
+  readonly openDialog: (application: string, origin: DialogOrigin) => string | undefined
 }) =>
   Effect.forEach(options.applications, (application) => {
     const refuse = (request: ParsedRequest, status: number, message: string) =>
@@ -57,19 +65,21 @@ export const serveDialogRequests = (options: {
       Effect.suspend(() => {
         const request = parseRequest(payload)
         if (typeof request === "string") return Effect.logWarning("ignored a malformed dialog request", request)
-        if (!options.router.accepting) return refuse(request, 503, "this proxy is shutting down")
-        if (!options.ariConnected()) return refuse(request, 503, "this proxy has no connection to Asterisk")
-        const dialog = options.router.open(application, undefined, {
+        if (!options.accepting()) return refuse(request, 503, "this proxy is shutting down")
+        const refusal = options.openDialog(application, {
           _tag: "Requested",
           requestId: request.requestId,
           replyTo: request.replyTo,
           traceparent: request.traceparent
         })
-        dialog.start() // answers once its commands subscription is live
-        return Effect.void
+        return refusal === undefined ? Effect.void : refuse(request, 503, refusal)
       })
-    return Effect.zipRight(
-      options.bus.subscribe(options.topics.dialogRequests(application), handle, { queue: proxiesQueueGroup }),
-      options.bus.subscribe(options.topics.dialogRequests(application, options.serverId), handle)
-    )
+    const served = options.topicsServed ?? "both"
+    const shared = served === "own"
+      ? Effect.void
+      : options.bus.subscribe(options.topics.dialogRequests(application), handle, { queue: proxiesQueueGroup })
+    const own = served === "shared"
+      ? Effect.void
+      : options.bus.subscribe(options.topics.dialogRequests(application, options.serverId), handle)
+    return Effect.zipRight(shared, own)
   }, { discard: true })

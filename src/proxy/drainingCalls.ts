@@ -25,6 +25,8 @@ export interface DrainingCalls {
   readonly sendBack: (frame: string) => void
   /** Completes once every `continue` request has been answered (the drain waits for them). */
   readonly awaitSent: Effect.Effect<void>
+  /** Lets the sender go (a session that ends before the proxy does). */
+  readonly stop: () => void
 }
 
 export const makeDrainingCalls = (rest: AriRestShape, system: ActorSystem): DrainingCalls => {
@@ -45,5 +47,5 @@ export const makeDrainingCalls = (rest: AriRestShape, system: ActorSystem): Drai
       )
     )
   }
-  return { sendBack, awaitSent: sender.awaitIdle }
+  return { sendBack, awaitSent: sender.awaitIdle, stop: () => sender.stop() }
 }

@@ -108,7 +108,12 @@ export class Router {
     context: Omit<DialogContext, "onReleased" | "serverIdJson">,
     readonly counters: RouterCounters,
     /** The application of frames that lack one (never seen from Asterisk; defensive). */
-    private readonly defaultApplication: string
+    private readonly defaultApplication: string,
+    /**
+     * The application a frame's `application` stands for on the bus: a `per_call_config` socket's
+     * frames name `<app>:<channel name>` (ari-modes §1.6), its dialogs belong to `<app>`.
+     */
+    private readonly applicationOf: (application: string) => string = (application) => application
   ) {
     this.dialogContext = {
       ...context,
@@ -147,7 +152,9 @@ export class Router {
     const type = event.type
     if (type === "RESTResponse") return { _tag: "RestResponse", response: event }
     proxyMetrics.eventsReceived.inc(type)
-    const application = typeof event.application === "string" ? event.application : this.defaultApplication
+    const application = typeof event.application === "string"
+      ? this.applicationOf(event.application)
+      : this.defaultApplication
     if (type === "ApplicationReplaced") this.counters.applicationReplaced++
     const channelId = isJsonObject(event.channel) && typeof event.channel.id === "string" ? event.channel.id : undefined
     if ((type === "CallBroadcast" || type === "CallClaimed") && channelId !== undefined) {

@@ -110,6 +110,16 @@ export const makeEventBuilders = (asteriskId: string) => {
       },
       placement: "second"
     }),
+    applicationRegistered: (): SimEvent => ({
+      type: "ApplicationRegistered",
+      body: { type: "ApplicationRegistered", timestamp: nowStamp(), asterisk_id: asteriskId },
+      placement: "beforeAsteriskId"
+    }),
+    applicationUnregistered: (): SimEvent => ({
+      type: "ApplicationUnregistered",
+      body: { type: "ApplicationUnregistered", timestamp: nowStamp(), asterisk_id: asteriskId },
+      placement: "beforeAsteriskId"
+    }),
     applicationReplaced: (): SimEvent => ({
       type: "ApplicationReplaced",
       body: { type: "ApplicationReplaced", timestamp: nowStamp(), asterisk_id: asteriskId },

@@ -8,6 +8,7 @@
  * also keeps a reader in this process from reading, and that time does not count against the reader.
  * One deadline per socket at most, re-armed while data is waiting.
  */
+import { randomBytes } from "node:crypto"
 import type { Socket } from "node:net"
 
 export class FrameWriter {
@@ -114,5 +115,31 @@ export const writeTextFrame = (buffer: Buffer, offset: number, payload: string):
 export const textFrame = (payload: string): Buffer => {
   const frame = Buffer.allocUnsafe(frameSize(Buffer.byteLength(payload)))
   writeTextFrame(frame, 0, payload)
+  return frame
+}
+
+/**
+ * One final text frame as a client sends it: masked with a random key (RFC 6455 §5.3), as Asterisk's
+ * outbound sockets do.
+ */
+export const maskedTextFrame = (payload: string): Buffer => {
+  const data = Buffer.from(payload, "utf8")
+  const length = data.length
+  const header = length < 126 ? 2 : length < 65536 ? 4 : 10
+  const frame = Buffer.allocUnsafe(header + 4 + length)
+  frame[0] = 0x81
+  if (length < 126) {
+    frame[1] = 0x80 | length
+  } else if (length < 65536) {
+    frame[1] = 0x80 | 126
+    frame.writeUInt16BE(length, 2)
+  } else {
+    frame[1] = 0x80 | 127
+    frame.writeBigUInt64BE(BigInt(length), 2)
+  }
+  const key = randomBytes(4)
+  key.copy(frame, header)
+  const start = header + 4
+  for (let i = 0; i < length; i++) frame[start + i] = data[i]! ^ key[i & 3]!
   return frame
 }

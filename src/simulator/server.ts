@@ -36,6 +36,7 @@ import { resolveOptions } from "./options.js"
 import { handleAri } from "./rest.js"
 import type { ChannelSnapshot } from "./state.js"
 import { bridgeSnapshot, channelSnapshot, nowStamp, playbackJson, recordingJson } from "./state.js"
+import { type OutboundWebsocketConfig, type OutboundWebsocketHandle, startOutboundWebsocket } from "./outboundWebsocket.js"
 import type { EventListener, FloodResult, SlowReaderDrop } from "./websocket.js"
 import { AppHub } from "./websocket.js"
 
@@ -75,6 +76,8 @@ export interface SimulatorHandle {
   readonly controlUrl: string
   readonly port: number
   readonly credentials: Credentials
+  /** The entity id in every frame's `asterisk_id`. */
+  readonly asteriskId: string
   /** The event websocket URL for `apps`, with `api_key` credentials. */
   readonly eventsUrl: (apps: string | ReadonlyArray<string>, options?: { readonly subscribeAll?: boolean }) => string
   /** A SIP call arrives and enters `Stasis(app, args)`; returns the channel id. */
@@ -92,6 +95,11 @@ export interface SimulatorHandle {
   readonly answer: (channelId: string) => void
   /** Writes `count` ChannelDtmfReceived frames carrying `x_seq` 1..count to `app`'s socket. */
   readonly flood: (app: string, count: number, options?: { readonly channelId?: string }) => Promise<FloodResult>
+  /**
+   * Adds a `type=outbound_websocket` (as a `module reload`): Asterisk dials `config.uri` (ari-modes §1),
+   * a persistent socket at once, a per_call_config one for each call entering Stasis of its apps.
+   */
+  readonly outboundWebsocket: (config: OutboundWebsocketConfig) => OutboundWebsocketHandle
   /** Terminates every event websocket without a close frame; returns how many. */
   readonly dropWebsockets: () => number
   /** Event websockets dropped for a write timeout (a reader that stopped reading), oldest first. */
@@ -143,6 +151,7 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
   const hungResponses = new Set<ServerResponse>()
   const sockets = new Set<Socket>()
   let restMode: RestMode = "normal"
+  const outboundWebsockets: Array<OutboundWebsocketHandle> = []
 
   const recordRequest = (
     method: string,
@@ -352,6 +361,7 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     controlUrl: `${base}/_sim`,
     port,
     credentials: resolved.credentials,
+    asteriskId: resolved.asteriskId,
     eventsUrl: (apps, eventOptions) => {
       const list = typeof apps === "string" ? apps : apps.join(",")
       const all = eventOptions?.subscribeAll === true ? "&subscribeAll=true" : ""
@@ -368,6 +378,11 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
         : floodChannel
       if (!hub.isRegistered(app)) return Promise.reject(new ControlError(409, `application ${app} has no websocket`))
       return hub.flood(app, count, channel, resolved.asteriskId)
+    },
+    outboundWebsocket: (config) => {
+      const outbound = startOutboundWebsocket(engine, hub, config)
+      outboundWebsockets.push(outbound)
+      return outbound
     },
     dropWebsockets: () => hub.dropAll(),
     slowReaderDrops: () => hub.slowReaderDrops(),
@@ -433,6 +448,7 @@ export const startSimulator = async (options: SimulatorOptions = {}): Promise<Si
     },
     close: () =>
       new Promise<void>((resolve) => {
+        for (const outbound of outboundWebsockets) outbound.close()
         engine.close()
         hub.close()
         for (const res of hungResponses) res.destroy()

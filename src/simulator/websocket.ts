@@ -9,7 +9,7 @@ import type { Duplex } from "node:stream"
 import { WebSocket, WebSocketServer } from "ws"
 import { addressEvent } from "./events.js"
 import type { EventBuilders, SimEvent } from "./events.js"
-import { FrameWriter, frameSize, textFrame, writeTextFrame } from "./frameWriter.js"
+import { FrameWriter, frameSize, maskedTextFrame, textFrame, writeTextFrame } from "./frameWriter.js"
 import type { ChannelSnapshot } from "./state.js"
 import { nowStamp } from "./state.js"
 
@@ -35,6 +35,8 @@ interface Connection {
   readonly ws: WebSocket
   readonly socket: Duplex
   readonly writer: FrameWriter
+  /** An outbound socket (Asterisk is the client): its frames are masked. */
+  readonly masked: boolean
   readonly apps: ReadonlyArray<string>
   readonly subscribeAll: boolean
   /** Asterisk handles a socket's requests one at a time, in order. */
@@ -52,7 +54,19 @@ export interface Registration {
   readonly deviceNames: Set<string>
   /** Kept on the application object: it outlives the socket only while a channel or bridge holds the app. */
   readonly eventFilter: EventFilter
+  /** An app of a persistent outbound websocket: registered while its socket is down, its events queued. */
+  readonly outbound?: { readonly queue: Array<string> } | undefined
+  /** An app of a per_call_config socket (`<app>:<channel name>`): told when its StasisEnd is sent. */
+  readonly onStasisEnd?: (() => void) | undefined
 }
+
+/** How an outbound socket's apps behave (ari-modes §1). */
+export type OutboundKind =
+  | { readonly _tag: "Persistent" }
+  | { readonly _tag: "PerCall"; readonly onStasisEnd: () => void }
+
+/** Starts a call's per_call_config socket; the Stasis() of `app` goes through it. */
+export type PerCallStasis = (channelId: string, app: string, args: ReadonlyArray<string>) => void
 
 export interface FloodResult {
   readonly sent: number
@@ -83,6 +97,8 @@ export class AppHub {
    * events go first (as the handlers emit them); with this, the response goes before them.
    */
   restResponsesFirst = false
+  /** Apps of `per_call_config` outbound websockets: Stasis() opens a socket per call for them. */
+  readonly perCallApps = new Map<string, PerCallStasis>()
 
   constructor(
     private readonly builders: EventBuilders,
@@ -102,13 +118,17 @@ export class AppHub {
 
   /** Whether `app` has a socket (is active). */
   isRegistered(app: string): boolean {
-    return this.registrations.get(app)?.connection !== undefined
+    const registration = this.registrations.get(app)
+    return registration?.connection !== undefined || registration?.outbound !== undefined || this.perCallApps.has(app)
   }
 
   /** `app` if Asterisk knows it: active, or inactive and held by a channel or bridge (else it is forgotten). */
   application(app: string): Registration | undefined {
     const registration = this.registrations.get(app)
-    if (registration === undefined || registration.connection !== undefined || this.holdsApp(app)) return registration
+    if (registration === undefined || registration.connection !== undefined || registration.outbound !== undefined) {
+      return registration
+    }
+    if (this.holdsApp(app)) return registration
     this.registrations.delete(app)
     return undefined
   }
@@ -134,11 +154,15 @@ export class AppHub {
       if (seen.has(app)) continue
       seen.add(app)
       const registration = this.registrations.get(app)
-      const connection = registration?.connection
-      if (connection === undefined || !filterPasses(registration!.eventFilter, event.type)) continue
+      if (registration === undefined || !filterPasses(registration.eventFilter, event.type)) continue
+      const connection = registration.connection
+      // a persistent outbound app whose socket is down queues its events (ari-modes §1.4)
+      if (connection === undefined && registration.outbound === undefined) continue
       const addressed = addressEvent(event, app)
-      this.send(connection, JSON.stringify(addressed))
+      if (connection === undefined) registration.outbound!.queue.push(JSON.stringify(addressed))
+      else this.send(connection, JSON.stringify(addressed))
       this.record(app, addressed)
+      if (event.type === "StasisEnd") registration.onStasisEnd?.()
     }
   }
 
@@ -149,7 +173,7 @@ export class AppHub {
       connection.held.push(text)
       return
     }
-    const frame = textFrame(text)
+    const frame = connection.masked ? maskedTextFrame(text) : textFrame(text)
     connection.writer.write(frame, [frame.length])
   }
 
@@ -201,6 +225,7 @@ export class AppHub {
       ws,
       socket,
       writer,
+      masked: false,
       apps,
       subscribeAll,
       restRequests: Promise.resolve(),
@@ -233,7 +258,82 @@ export class AppHub {
     }
     ws.on("close", () => this.unregister(connection))
     ws.on("error", () => this.unregister(connection))
-    ws.on("message", (data, isBinary) => {
+    this.answerRestFrames(connection)
+  }
+
+  /**
+   * An outbound socket Asterisk opened (it is the client): its apps are registered on it. A persistent
+   * one first gets what was queued while it was down, then ApplicationRegistered for each app (ari-modes
+   * §1.4); a per-call one gets ApplicationRegistered. Returns when the socket is gone.
+   */
+  attachOutbound(ws: WebSocket, socket: Socket, apps: ReadonlyArray<string>, kind: OutboundKind): void {
+    const connection: Connection = {
+      ws,
+      socket,
+      writer: new FrameWriter(socket, this.writeTimeoutMs, (lostFrames) => this.dropSlowReader(connection, lostFrames)),
+      masked: true,
+      apps,
+      subscribeAll: false,
+      restRequests: Promise.resolve(),
+      held: undefined
+    }
+    this.connections.add(connection)
+    const queued: Array<string> = []
+    for (const app of apps) {
+      const previous = this.registrations.get(app)
+      queued.push(...previous?.outbound?.queue ?? [])
+      this.registrations.set(app, {
+        name: app,
+        connection,
+        subscribeAll: false,
+        endpointIds: previous?.endpointIds ?? new Set(),
+        deviceNames: previous?.deviceNames ?? new Set(),
+        eventFilter: previous?.eventFilter ?? { allowed: [], disallowed: [] },
+        outbound: kind._tag === "Persistent" ? { queue: [] } : undefined,
+        onStasisEnd: kind._tag === "PerCall" ? kind.onStasisEnd : undefined
+      })
+    }
+    this.subscribeAllCache = undefined
+    for (const text of queued) this.send(connection, text)
+    for (const app of apps) this.send(connection, JSON.stringify(addressEvent(this.builders.applicationRegistered(), app)))
+    ws.on("close", () => this.unregister(connection))
+    ws.on("error", () => this.unregister(connection))
+    this.answerRestFrames(connection)
+  }
+
+  /** A persistent outbound websocket's apps, registered at config load: their events wait for its socket. */
+  registerOutbound(apps: ReadonlyArray<string>): void {
+    for (const app of apps) {
+      const previous = this.registrations.get(app)
+      this.registrations.set(app, {
+        name: app,
+        connection: previous?.connection,
+        subscribeAll: false,
+        endpointIds: previous?.endpointIds ?? new Set(),
+        deviceNames: previous?.deviceNames ?? new Set(),
+        eventFilter: previous?.eventFilter ?? { allowed: [], disallowed: [] },
+        outbound: previous?.outbound ?? { queue: [] }
+      })
+    }
+  }
+
+  /** `ari shutdown websocket session`: ApplicationUnregistered, then a close 1000; the apps are gone. */
+  shutdownOutbound(apps: ReadonlyArray<string>): void {
+    for (const app of apps) {
+      const registration = this.registrations.get(app)
+      const connection = registration?.connection
+      if (connection !== undefined) {
+        this.send(connection, JSON.stringify(addressEvent(this.builders.applicationUnregistered(), app)))
+        connection.ws.close(1000)
+      }
+      this.registrations.set(app, { ...registration!, connection: undefined, outbound: undefined })
+      if (!this.holdsApp(app)) this.registrations.delete(app)
+    }
+    this.subscribeAllCache = undefined
+  }
+
+  private answerRestFrames(connection: Connection): void {
+    connection.ws.on("message", (data, isBinary) => {
       if (isBinary) return
       const text = Buffer.isBuffer(data)
         ? data.toString("utf8")
@@ -271,7 +371,9 @@ export class AppHub {
     for (const app of connection.apps) {
       const registration = this.registrations.get(app)
       if (registration?.connection !== connection) continue
-      if (this.holdsApp(app)) this.registrations.set(app, { ...registration, connection: undefined })
+      // a persistent outbound app stays registered while Asterisk dials again (ari-modes §1.4)
+      if (registration.outbound !== undefined) this.registrations.set(app, { ...registration, connection: undefined })
+      else if (this.holdsApp(app)) this.registrations.set(app, { ...registration, connection: undefined })
       else this.registrations.delete(app)
     }
     this.subscribeAllCache = undefined

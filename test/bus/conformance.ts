@@ -6,6 +6,7 @@
  * proxies, app instances, a whole call) can be passed as `extraCases`; each case receives the
  * target and runs in its own scope with the real clock.
  */
+import type { AriMode } from "../support/harness.js"
 import { describe, it } from "@effect/vitest"
 import { Deferred, Duration, Effect, Exit, Scope, TestServices } from "effect"
 import { randomBytes } from "node:crypto"
@@ -44,6 +45,8 @@ export interface BusConformanceTarget {
    * absent (the memory bus): such an instance runs in this process instead.
    */
   readonly instanceProcess?: { readonly bus: "nats" | "rabbitmq"; readonly url: string }
+  /** How proxies of the proxy cases reach the simulator (default: they dial its websocket). */
+  readonly ariMode?: AriMode
 }
 
 export interface BusCase {

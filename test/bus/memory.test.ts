@@ -1,7 +1,7 @@
 import { Effect } from "effect"
 import { makeMemoryBus, type MemoryBus } from "../../src/bus/memory.js"
 import { runBusConformance } from "./conformance.js"
-import { proxyCases } from "./proxyCases.js"
+import { outboundProxyCases, proxyCases } from "./proxyCases.js"
 
 runBusConformance("memory", {
   // One in-memory bus per test: every "connection" is that same bus.
@@ -12,4 +12,4 @@ runBusConformance("memory", {
       const active = (bus as MemoryBus).activeTopics()
       return active === 0 ? [] : [`${active} topics with subscribers`]
     })
-}, proxyCases)
+}, [...proxyCases, ...outboundProxyCases])

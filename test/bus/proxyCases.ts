@@ -52,7 +52,13 @@ const within = <A, E, R>(ms: number, what: string) => (effect: Effect.Effect<A, 
   effect.pipe(Effect.timeoutFail({ duration: Duration.millis(ms), onTimeout: () => new Error(`timed out: ${what}`) }))
 
 /** A proxy on its own connection of the world, serving `application` for `sim`. */
-const proxyOn = (world: BusWorld, sim: SimulatorHandle, application: string, serverId: string) =>
+const proxyOn = (
+  target: BusConformanceTarget,
+  world: BusWorld,
+  sim: SimulatorHandle,
+  application: string,
+  serverId: string
+) =>
   Effect.gen(function*() {
     const bus = yield* world.connect
     yield* untilConnected(bus)
@@ -60,7 +66,7 @@ const proxyOn = (world: BusWorld, sim: SimulatorHandle, application: string, ser
       applications: [application],
       serverId,
       endedLingerMs: ENDED_LINGER_MS
-    })
+    }, target.ariMode)
     // The proxy's own topics of the application (RabbitMQ keeps them as durable queues).
     const { topics } = proxy
     for (const topic of [topics.unrouted(application), topics.dialogRequests(application)]) createdTopics.add(topic)
@@ -146,7 +152,7 @@ const wholeCall: BusCase = {
       const world = yield* target.world
       const application = newApplication()
       const sim = yield* startSim()
-      yield* proxyOn(world, sim, application, "ast-whole")
+      yield* proxyOn(target, world, sim, application, "ast-whole")
       const appBus = yield* world.connect
       const dialogs = yield* startApp(appBus, application)
       const channelId = sim.placeCall({ app: application, caller: { name: "Alice", number: "1001" } })
@@ -204,7 +210,7 @@ const queueGroupDistribution: BusCase = {
       const world = yield* target.world
       const application = newApplication()
       const sim = yield* startSim()
-      yield* proxyOn(world, sim, application, "ast-group")
+      yield* proxyOn(target, world, sim, application, "ast-group")
       const instances = yield* startInstances(world, application, 3)
       // 30 calls: with 3 members picked at random (NATS), one left without any is a 1-in-60,000 event.
       const calls = 30
@@ -240,7 +246,7 @@ const twoProxies: BusCase = {
         { serverId: "ast-a", prefix: "a", sim: yield* startSim() },
         { serverId: "ast-b", prefix: "b", sim: yield* startSim() }
       ] as const
-      for (const asterisk of asterisks) yield* proxyOn(world, asterisk.sim, application, asterisk.serverId)
+      for (const asterisk of asterisks) yield* proxyOn(target, world, asterisk.sim, application, asterisk.serverId)
       const instances = yield* startInstances(world, application, 3)
       const perAsterisk = 10
       // Channel ids tell the Asterisks apart (two simulators would otherwise number alike).
@@ -284,7 +290,7 @@ const responseCorrelation: BusCase = {
       const world = yield* target.world
       const application = newApplication()
       const sim = yield* startSim()
-      yield* proxyOn(world, sim, application, "ast-corr")
+      yield* proxyOn(target, world, sim, application, "ast-corr")
       const appBus = yield* world.connect
       const dialogs = yield* startApp(appBus, application)
       const channels = [sim.placeCall({ app: application }), sim.placeCall({ app: application })]
@@ -333,7 +339,7 @@ const teardown: BusCase = {
       const world = yield* target.world
       const application = newApplication()
       const sim = yield* startSim()
-      const { bus: proxyBus, proxy } = yield* proxyOn(world, sim, application, "ast-teardown")
+      const { bus: proxyBus, proxy } = yield* proxyOn(target, world, sim, application, "ast-teardown")
       // What the proxy itself keeps for its whole life (dialogs_<app> subscriptions): not a leak.
       const baseline = yield* target.leftBehind(proxyBus, [])
       const calls = 5
@@ -364,7 +370,7 @@ const seedClient: BusCase = {
       const world = yield* target.world
       const application = newApplication()
       const sim = yield* startSim()
-      const { proxy } = yield* proxyOn(world, sim, application, "ast-seed")
+      const { proxy } = yield* proxyOn(target, world, sim, application, "ast-seed")
       const transport = target.seedTransport === undefined ? yield* world.connect : yield* target.seedTransport
       const dialogs = yield* startSeedApp(transport, application)
       sim.clearRequests()
@@ -469,7 +475,7 @@ const instanceFailover: BusCase = {
         serverId: "ast-failover",
         endedLingerMs: ENDED_LINGER_MS,
         dialogLeaseMs: LEASE_MS
-      })
+      }, target.ariMode)
 
       const first = yield* doomedInstance(target, world, application)
       yield* Deferred.await(first.listening).pipe(within(20_000, "the first instance listening"))
@@ -526,3 +532,13 @@ export const proxyCases: ReadonlyArray<BusCase> = [
   seedClient,
   instanceFailover
 ]
+
+/**
+ * The same cases with the simulator dialling the proxy (a persistent outbound websocket), commands
+ * going back over that socket as RESTRequest frames.
+ */
+export const outboundProxyCases: ReadonlyArray<BusCase> = proxyCases.map((busCase) => ({
+  ...busCase,
+  name: `${busCase.name} [Asterisk dials the proxy, REST over its websocket]`,
+  run: (target) => busCase.run({ ...target, ariMode: "outbound" })
+}))

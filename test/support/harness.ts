@@ -33,8 +33,49 @@ export const waitUntilReady = (proxy: ProxyShape) =>
     while (!(yield* proxy.ready)) yield* TestServices.provideLive(Effect.sleep(5))
   })
 
-/** Starts the proxy against `sim` on `bus`; it stops when the scope closes. */
-export const startProxy = (sim: SimulatorHandle, bus: BusShape, config: ProxyConfigInput = {}) =>
+/** How the proxy reaches the simulator: it dials ARI's websocket, or the simulator dials it (outbound_websocket). */
+export type AriMode = "dialled" | "outbound"
+
+/** The credentials the simulator's outbound websockets present to the proxy. */
+export const outboundCredentials = { username: "asterisk-out", password: "out-secret" } as const
+
+/**
+ * Starts the proxy against `sim` on `bus`; it stops when the scope closes. `outbound`: the proxy
+ * listens, the simulator dials it with a persistent outbound websocket for the proxy's applications
+ * (its entity id mapped to the configured `serverId`), and commands go over that socket.
+ */
+export const startProxy = (sim: SimulatorHandle, bus: BusShape, config: ProxyConfigInput = {}, mode: AriMode = "dialled") =>
+  Effect.gen(function*() {
+    if (mode === "outbound") {
+      const serverId = config.serverId ?? "ast-test"
+      const started = yield* startDialledProxy(sim, bus, {
+        ...config,
+        outboundWebsocket: {
+          enabled: true,
+          port: 0,
+          ...outboundCredentials,
+          serverIds: new Map([[sim.asteriskId, serverId]]),
+          ...config.outboundWebsocket
+        }
+      })
+      const outbound = yield* Effect.acquireRelease(
+        Effect.sync(() =>
+          sim.outboundWebsocket({
+            uri: `ws://127.0.0.1:${started.proxy.outboundPort}/ari/out`,
+            apps: started.config.applications,
+            connectionType: "persistent",
+            ...outboundCredentials
+          })
+        ),
+        (outbound) => Effect.sync(() => outbound.close())
+      )
+      yield* eventually(() => outbound.connected())
+      return started
+    }
+    return yield* startDialledProxy(sim, bus, config)
+  })
+
+const startDialledProxy = (sim: SimulatorHandle, bus: BusShape, config: ProxyConfigInput) =>
   Effect.gen(function*() {
     const full = makeProxyConfig({
       applications: ["app"],

@@ -21,6 +21,12 @@ export const enterStasis = (
     channel.dialplan = { ...channel.dialplan, appName: "Stasis", appData: [app, ...args].join(",") }
     setVariable(engine, channel, "STASISSTATUS", "")
   }
+  const perCall = engine.hub.perCallApps.get(app)
+  if (perCall !== undefined) {
+    // a per_call_config app: the call's own socket first, then StasisStart on it (ari-modes §1.6)
+    perCall(channel.id, app, args)
+    return
+  }
   channel.stasisApp = app
   // StasisStart and StasisEnd go to the Stasis application only, not to other subscribers
   engine.hub.deliver(engine.ev.stasisStart(channelSnapshot(channel), args), [app])
