@@ -7,6 +7,9 @@
  * - a subscription without a queue group receives every message published after it is live;
  *   subscriptions sharing a queue group receive each message once between them (NATS semantics;
  *   on RabbitMQ every subscription to a topic consumes its one queue, i.e. behaves as one group);
+ * - fan-out on every driver: a message sent with `broadcast` reaches every subscription made with
+ *   `{ broadcast: true }` that is live, and is kept for nobody (a topic is used either this way or
+ *   the other, never both);
  * - `subscribe` completes only when the subscription is live at the broker, so a message published
  *   (by anyone) after that is delivered;
  * - a handler runs for one message at a time per subscription, in order (each subscription is an
@@ -25,6 +28,11 @@ export class BusError extends Schema.TaggedError<BusError>()("BusError", {
 export interface SubscribeOptions {
   /** Queue group: each message goes to one member of the group. */
   readonly queue?: string | undefined
+  /**
+   * Receive the messages sent on the topic with `broadcast`, as every other such subscription does
+   * (RabbitMQ: a queue of the subscription's own, bound to the broadcast exchange). No queue group.
+   */
+  readonly broadcast?: boolean | undefined
 }
 
 export type BusConnectionState = "connected" | "reconnecting" | "closed"
@@ -66,6 +74,13 @@ export interface BusShape {
    * two on one topic while a `publish` of it is still pending, or order is lost.
    */
   readonly tryPublish: (topic: string, payload: string) => boolean
+  /**
+   * Sends one message to every subscription of the topic made with `{ broadcast: true }` (fan-out,
+   * live only: a message nobody listens to is gone). Ordered and buffered like `publish`; NATS
+   * JetStream awaits no acknowledgement of it. RabbitMQ routes it through the `amq.direct` exchange,
+   * with the topic as routing key.
+   */
+  readonly broadcast: (topic: string, payload: string) => Effect.Effect<void, BusError>
   /**
    * Subscribes until the returned subscription is closed (or the driver's scope closes).
    * Completes once the subscription is live at the broker.

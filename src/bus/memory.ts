@@ -57,7 +57,7 @@ export const makeMemoryBus: Effect.Effect<MemoryBus, never, Scope.Scope> = Effec
       // Delivery happens inside the publisher's call: the handler always runs later (not inline).
       const subscriber: Subscriber = queuedInbox(system, topic, handler)
       const state = topicState(topic)
-      const queue = options?.queue
+      const queue = options?.broadcast === true ? undefined : options?.queue
       if (queue === undefined || queue === "") {
         state.plain.add(subscriber)
       } else {
@@ -91,6 +91,8 @@ export const makeMemoryBus: Effect.Effect<MemoryBus, never, Scope.Scope> = Effec
       deliver(topic, payload)
       return true
     },
+    // Plain subscriptions already each get every message.
+    broadcast: (topic, payload) => Effect.sync(() => deliver(topic, payload)),
     listen,
     subscribe: scopedSubscribe(listen),
     retire: () => Effect.void,

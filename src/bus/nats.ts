@@ -26,7 +26,9 @@
  * coming for `ackTimeoutMs`) every unacknowledged message is written again, in order and with its
  * id, before anything newer: the stream drops the ones it already has. Core subscribers receive
  * the messages live as before (a JetStream publish is a subject publish), plus the header and reply
- * subject, and may see a republished message twice.
+ * subject, and may see a republished message twice. Broadcasts (presence) are plain publishes in
+ * either mode: live state, not history, they await no acknowledgement and take no room in the
+ * window (the stream still captures them, as any subject under the prefix).
  */
 import {
   connect,
@@ -572,10 +574,10 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       waitingBytes += entry.bytes
     }
 
-    const publishNow = (topic: string, payload: string): Effect.Effect<void, BusError> => {
+    /** `toStream`: published for the JetStream stream to acknowledge (topics under the prefix, broadcasts aside). */
+    const publishNow = (topic: string, payload: string, toStream: boolean): Effect.Effect<void, BusError> => {
       if (closing) return Effect.fail(busError(DRIVER, "publish", "the bus is closed"))
       const connection = usable()
-      const toStream = captured(topic)
       if (connection !== undefined && waiting.length === 0) {
         try {
           if (!toStream) {
@@ -600,7 +602,11 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
 
     // Hot path: one suspend per message, the client call itself is synchronous.
     const publish = (topic: string, payload: string): Effect.Effect<void, BusError> =>
-      Effect.suspend(() => publishNow(topic, payload))
+      Effect.suspend(() => publishNow(topic, payload, captured(topic)))
+
+    // A plain subscription gets every message: a broadcast is a plain publish, never awaiting an acknowledgement.
+    const broadcast = (topic: string, payload: string): Effect.Effect<void, BusError> =>
+      Effect.suspend(() => publishNow(topic, payload, false))
 
     const tryPublish = (topic: string, payload: string): boolean => {
       const connection = usable()
@@ -925,7 +931,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       // Per dialog, on the hot path of new calls: plain steps rather than a generator.
       Effect.flatMap(nc === undefined ? Deferred.await(firstConnection) : Effect.succeed(nc), (connection) => {
         const listening = new Listening(inboxes, topic, handler, onUnsubscribed)
-        const queue = subscribeOptions?.queue
+        const queue = subscribeOptions?.broadcast === true ? undefined : subscribeOptions?.queue
         try {
           listening.subscription = connection.subscribe(topic, {
             ...(queue !== undefined && queue !== "" ? { queue } : {}),
@@ -944,6 +950,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       retainsUnconsumed: false,
       publish,
       tryPublish,
+      broadcast,
       listen,
       subscribe: scopedSubscribe(listen),
       retire: () => Effect.void,

@@ -133,6 +133,38 @@ describe("rabbitmq driver", () => {
       expect(Option.isSome(yield* Fiber.poll(closing)), "still closing").toBe(true)
     }))
 
+  it.scopedLive("broadcast: through amq.direct to a queue of each subscriber's own, bound again after a reconnect", () =>
+    Effect.gen(function*() {
+      const raw = yield* rawConnection
+      const relay = yield* makeRelay(AMQP_PORT)
+      const topic = uniqueTopic("presence")
+      const publisher = yield* makeAmqpBus(options())
+      const cutOff = yield* makeAmqpBus(options(relay.port))
+      const received: Array<string> = []
+      yield* cutOff.subscribe(topic, (m) => Effect.sync(() => received.push(m)), { broadcast: true })
+      const seen: Array<amqp.ConsumeMessage> = []
+      const channel = yield* Effect.promise(() => raw.createChannel())
+      const { queue } = yield* Effect.promise(() => channel.assertQueue("", { exclusive: true }))
+      yield* Effect.promise(() => channel.bindQueue(queue, "amq.direct", topic))
+      yield* Effect.promise(() => channel.consume(queue, (m) => m && seen.push(m), { noAck: true }))
+      yield* untilConnected(publisher)
+      yield* publisher.broadcast(topic, "before")
+      yield* waitUntil("the broadcast, through the subscriber's own queue", () => received.length === 1 && seen.length === 1)
+      expect(seen[0]!.fields).toMatchObject({ exchange: "amq.direct", routingKey: topic })
+      // Seed clients see nothing: no queue is named after the topic.
+      expect(yield* queueExists(raw, topic)).toBe(false)
+
+      relay.cut()
+      yield* waitUntil("the cut noticed", () => Effect.runSync(cutOff.state) === "reconnecting")
+      yield* waitUntil("reconnected", () => Effect.runSync(cutOff.state) === "connected", 30_000)
+      // Bound again on the new connection: what the publisher sends from now on arrives.
+      yield* waitUntil("a broadcast after the reconnect", () => {
+        Effect.runFork(publisher.broadcast(topic, "after"))
+        return received.includes("after")
+      })
+      expect(received[0]).toBe("before")
+    }))
+
   it.scopedLive("publishes the seed's bytes: default exchange, routing key = queue, json, delivery mode 1", () =>
     Effect.gen(function*() {
       const raw = yield* rawConnection

@@ -190,6 +190,38 @@ export const standardCases: ReadonlyArray<BusCase> = [
       })
   },
   {
+    name: "broadcast: every broadcast subscription receives every message, in order, on every driver",
+    run: (target) =>
+      Effect.gen(function*() {
+        const world = yield* target.world
+        const publisher = yield* world.connect
+        const topic = uniqueTopic("broadcast")
+        const subscribers = [recorder(), recorder(), recorder()]
+        // Two on connections of their own, one beside the publisher.
+        yield* (yield* world.connect).subscribe(topic, subscribers[0]!.handler, { broadcast: true })
+        yield* (yield* world.connect).subscribe(topic, subscribers[1]!.handler, { broadcast: true })
+        yield* publisher.subscribe(topic, subscribers[2]!.handler, { broadcast: true })
+        const late = recorder()
+        const scope = yield* Scope.make()
+        yield* (yield* world.connect).subscribe(topic, late.handler, { broadcast: true }).pipe(Scope.extend(scope))
+        yield* untilConnected(publisher)
+        const messages = range(300)
+        for (const message of messages.slice(0, 150)) yield* publisher.broadcast(topic, message)
+        yield* waitUntil("the first half, by the subscriber that leaves", () => late.received.length >= 150)
+        yield* Scope.close(scope, Exit.void)
+        for (const message of messages.slice(150)) yield* publisher.broadcast(topic, message)
+        yield* waitUntil(
+          () => `every subscriber has all 300 (have ${subscribers.map((s) => s.received.length).join(", ")})`,
+          () => subscribers.every((s) => s.received.length >= 300)
+        )
+        for (const [i, subscriber] of subscribers.entries()) {
+          yield* expectEqual(subscriber.received, messages, `subscriber ${i}`)
+        }
+        yield* Effect.sleep("200 millis") // a message after its unsubscription would arrive now
+        yield* expectEqual(late.received, messages.slice(0, 150), "the subscriber that left")
+      })
+  },
+  {
     name: "a subscription is live once subscribe completes (publish from another connection right after)",
     run: (target) =>
       Effect.gen(function*() {

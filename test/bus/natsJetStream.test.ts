@@ -142,6 +142,21 @@ describe("NATS JetStream: publishing", () => {
       expect(bus.stats().awaitingAck).toBe(0)
     }))
 
+  it.scopedLive("broadcasts under the prefix reach every broadcast subscriber and await no acknowledgement", () =>
+    Effect.gen(function*() {
+      const server = yield* makeNatsServer
+      const bus = yield* makeNatsBus(options(server.url, { jetstream: { stream: "TEST", ackWindow: 1 } }))
+      const other = yield* makeNatsBus(options(server.url))
+      const received: Array<Array<string>> = [[], []]
+      yield* bus.subscribe("ari.presence", (m) => Effect.sync(() => received[0]!.push(m)), { broadcast: true })
+      yield* other.subscribe("ari.presence", (m) => Effect.sync(() => received[1]!.push(m)), { broadcast: true })
+      // A window of one: broadcasts that waited for acknowledgements would stall behind the first.
+      for (let i = 0; i < 20; i++) yield* bus.broadcast("ari.presence", String(i))
+      yield* waitUntil("both subscribers have the 20", () => received.every((r) => r.length === 20))
+      expect(received[1]).toEqual(Array.from({ length: 20 }, (_, i) => String(i)))
+      expect(bus.stats()).toMatchObject({ awaitingAck: 0, acknowledged: 0 })
+    }))
+
   it.scopedLive("a stream deleted under the proxy is created again; what it did not take is written again", () =>
     Effect.gen(function*() {
       const server = yield* makeNatsServer

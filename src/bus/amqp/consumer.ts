@@ -2,6 +2,10 @@
  * Consuming: a bounded prefetch per consumer; a delivery is acknowledged once its handler's effect
  * has completed. Deliveries received on a channel that has since died are skipped, not handled:
  * the broker requeues them and delivers them again after the reconnect.
+ *
+ * A broadcast subscription consumes a queue of its own instead of the topic's: server-named,
+ * exclusive to the connection and auto-deleted with its consumer, bound to the broadcast exchange
+ * with the topic as routing key; a new one on each connection (what was sent meanwhile is gone).
  */
 import type { ConsumeMessage } from "amqplib"
 import { Effect, Schedule } from "effect"
@@ -10,6 +14,7 @@ import type { BusError, MessageHandler, SubscribeOptions, Subscription } from ".
 import { SubscriptionInbox } from "../inbox.js"
 import { busError } from "../internal.js"
 import { type AmqpConnection, DRIVER, type Link, type RunLog } from "./connection.js"
+import { BROADCAST_EXCHANGE } from "./publisher.js"
 import type { Topology } from "./topology.js"
 
 interface Delivery {
@@ -42,6 +47,8 @@ class AmqpSubscription extends SubscriptionInbox<Delivery> implements Subscripti
   constructor(
     inboxes: ActorSystem,
     readonly topic: string,
+    /** Consumes a queue of its own bound to the broadcast exchange, rather than the topic's queue. */
+    readonly broadcast: boolean,
     private readonly handler: MessageHandler,
     private readonly side: ConsumerSide
   ) {
@@ -69,7 +76,7 @@ export const makeConsumer = (
   inboxes: ActorSystem,
   runLog: RunLog
 ) => {
-  const { cancelRetire, declare } = topology
+  const { cancelRetire, declare, sideChannel } = topology
   const subscriptions = new Set<AmqpSubscription>()
   const subscribedTopics = new Map<string, number>()
 
@@ -85,10 +92,20 @@ export const makeConsumer = (
     subscription.offer({ payload: message.content.toString("utf8"), message, link: current })
   }
 
+  /** The queue a subscription consumes on `current`: the topic's own, or (broadcast) a new one bound to the exchange. */
+  const queueOf = (subscription: AmqpSubscription, current: Link): Promise<string> =>
+    subscription.broadcast ?
+      sideChannel(current, current.declarers).then(async (channel) => {
+        const { queue } = await channel.assertQueue("", { exclusive: true, autoDelete: true, durable: false })
+        await channel.bindQueue(queue, BROADCAST_EXCHANGE, subscription.topic)
+        return queue
+      }) :
+      declare(subscription.topic, current).then(() => subscription.topic)
+
   const startConsuming = (subscription: AmqpSubscription, current: Link): Promise<void> => {
     subscription.consuming = current.generation
-    const started = declare(subscription.topic, current)
-      .then(() => current.consumer.consume(subscription.topic, onDelivery(subscription, current), { noAck: false }))
+    const started = queueOf(subscription, current)
+      .then((queue) => current.consumer.consume(queue, onDelivery(subscription, current), { noAck: false }))
       .then((ok) => {
         if (subscription.closed || connection.link !== current) {
           current.consumer.cancel(ok.consumerTag).catch(() => undefined)
@@ -156,11 +173,11 @@ export const makeConsumer = (
   const listen = (
     topic: string,
     handler: MessageHandler,
-    _options?: SubscribeOptions
+    options?: SubscribeOptions
   ): Effect.Effect<Subscription, BusError> =>
     Effect.gen(function*() {
       cancelRetire(topic)
-      const subscription = new AmqpSubscription(inboxes, topic, handler, side)
+      const subscription = new AmqpSubscription(inboxes, topic, options?.broadcast === true, handler, side)
       subscriptions.add(subscription)
       subscribedTopics.set(topic, (subscribedTopics.get(topic) ?? 0) + 1)
       // Live once the broker has answered consume-ok; a connection lost meanwhile: wait and retry.

@@ -130,6 +130,7 @@ export const makeAmqpBus = (options: AmqpOptions): Effect.Effect<AmqpBus, BusErr
       driver: "rabbitmq",
       retainsUnconsumed: true,
       publish: publisher.publish,
+      broadcast: publisher.broadcast,
       tryPublish: publisher.tryPublish,
       listen: consumer.listen,
       subscribe: scopedSubscribe(consumer.listen),

@@ -11,6 +11,7 @@
  * messages and `publishBufferBytes` bytes, and flushed in order after the reconnect. A message that
  * does not fit is dropped: published during the outage, or unconfirmed when the connection died (the
  * oldest are kept). Each is counted (`stats().dropped`), and one line per outage logs the count.
+ * Broadcasts take the same path to the `amq.direct` exchange (no queue to declare).
  */
 import type { Options } from "amqplib"
 import { Effect } from "effect"
@@ -23,6 +24,15 @@ import type { Topology } from "./topology.js"
 
 /** The seed's message properties: nothing else is set (amqplib adds the empty headers table, as the seed). */
 const PUBLISH_PROPERTIES: Options.Publish = { contentType: "application/json", deliveryMode: 1 }
+
+/**
+ * Where broadcasts go: a direct exchange every RabbitMQ vhost has, routing key = topic; each
+ * broadcast subscription binds a queue of its own to it (consumer.ts). Nothing to declare.
+ */
+export const BROADCAST_EXCHANGE = "amq.direct"
+
+/** The default exchange: routing key = queue name (the seed's way). */
+const DEFAULT_EXCHANGE = ""
 
 const PENDING = 0
 const CONFIRMED = 1
@@ -37,7 +47,12 @@ class Outgoing {
   generation = -1
   /** Its UTF-8 size, counted while it waits in the buffer. */
   bytes = 0
-  constructor(readonly topic: string, readonly payload: string) {}
+  constructor(
+    readonly topic: string,
+    readonly payload: string,
+    /** The default exchange (a queue named `topic`), or the broadcast exchange. */
+    readonly exchange: string
+  ) {}
 }
 
 export const makePublisher = (
@@ -100,8 +115,13 @@ export const makePublisher = (
 
   const write = (entry: Outgoing, current: Link) => {
     entry.generation = current.generation
-    current.publisher.publish("", entry.topic, Buffer.from(entry.payload, "utf8"), PUBLISH_PROPERTIES, (error) =>
-      settle(entry, error))
+    current.publisher.publish(
+      entry.exchange,
+      entry.topic,
+      Buffer.from(entry.payload, "utf8"),
+      PUBLISH_PROPERTIES,
+      (error) => settle(entry, error)
+    )
     current.flushPublisher()
     entry.written = true
     inflight++
@@ -145,7 +165,7 @@ export const makePublisher = (
     while (pending.length > 0 && inflight < confirmWindow) {
       const entry = pending.peek()!
       const waitingForTopic = parked.get(entry.topic)
-      if (waitingForTopic !== undefined || !declared.has(entry.topic)) {
+      if (waitingForTopic !== undefined || (entry.exchange === DEFAULT_EXCHANGE && !declared.has(entry.topic))) {
         pending.shift()
         parkedCount++
         if (waitingForTopic !== undefined) {
@@ -171,22 +191,22 @@ export const makePublisher = (
     }
   }
 
-  const publishNow = (topic: string, payload: string): Effect.Effect<void, BusError> => {
+  const publishNow = (topic: string, payload: string, exchange: string): Effect.Effect<void, BusError> => {
     cancelRetire(topic)
     const current = connection.link
     if (
-      current !== undefined && pending.length === 0 && inflight < confirmWindow && declared.has(topic) &&
-      !parked.has(topic)
+      current !== undefined && pending.length === 0 && inflight < confirmWindow &&
+      (exchange !== DEFAULT_EXCHANGE || declared.has(topic)) && !parked.has(topic)
     ) {
       try {
-        write(new Outgoing(topic, payload), current)
+        write(new Outgoing(topic, payload, exchange), current)
         return Effect.void
       } catch {
         // the channel just closed: queue it below, the loss handler will publish it
       }
     }
     if (connection.closing) return Effect.fail(busError(DRIVER, "publish", "the bus is closed"))
-    const entry = new Outgoing(topic, payload)
+    const entry = new Outgoing(topic, payload, exchange)
     entry.bytes = Buffer.byteLength(payload, "utf8")
     if (current === undefined) {
       if (roomFor(entry.bytes)) hold(entry)
@@ -208,7 +228,10 @@ export const makePublisher = (
 
   // Hot path: one suspend per message; the fast path is a synchronous write.
   const publish = (topic: string, payload: string): Effect.Effect<void, BusError> =>
-    Effect.suspend(() => publishNow(topic, payload))
+    Effect.suspend(() => publishNow(topic, payload, DEFAULT_EXCHANGE))
+
+  const broadcast = (topic: string, payload: string): Effect.Effect<void, BusError> =>
+    Effect.suspend(() => publishNow(topic, payload, BROADCAST_EXCHANGE))
 
   const tryPublish = (topic: string, payload: string): boolean => {
     const current = connection.link
@@ -220,7 +243,7 @@ export const makePublisher = (
     }
     try {
       cancelRetire(topic)
-      write(new Outgoing(topic, payload), current)
+      write(new Outgoing(topic, payload, DEFAULT_EXCHANGE), current)
       return true
     } catch {
       return false
@@ -273,6 +296,7 @@ export const makePublisher = (
 
   return {
     publish,
+    broadcast,
     tryPublish,
     pump,
     takeBack,
