@@ -374,6 +374,13 @@ export const settings = group("", {
     meaning: "A dialog an application asked for (docs/protocol.md) ends with reason `unused` if it still has no " +
       "channel after this long."
   }),
+  presenceIntervalMs: integer({
+    key: "presence_interval_ms",
+    default: 5000,
+    min: 0,
+    meaning: "How often the proxy announces itself on the presence topic (`ari_proxy_presence`, docs/protocol.md); " +
+      "clients forget a proxy unheard of for 3 intervals. `0` turns presence off."
+  }),
   dialogMailboxSize: integer({
     key: "dialog_mailbox_size",
     default: 10_000,

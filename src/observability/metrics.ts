@@ -102,6 +102,8 @@ export class ProxyMetrics {
   readonly ariRestLatency = new Histogram(latencyBucketsSeconds)
   /** Calls that arrived while draining and were sent back to the dialplan (`continue`). */
   callsContinuedWhileDraining = 0
+  /** Presence messages published, by type (`heartbeat`, `goodbye`). */
+  readonly presenceAnnounced = new LabeledCounter()
 
   commandAnswered(method: CommandMethod, status: number, latencySeconds: number): void {
     this.commands.get(method)![statusClassIndex(status)]!++

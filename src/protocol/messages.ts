@@ -109,3 +109,35 @@ export class DialogGrant extends Schema.Class<DialogGrant>("DialogGrant")({
   /** The dialog's span, while the proxy traces. */
   traceparent
 }) {}
+
+/** Extension: the Asterisk behind a proxy, as ARI's `GET /asterisk/info` describes it (`system`). */
+export class AsteriskSystem extends Schema.Class<AsteriskSystem>("AsteriskSystem")({
+  version: Schema.String,
+  entity_id: Schema.String
+}) {}
+
+/**
+ * Extension: what a proxy says of itself on the presence topic, every `interval_ms` (`heartbeat`)
+ * and once when it stops (`goodbye`, after its drain). `asterisk` is null until ARI has answered;
+ * `started_at` is RFC 3339. A proxy unheard of for 3 of its intervals is gone.
+ */
+export class PresenceAnnouncement extends Schema.Class<PresenceAnnouncement>("PresenceAnnouncement")({
+  type: Schema.Literal("heartbeat", "goodbye"),
+  server_id: Schema.String,
+  asterisk: Schema.NullOr(AsteriskSystem),
+  applications: Schema.Array(Schema.String),
+  ready: Schema.Boolean,
+  draining: Schema.Boolean,
+  active_dialogs: Schema.Number,
+  proxy_version: Schema.String,
+  started_at: Schema.String,
+  interval_ms: Schema.Number
+}) {}
+
+/** Extension: a client that starts listening to presence asks every proxy to announce itself now. */
+export class PresenceProbe extends Schema.Class<PresenceProbe>("PresenceProbe")({
+  type: Schema.Literal("probe")
+}) {}
+
+/** Every message of the presence topic, from its JSON text. */
+export const PresenceMessage = Schema.parseJson(Schema.Union(PresenceAnnouncement, PresenceProbe))

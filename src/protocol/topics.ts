@@ -15,6 +15,11 @@ export interface Topics {
    * serving the application, or the one whose server_id is given.
    */
   readonly dialogRequests: (application: string, serverId?: string) => string
+  /**
+   * Extension: presence, a broadcast topic (every subscriber gets every message): the proxies'
+   * heartbeats and goodbyes, the clients' probes. Not an application name a seed client would use.
+   */
+  readonly presence: string
 }
 
 export const makeTopics = (prefix = ""): Topics => ({
@@ -24,7 +29,8 @@ export const makeTopics = (prefix = ""): Topics => ({
   responses: (dialogId) => prefix + "responses_" + dialogId,
   unrouted: (application) => prefix + "unrouted_" + application,
   dialogRequests: (application, serverId) =>
-    prefix + "dialogs_" + application + (serverId === undefined ? "" : "@" + serverId)
+    prefix + "dialogs_" + application + (serverId === undefined ? "" : "@" + serverId),
+  presence: prefix + "ari_proxy_presence"
 })
 
 export const seedTopics: Topics = makeTopics()

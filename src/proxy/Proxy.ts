@@ -18,10 +18,12 @@ import { type ClaimCounters, makeBroadcastNames } from "../ari/broadcast.js"
 import { ProxyConfigService } from "../config/ProxyConfigService.js"
 import { describeConfig } from "../config/describe.js"
 import type { Dialog, DialogCounters } from "../dialog/actor.js"
+import type { PresenceAnnouncement } from "../protocol/messages.js"
 import type { Topics } from "../protocol/topics.js"
 import { makeProxyCore } from "./core.js"
 import { makeOutboundProxy } from "./outbound.js"
 import { serveDialogRequests } from "./dialogRequests.js"
+import { startPresence } from "./presence.js"
 import type { RouterCounters } from "./router.js"
 import { makeSession } from "./session.js"
 
@@ -52,6 +54,11 @@ export interface ProxyShape {
   readonly dialogs: () => ReadonlyArray<Dialog>
   /** The port Asterisk dials when `outbound_websocket.enabled`; undefined otherwise. */
   readonly outboundPort?: number | undefined
+  /**
+   * What the proxy announces of itself on the presence topic, as of now; undefined with
+   * `outbound_websocket.enabled`, which has no presence yet.
+   */
+  readonly presence?: Effect.Effect<PresenceAnnouncement> | undefined
 }
 
 export class Proxy extends Context.Tag("ari-proxy/Proxy")<Proxy, ProxyShape>() {}
@@ -93,9 +100,44 @@ export const makeProxy = Effect.gen(function*() {
   }
 
   let ariConnected = false
+  // Set once the proxy serves dialog requests (below).
+  let servingRequests = false
+  const ready = Effect.gen(function*() {
+    if (core.draining()) return false
+    const ari = yield* socket.state
+    const busState = yield* bus.state
+    return ari._tag === "Connected" && busState === "connected" && servingRequests
+  })
+  isReady = () => Effect.runSync(ready)
+  let drainStarted = false
+  const presence = yield* startPresence({
+    bus,
+    topics,
+    serverId: config.serverId,
+    applications: config.applications,
+    intervalMs: config.presenceIntervalMs,
+    rest,
+    ariChanges: socket.changes,
+    ready,
+    draining: () => drainStarted || core.draining(),
+    activeDialogs: () => {
+      let live = 0
+      for (const dialog of router.dialogs.values()) if (!dialog.state.ended) live++
+      return live
+    }
+  })
+  // The drain says so on the presence topic as it starts, and goodbye once it is over.
+  const drainWithPresence = Effect.gen(function*() {
+    if (!drainStarted) {
+      drainStarted = true
+      yield* presence.announce
+    }
+    yield* drain
+    yield* presence.goodbye
+  })
+
   // In the background: with the broker down at startup, subscribing waits for it, and the proxy
   // must come up meanwhile (it is not ready until then).
-  let servingRequests = false
   yield* serveDialogRequests({
     bus,
     topics,
@@ -111,8 +153,9 @@ export const makeProxy = Effect.gen(function*() {
     Effect.tapError((error) => Effect.logWarning("could not subscribe to dialog requests, retrying", error.message)),
     Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("10 seconds")))),
     Effect.orDie,
-    Effect.zipRight(Effect.sync(() => {
+    Effect.zipRight(Effect.suspend(() => {
       servingRequests = true
+      return presence.announce // ready now
     })),
     Effect.forkScoped
   )
@@ -130,15 +173,7 @@ export const makeProxy = Effect.gen(function*() {
     Effect.forkScoped
   )
 
-  yield* Effect.addFinalizer(() => drain)
-
-  const ready = Effect.gen(function*() {
-    if (core.draining()) return false
-    const ari = yield* socket.state
-    const busState = yield* bus.state
-    return ari._tag === "Connected" && busState === "connected" && servingRequests
-  })
-  isReady = () => Effect.runSync(ready)
+  yield* Effect.addFinalizer(() => drainWithPresence)
 
   return {
     topics,
@@ -146,8 +181,9 @@ export const makeProxy = Effect.gen(function*() {
     ready,
     ariState: socket.state,
     draining: Effect.sync(core.draining),
-    drain,
-    dialogs
+    drain: drainWithPresence,
+    dialogs,
+    presence: presence.describe
   } satisfies ProxyShape
 })
 

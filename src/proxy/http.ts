@@ -130,6 +130,8 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
       })
     }
     const memory = process.memoryUsage()
+    const presence = observed?.proxy.presence === undefined ? undefined : yield* observed.proxy.presence
+    const asterisk = presence?.asterisk ?? null
     return new PrometheusText()
       .counter("ari_proxy_events_received_total", "ARI events received on the websocket, by type.",
         byLabel(proxyMetrics.eventsReceived, "type"))
@@ -188,6 +190,12 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
         stats.boundEntities)
       .gauge("ari_proxy_ready", "1 while /readyz answers 200.", state.ready ? 1 : 0)
       .gauge("ari_proxy_draining", "1 while shutting down.", state.draining ? 1 : 0)
+      .gauge("ari_proxy_asterisk_info", "1, labelled with the version and entity id of the Asterisk behind the proxy.",
+        asterisk === null ? [] : [{ labels: { version: asterisk.version, entity_id: asterisk.entity_id }, value: 1 }])
+      .gauge("ari_proxy_start_time_seconds", "When the proxy started (its presence `started_at`), in Unix seconds.",
+        presence === undefined ? [] : [{ value: Date.parse(presence.started_at) / 1000 }])
+      .counter("ari_proxy_presence_messages_total", "Presence messages published, by type (heartbeat, goodbye).",
+        byLabel(proxyMetrics.presenceAnnounced, "type"))
       .gauge("process_resident_memory_bytes", "Resident set size.", memory.rss)
       .gauge("nodejs_heap_used_bytes", "V8 heap in use.", memory.heapUsed)
       .counter("process_cpu_seconds_total", "User and system CPU time spent, in seconds.", cpuSeconds())

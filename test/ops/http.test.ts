@@ -10,6 +10,7 @@ import { AriConnectionState } from "../../src/ari/socket.js"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import type { NatsBusStats } from "../../src/bus/nats.js"
 import { makeDialogCounters } from "../../src/dialog/actor.js"
+import { PresenceAnnouncement } from "../../src/protocol/messages.js"
 import { makeTopics } from "../../src/protocol/topics.js"
 import { proxyApplication } from "../../src/proxy/application.js"
 import { renderMetrics } from "../../src/proxy/http.js"
@@ -183,6 +184,23 @@ describe("/metrics", () => {
       }
     }))
 
+  it.scopedLive("says which Asterisk is behind the proxy, since when it runs, and the presence it published", () =>
+    Effect.gen(function*() {
+      const sim = yield* startSim({ asteriskId: "02:fc:00:00:00:42" })
+      const before = Date.now()
+      const { base } = yield* startOpsProxy(yield* proxyConfigFor(sim, { presenceIntervalMs: 100 }))
+      const metrics = yield* pollUntil(`${base}/metrics`, (answer) =>
+        valueOf(parsePrometheus(answer.body), "ari_proxy_presence_messages_total", { type: "heartbeat" }) >= 2 &&
+        answer.body.includes("ari_proxy_asterisk_info{"))
+      const parsed = parsePrometheus(metrics.body)
+      expect(valueOf(parsed, "ari_proxy_asterisk_info", { version: "23.4.1", entity_id: "02:fc:00:00:00:42" })).toBe(1)
+      const started = valueOf(parsed, "ari_proxy_start_time_seconds")
+      expect(started).toBeGreaterThanOrEqual(Math.floor(before / 1000))
+      expect(started).toBeLessThanOrEqual(Date.now() / 1000)
+      const requests = sim.requests().filter((request) => request.path === "/ari/asterisk/info")
+      expect(requests.map((request) => request.query.only)).toEqual(["system"])
+    }))
+
   it.scopedLive("counts ARI reconnects", () =>
     Effect.gen(function*() {
       const sim = yield* startSim()
@@ -213,7 +231,19 @@ describe("/metrics: the bus", () => {
     draining: Effect.succeed(false),
     ariState: Effect.succeed(AriConnectionState.Connected({ connections: 1 })),
     drain: Effect.void,
-    dialogs: () => []
+    dialogs: () => [],
+    presence: Effect.succeed(new PresenceAnnouncement({
+      type: "heartbeat",
+      server_id: "ast-idle",
+      asterisk: null,
+      applications: [],
+      ready: true,
+      draining: false,
+      active_dialogs: 0,
+      proxy_version: "0.0.0",
+      started_at: "2026-01-01T00:00:00.000Z",
+      interval_ms: 5000
+    }))
   }
 
   it.scoped("reports the driver's buffer, acknowledgements and every loss by reason", () =>
