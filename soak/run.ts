@@ -365,7 +365,10 @@ const main = async () => {
     makeAmqpBus({ url: broker.url, name: "soak-app" })
   const bus = await Effect.runPromise(Scope.extend(makeBus, clientScope).pipe(Effect.provide(appLogger)))
   while (Effect.runSync(bus.state) !== "connected") await sleep(20)
-  const calls = makeCalls({ sim, client: makeAriClient(bus, { application, prefix }), calls: options.calls })
+  const client = await Effect.runPromise(
+    Scope.extend(makeAriClient(bus, { application, prefix }), clientScope).pipe(Effect.provide(appLogger))
+  )
+  const calls = makeCalls({ sim, client, calls: options.calls })
   let listening: () => void = () => undefined
   const listens = new Promise<void>((resolve) => {
     listening = resolve

@@ -3,17 +3,37 @@
  * `AriClient.layer({ application })` over any Bus driver; `client.dialogs` is the stream of the
  * dialogs this instance takes (one instance of the queue group takes each call), `client.serve`
  * runs a handler per dialog, `client.createDialog` asks a proxy for a dialog of the application's
- * own (to originate into).
+ * own (to originate into), `client.proxies` is the live set of proxies on the bus (presence).
  */
 import { randomUUID } from "node:crypto"
-import { Cause, Context, Deferred, Duration, Effect, ExecutionStrategy, Layer, Queue, Scope, Stream } from "effect"
+import {
+  Cause,
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  ExecutionStrategy,
+  Layer,
+  Option,
+  Queue,
+  Scope,
+  Stream
+} from "effect"
 import { Bus, type BusError, type BusShape } from "../bus/Bus.js"
 import { parseJsonObject } from "../protocol/json.js"
 import { DialogRequest } from "../protocol/messages.js"
 import { makeTopics, type Topics } from "../protocol/topics.js"
 import { type AriDialog, joinDialog, type ResumedFrom } from "./dialog.js"
+import {
+  type AriRequestError,
+  type CreateDialogError,
+  DialogRequestRefused,
+  DialogRequestTimeout,
+  NoProxyAvailable
+} from "./errors.js"
+import { chooseProxyFor, describeUnsuitable, makeProxyDirectory, type ProxyDirectory } from "./presence.js"
 import { currentTraceparent, externalSpanOf } from "./trace.js"
-import { type AriRequestError, type CreateDialogError, DialogRequestRefused, DialogRequestTimeout } from "./errors.js"
 
 export interface AriClientOptions {
   /** The ARI (Stasis) application, as in the proxy's `applications`. */
@@ -24,7 +44,7 @@ export interface AriClientOptions {
   readonly prefix?: string
   /** How long a request waits for its response. Default 15 s (the proxy's ARI deadline is 10 s). */
   readonly requestTimeoutMs?: number
-  /** How long `createDialog` waits for a proxy's answer. Default 5 s. */
+  /** How long `createDialog` waits for a proxy to choose (presence) and for its answer. Default 5 s. */
   readonly createDialogTimeoutMs?: number
 }
 
@@ -37,7 +57,11 @@ export interface ServeOptions {
 }
 
 export interface CreateDialogOptions {
-  /** Ask the proxy of this Asterisk (its `server_id`); by default any proxy serving the application answers. */
+  /**
+   * Ask the proxy of this Asterisk (its `server_id`). By default the client picks, from presence, a
+   * proxy that is ready, not draining and serves the application (the least busy), waiting for one
+   * to announce itself within the timeout.
+   */
   readonly serverId?: string
   readonly timeoutMs?: number
 }
@@ -63,6 +87,8 @@ export interface AriClientShape {
   readonly createDialog: (options?: CreateDialogOptions) => Effect.Effect<AriDialog, CreateDialogError, Scope.Scope>
   /** Joins a dialog whose id is known (e.g. passed on by another process); it closes with the scope. */
   readonly joinDialog: (dialogId: string, serverId?: string) => Effect.Effect<AriDialog, AriRequestError, Scope.Scope>
+  /** The proxies on the bus (their presence): the set now, and its changes. */
+  readonly proxies: ProxyDirectory
 }
 
 
@@ -78,8 +104,14 @@ const resumedFrom = (start: Record<string, unknown>): ResumedFrom | undefined =>
   }
 }
 
-/** Builds a client over `bus`; the client itself holds no resources (its dialogs and streams do). */
-export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClientShape => {
+/**
+ * Builds a client over `bus`, listening to the proxies' presence for the lifetime of the scope
+ * (its dialogs and streams hold their own resources).
+ */
+export const makeAriClient = (bus: BusShape, options: AriClientOptions): Effect.Effect<AriClientShape, never, Scope.Scope> =>
+  Effect.map(makeProxyDirectory(bus, makeTopics(options.prefix ?? "")), (proxies) => clientOver(bus, options, proxies))
+
+const clientOver = (bus: BusShape, options: AriClientOptions, proxies: ProxyDirectory): AriClientShape => {
   const { application } = options
   const prefix = options.prefix ?? ""
   const topics = makeTopics(prefix)
@@ -148,10 +180,27 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
       return yield* Effect.never
     }))
 
+  /** The proxy to ask, from presence, within `timeoutMs`. */
+  const chooseProxy = (timeoutMs: number) =>
+    Effect.gen(function*() {
+      const chosen = yield* proxies.awaitChoice(chooseProxyFor(application)).pipe(Effect.timeoutOption(timeoutMs))
+      if (Option.isSome(chosen)) return chosen.value.serverId
+      const known = describeUnsuitable(application, yield* proxies.current)
+      return yield* new NoProxyAvailable({
+        application,
+        timeoutMs,
+        proxies: known,
+        message: `no proxy ready to take a dialog of ${application} announced itself within ${timeoutMs} ms (${known})`
+      })
+    })
+
   const createDialog = (createOptions: CreateDialogOptions = {}) =>
     Effect.gen(function*() {
-      const topic = topics.dialogRequests(application, createOptions.serverId)
-      const timeoutMs = createOptions.timeoutMs ?? options.createDialogTimeoutMs ?? 5_000
+      const deadlineMs = createOptions.timeoutMs ?? options.createDialogTimeoutMs ?? 5_000
+      const startedAt = yield* Clock.currentTimeMillis
+      const serverId = createOptions.serverId ?? (yield* chooseProxy(deadlineMs))
+      const topic = topics.dialogRequests(application, serverId)
+      const timeoutMs = Math.max(0, deadlineMs - ((yield* Clock.currentTimeMillis) - startedAt))
       const requestId = randomUUID()
       const replyTo = `${prefix}replies_${requestId}`
       const grant = yield* Effect.scoped(Effect.gen(function*() {
@@ -183,16 +232,16 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
             })
         })
       ))
-      const serverId = typeof grant.server_id === "string" ? grant.server_id : undefined
+      const grantedBy = typeof grant.server_id === "string" ? grant.server_id : serverId
       if (grant.status_code !== 201 || typeof grant.dialog_id !== "string") {
         const status = typeof grant.status_code === "number" ? grant.status_code : 0
         return yield* new DialogRequestRefused({
           status,
           message: typeof grant.message === "string" ? grant.message : `dialog request answered ${status}`,
-          ...(serverId !== undefined ? { serverId } : {})
+          serverId: grantedBy
         })
       }
-      return yield* join(yield* Effect.scope, grant.dialog_id, serverId ?? "", undefined, grant.traceparent)
+      return yield* join(yield* Effect.scope, grant.dialog_id, grantedBy, undefined, grant.traceparent)
     })
 
   return {
@@ -201,12 +250,13 @@ export const makeAriClient = (bus: BusShape, options: AriClientOptions): AriClie
     dialogs,
     serve,
     createDialog,
-    joinDialog: (dialogId, serverId = "") => Effect.flatMap(Effect.scope, (scope) => join(scope, dialogId, serverId))
+    joinDialog: (dialogId, serverId = "") => Effect.flatMap(Effect.scope, (scope) => join(scope, dialogId, serverId)),
+    proxies
   }
 }
 
 /** The application client as an Effect service; `AriClient.layer(options)` needs a Bus. */
 export class AriClient extends Context.Tag("ari-proxy/AriClient")<AriClient, AriClientShape>() {
   static readonly layer = (options: AriClientOptions): Layer.Layer<AriClient, never, Bus> =>
-    Layer.effect(AriClient, Effect.map(Bus, (bus) => makeAriClient(bus, options)))
+    Layer.scoped(AriClient, Effect.flatMap(Bus, (bus) => makeAriClient(bus, options)))
 }

@@ -72,6 +72,17 @@ export class DialogRequestTimeout extends Schema.TaggedError<DialogRequestTimeou
   message: Schema.String
 }) {}
 
+/**
+ * `createDialog()` without a server id: no proxy that is ready, not draining and serving the
+ * application announced itself in time. `proxies` says what each known proxy is instead.
+ */
+export class NoProxyAvailable extends Schema.TaggedError<NoProxyAvailable>()("NoProxyAvailable", {
+  application: Schema.String,
+  timeoutMs: Schema.Number,
+  proxies: Schema.String,
+  message: Schema.String
+}) {}
+
 /** What a request to ARI through a dialog can fail with. */
 export type AriRequestError =
   | BadRequest
@@ -86,7 +97,7 @@ export type AriRequestError =
   | BusError
 
 /** What asking for an app-initiated dialog can fail with (then joining it, as any dialog). */
-export type CreateDialogError = DialogRequestRefused | DialogRequestTimeout | AriRequestError
+export type CreateDialogError = NoProxyAvailable | DialogRequestRefused | DialogRequestTimeout | AriRequestError
 
 /** The message of an error body: ARI's and the proxy's JSON carry `message`; anything else is used as text. */
 const messageOf = (status: number, body: string): string => {

@@ -22,6 +22,7 @@ export type {
 export * from "./errors.js"
 export * from "./ari.js"
 export * from "./promise.js"
+export { ProxyChange, type ProxyDirectory, type ProxyInfo } from "./presence.js"
 export { Bus, BusError, type BusShape } from "../bus/Bus.js"
 export { layerAmqp, makeAmqpBus, type AmqpOptions } from "../bus/amqp/index.js"
 export { layerMemory, makeMemoryBus, type MemoryBus } from "../bus/memory.js"

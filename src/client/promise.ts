@@ -24,6 +24,7 @@ import type {
   OriginateOptions,
   PlaybackHandle
 } from "./dialog.js"
+import type { ProxyChange, ProxyInfo } from "./presence.js"
 import {
   type AriApiPromise,
   type AriEvent,
@@ -133,6 +134,13 @@ export interface AriClientPromise {
   onDialog(handler: (dialog: AriDialogPromise) => Promise<void> | void): Promise<() => Promise<void>>
   /** Asks a proxy for a new dialog of the application's own, joins it and returns it. */
   createDialog(options?: CreateDialogOptions): Promise<AriDialogPromise>
+  /** The proxies on the bus (presence). */
+  readonly proxies: {
+    /** The set now. */
+    current(): Promise<ReadonlyArray<ProxyInfo>>
+    /** A `Joined` for each proxy known now, then every change, until the loop breaks or the client closes. */
+    changes(): AsyncIterable<ProxyChange>
+  }
   /** Closes every dialog and, unless the bus was given, the bus connection. */
   close(): Promise<void>
 }
@@ -160,7 +168,7 @@ export const connectAriClient = async (options: ConnectOptions): Promise<AriClie
     await run(Scope.close(scope, Exit.void))
     throw error
   })
-  const client: AriClientShape = makeAriClient(bus, options)
+  const client: AriClientShape = await run(Scope.extend(makeAriClient(bus, options), scope))
   const iterate = <A>(stream: Stream.Stream<A>): AsyncIterable<A> => Stream.toAsyncIterable(stream)
 
   const playback = (handle: PlaybackHandle): PlaybackPromise => ({
@@ -247,6 +255,10 @@ export const connectAriClient = async (options: ConnectOptions): Promise<AriClie
       return () => run(Effect.asVoid(Fiber.interrupt(serving)))
     },
     createDialog: (createOptions) => run(Scope.extend(client.createDialog(createOptions), scope)).then(dialog),
+    proxies: {
+      current: () => run(client.proxies.current),
+      changes: () => iterate(client.proxies.changes)
+    },
     close: async () => {
       await run(Scope.close(scope, Exit.void))
     }

@@ -186,7 +186,7 @@ export const runDemo = Effect.gen(function*() {
 
   // The application: the IVR example, served by the client library over the same bus.
   const outcomes = yield* Queue.unbounded<IvrOutcome>()
-  const client = makeAriClient(bus, { application })
+  const client = yield* makeAriClient(bus, { application })
   yield* client.serve((dialog) =>
     ivr(dialog, { agentEndpoint, keyTimeoutMs: 1_000 }).pipe(
       Effect.flatMap((outcome) => Queue.offer(outcomes, outcome))

@@ -233,7 +233,7 @@ const dialogFloodedThroughOutage = (publishBufferSize: number) =>
     const { topics } = proxy
     for (const topic of [topics.unrouted(application), topics.dialogRequests(application)]) createdTopics.add(topic)
     createdTopics.add(topics.dialogRequests(application, serverId))
-    const client = makeAriClient(clientBus, { application })
+    const client = yield* makeAriClient(clientBus, { application })
     const nextDialog = yield* Stream.toPull(client.dialogs)
     const channelId = sim.placeCall({ app: application })
     const dialog = Chunk.unsafeHead(yield* Effect.orDie(nextDialog))

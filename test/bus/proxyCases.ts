@@ -428,7 +428,7 @@ const doomedInstance = (target: BusConformanceTarget, world: BusWorld, applicati
       const scope = yield* Scope.make()
       const bus = yield* Scope.extend(world.connect, scope)
       yield* untilConnected(bus)
-      yield* makeAriClient(bus, { application }).serve((dialog) =>
+      yield* (yield* makeAriClient(bus, { application })).serve((dialog) =>
         Effect.gen(function*() {
           const caller = yield* dialog.firstChannel
           yield* caller.answer()
@@ -493,7 +493,7 @@ const instanceFailover: BusCase = {
       const resumed = yield* Deferred.make<{ readonly dialog: AriDialog; readonly after: number }>()
       const handled = yield* Deferred.make<string>()
       const secondListening = yield* Deferred.make<void>()
-      yield* makeAriClient(appBus, { application }).serve((dialog) =>
+      yield* (yield* makeAriClient(appBus, { application })).serve((dialog) =>
         Effect.gen(function*() {
           yield* Deferred.succeed(resumed, { dialog, after: Date.now() - killedAt })
           const caller = dialog.channel(channelId)

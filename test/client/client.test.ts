@@ -25,7 +25,7 @@ const clientRig = (
     const bus: MemoryBus = yield* makeMemoryBus
     const idle = bus.activeTopics()
     const rig = yield* makeRig({ bus, config: { ...options.config, ariRestTransport: options.transport ?? "http" } })
-    const client = makeAriClient(bus, {
+    const client = yield* makeAriClient(bus, {
       application: "app",
       ...(options.requestTimeoutMs ? { requestTimeoutMs: options.requestTimeoutMs } : {})
     })

@@ -23,7 +23,7 @@ for (const driver of drivers) {
       const sim = yield* startSim({ timings: { playbackDurationMs: 200 } })
       yield* startProxy(sim, proxyBus, { applications: [app], endedLingerMs: 100 })
       const outcomes = yield* Queue.unbounded<IvrOutcome>()
-      const client = makeAriClient(clientBus, { application: app })
+      const client = yield* makeAriClient(clientBus, { application: app })
       yield* client.serve((dialog) =>
         ivr(dialog, { agentEndpoint: "PJSIP/alice", keyTimeoutMs: 500 }).pipe(
           Effect.flatMap((outcome) => Queue.offer(outcomes, outcome))

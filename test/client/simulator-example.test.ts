@@ -29,7 +29,7 @@ const pbxInABox = (application: string) =>
     )
     const proxy = Context.get(yield* Layer.build(proxyLayer), Proxy)
     while (!(yield* proxy.ready)) yield* Effect.sleep(10) // until it holds the simulator's websocket
-    return { sim, client: makeAriClient(bus, { application }) }
+    return { sim, client: yield* makeAriClient(bus, { application }) }
   })
 
 describe("testing a call flow against the simulator", () => {

@@ -19,7 +19,7 @@ const { bus: kind, url, application } = JSON.parse(process.argv[2] ?? "{}") as {
 
 const program = Effect.gen(function*() {
   const bus = yield* (kind === "nats" ? makeNatsBus({ servers: url, name: "doomed-instance" }) : makeAmqpBus({ url }))
-  const client = makeAriClient(bus, { application })
+  const client = yield* makeAriClient(bus, { application })
   return yield* client.serve(
     (dialog) =>
       Effect.gen(function*() {
