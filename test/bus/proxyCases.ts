@@ -9,7 +9,7 @@ import { spawn } from "node:child_process"
 import path from "node:path"
 import { Chunk, Deferred, Duration, Effect, Exit, Option, Queue, Scope, Stream } from "effect"
 import type { BusShape } from "../../src/bus/Bus.js"
-import { type AriDialog, makeAriClient } from "../../src/client/index.js"
+import { type AriDialog, makeAriClient, type ProxyChange } from "../../src/client/index.js"
 import type { ProxyShape } from "../../src/proxy/Proxy.js"
 import type { SimulatorHandle } from "../../src/simulator/index.js"
 import { startApp, type TestDialog } from "../support/apps.js"
@@ -523,6 +523,156 @@ const instanceFailover: BusCase = {
     })
 }
 
+/** The presence interval of the presence case: 3 of them is how long a killed proxy stays in the set. */
+const PRESENCE_INTERVAL_MS = 1000
+
+/** A proxy that can be stopped (drain, goodbye) or killed (silence from then on). */
+interface StoppableProxy {
+  readonly stop: Effect.Effect<void, unknown>
+  readonly kill: Effect.Effect<void>
+}
+
+/**
+ * A proxy for `sim`, with presence every PRESENCE_INTERVAL_MS, under `prefix`: in a process of its
+ * own on NATS and RabbitMQ (SIGTERM, SIGKILL); here on the memory bus (its scope closed, or its
+ * bus cut off: it goes on running but nothing it sends arrives).
+ */
+const stoppableProxy = (
+  target: BusConformanceTarget,
+  world: BusWorld,
+  sim: SimulatorHandle,
+  application: string,
+  serverId: string,
+  prefix: string
+) =>
+  Effect.gen(function*() {
+    for (const topic of ["unrouted_", "dialogs_"].map((kind) => `${prefix}${kind}${application}`)) {
+      createdTopics.add(topic)
+    }
+    createdTopics.add(`${prefix}dialogs_${application}@${serverId}`)
+    const spec = target.instanceProcess
+    if (spec === undefined) {
+      const bus = yield* world.connect
+      let severed = false
+      const severable: BusShape = {
+        ...bus,
+        publish: (topic, payload) => severed ? Effect.void : bus.publish(topic, payload),
+        tryPublish: (topic, payload) => severed || bus.tryPublish(topic, payload),
+        broadcast: (topic, payload) => severed ? Effect.void : bus.broadcast(topic, payload)
+      }
+      const scope = yield* Scope.make()
+      yield* startProxy(sim, severable, {
+        applications: [application],
+        serverId,
+        bus: { subjectPrefix: prefix },
+        presenceIntervalMs: PRESENCE_INTERVAL_MS
+      }).pipe(Scope.extend(scope))
+      yield* Effect.addFinalizer(() => Scope.close(scope, Exit.void))
+      return {
+        stop: Scope.close(scope, Exit.void),
+        kill: Effect.sync(() => {
+          severed = true
+        })
+      } satisfies StoppableProxy
+    }
+    const root = path.resolve(import.meta.dirname, "../..")
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(
+          process.execPath,
+          [path.join(root, "node_modules/vite-node/vite-node.mjs"), "test/support/proxyInstance.ts", "--",
+            JSON.stringify({
+              ...spec,
+              prefix,
+              serverId,
+              application,
+              presenceIntervalMs: PRESENCE_INTERVAL_MS,
+              ari: { url: sim.url, wsUrl: sim.wsUrl, user: sim.credentials.username, password: sim.credentials.password }
+            })],
+          { cwd: root, stdio: ["ignore", "inherit", "inherit"] }
+        )
+      ),
+      (child) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
+    )
+    const exited = yield* Deferred.make<number | null>()
+    child.on("exit", (code) => Deferred.unsafeDone(exited, Exit.succeed(code)))
+    return {
+      stop: Effect.gen(function*() {
+        child.kill("SIGTERM")
+        const code = yield* Deferred.await(exited).pipe(within(20_000, `${serverId} exiting after SIGTERM`))
+        yield* expectEqual(code, 0, `exit code of ${serverId} after SIGTERM`)
+      }),
+      kill: Effect.sync(() => {
+        child.kill("SIGKILL")
+      })
+    } satisfies StoppableProxy
+  })
+
+const presence: BusCase = {
+  name: "proxy: presence: two proxies appear; one stopped says goodbye and leaves at once, one killed leaves after 3 intervals",
+  timeoutMs: 90_000,
+  run: (target) =>
+    Effect.gen(function*() {
+      const world = yield* target.world
+      const application = newApplication()
+      // A prefix of the case's own: no other test's proxies come into view.
+      const prefix = `${application}.`
+      const stopped = { serverId: `${application}-stopped`, sim: yield* startSim({ asteriskId: "02:fc:00:00:00:0a" }) }
+      const killed = { serverId: `${application}-killed`, sim: yield* startSim({ asteriskId: "02:fc:00:00:00:0b" }) }
+
+      const clientBus = yield* world.connect
+      const client = yield* makeAriClient(clientBus, { application, prefix })
+      const changes: Array<ProxyChange> = []
+      const seenAt: Array<number> = []
+      yield* client.proxies.changes.pipe(
+        Stream.runForEach((change) =>
+          Effect.sync(() => {
+            changes.push(change)
+            seenAt.push(Date.now())
+          })
+        ),
+        Effect.forkScoped
+      )
+      const proxyA = yield* stoppableProxy(target, world, stopped.sim, application, stopped.serverId, prefix)
+      const proxyB = yield* stoppableProxy(target, world, killed.sim, application, killed.serverId, prefix)
+      const known = () => Effect.runSync(client.proxies.current)
+      yield* waitUntil(
+        () => `both proxies ready in the set (have ${JSON.stringify(known())})`,
+        () => known().filter((proxy) => proxy.ready && proxy.asterisk !== undefined).length === 2,
+        60_000
+      )
+      const byId = new Map(known().map((proxy) => [proxy.serverId, proxy]))
+      for (const [{ serverId }, entityId] of [[stopped, "02:fc:00:00:00:0a"], [killed, "02:fc:00:00:00:0b"]] as const) {
+        const proxy = byId.get(serverId)
+        yield* expectEqual(
+          proxy && { applications: proxy.applications, draining: proxy.draining, asterisk: proxy.asterisk },
+          { applications: [application], draining: false, asterisk: { version: "23.4.1", entityId } },
+          `what ${serverId} announces`
+        )
+        yield* expectEqual(proxy?.intervalMs, PRESENCE_INTERVAL_MS, `interval of ${serverId}`)
+      }
+      const lefts = () =>
+        changes.flatMap((change) => change._tag === "Left" ? [`${change.proxy.serverId} ${change.reason}`] : [])
+
+      yield* proxyA.stop
+      yield* waitUntil(() => `${stopped.serverId} gone (changes: ${lefts()})`, () => lefts().length >= 1, 15_000)
+      yield* expectEqual(lefts(), [`${stopped.serverId} goodbye`], "the stopped proxy left with its goodbye")
+      yield* expectEqual(known().map((proxy) => proxy.serverId), [killed.serverId], "the set after the stop")
+
+      yield* proxyB.kill
+      yield* waitUntil(() => `${killed.serverId} gone (changes: ${lefts()})`, () => lefts().length >= 2, 30_000)
+      yield* expectEqual(lefts(), [`${stopped.serverId} goodbye`, `${killed.serverId} silent`], "who left, and why")
+      yield* expectEqual(known(), [], "the set at the end")
+      // Silent: gone once 3 intervals had passed since it was last heard of, not sooner.
+      const silent = changes.findIndex((change) => change._tag === "Left" && change.reason === "silent")
+      const lastHeard = changes[silent]!.proxy.lastSeenAt
+      yield* expectTrue(
+        seenAt[silent]! >= lastHeard + 3 * PRESENCE_INTERVAL_MS,
+        `left ${seenAt[silent]! - lastHeard} ms after it was last heard of (3 intervals: ${3 * PRESENCE_INTERVAL_MS} ms)`
+      )
+    })
+}
+
 export const proxyCases: ReadonlyArray<BusCase> = [
   wholeCall,
   queueGroupDistribution,
@@ -530,7 +680,8 @@ export const proxyCases: ReadonlyArray<BusCase> = [
   responseCorrelation,
   teardown,
   seedClient,
-  instanceFailover
+  instanceFailover,
+  presence
 ]
 
 /**
