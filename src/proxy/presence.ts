@@ -95,19 +95,22 @@ export const startPresence = (options: PresenceOptions): Effect.Effect<Presence,
 
     if (options.intervalMs === 0) return { describe, announce, goodbye }
 
+    // Asked again a few times: a request sent as the socket comes up may find the transport not ready yet.
     const learnAsterisk = options.rest.execute({ method: "GET", url: "/asterisk/info?only=system", body: "" }).pipe(
       Effect.flatMap((reply) => {
         const system = reply.status === 200 ? readSystem(reply.body) : undefined
-        if (system !== undefined) {
-          asterisk = system
-          return Effect.void
-        }
-        return Effect.logWarning("ARI did not say which Asterisk it is (GET /asterisk/info)", { status: reply.status })
-      })
+        if (system === undefined) return Effect.fail(reply.status)
+        asterisk = system
+        return Effect.void
+      }),
+      Effect.retry(Schedule.spaced("1 second").pipe(Schedule.intersect(Schedule.recurs(4)))),
+      Effect.catchAll((status) =>
+        Effect.logWarning("ARI did not say which Asterisk it is (GET /asterisk/info)", { status })
+      )
     )
     yield* options.ariChanges.pipe(
       Stream.runForEach((state) =>
-        Effect.zipRight(state._tag === "Connected" ? learnAsterisk : Effect.void, announce)
+        state._tag === "Connected" ? Effect.zipRight(learnAsterisk, announce) : announce
       ),
       Effect.forkScoped
     )

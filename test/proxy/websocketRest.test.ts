@@ -49,6 +49,15 @@ describe("REST over the event websocket", () => {
       .toEqual({ type: "RESTRequest", request_id: "r8", method: "DELETE", uri: "bridges/b1" })
   })
 
+  it.scopedLive("learns which Asterisk it is from GET /asterisk/info sent on the socket, for presence", () =>
+    Effect.gen(function*() {
+      const { sim, proxy } = yield* makeRig({ config: websocket, sim: { asteriskId: "02:fc:00:00:00:07" } })
+      yield* eventually(() => Effect.runSync(proxy.presence).asterisk !== null)
+      expect(Effect.runSync(proxy.presence).asterisk).toEqual({ version: "23.4.1", entity_id: "02:fc:00:00:00:07" })
+      const asked = sim.requests().filter((request) => request.path === "/ari/asterisk/info")
+      expect(asked.map((request) => request.transport)).toEqual(["websocket"])
+    }))
+
   it.scopedLive("a lost RESTResponse is a 504 within command_timeout_ms; the dialog goes on", () =>
     Effect.gen(function*() {
       const { sim, bus } = yield* makeRig({ config: { ...websocket, commandTimeoutMs: 300 } })
