@@ -108,7 +108,10 @@ const resumedFrom = (start: Record<string, unknown>): ResumedFrom | undefined =>
  * Builds a client over `bus`, listening to the proxies' presence for the lifetime of the scope
  * (its dialogs and streams hold their own resources).
  */
-export const makeAriClient = (bus: BusShape, options: AriClientOptions): Effect.Effect<AriClientShape, never, Scope.Scope> =>
+export const makeAriClient = (
+  bus: BusShape,
+  options: AriClientOptions
+): Effect.Effect<AriClientShape, never, Scope.Scope> =>
   Effect.map(makeProxyDirectory(bus, makeTopics(options.prefix ?? "")), (proxies) => clientOver(bus, options, proxies))
 
 const clientOver = (bus: BusShape, options: AriClientOptions, proxies: ProxyDirectory): AriClientShape => {

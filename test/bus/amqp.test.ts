@@ -133,7 +133,7 @@ describe("rabbitmq driver", () => {
       expect(Option.isSome(yield* Fiber.poll(closing)), "still closing").toBe(true)
     }))
 
-  it.scopedLive("broadcast: through amq.direct to a queue of each subscriber's own, bound again after a reconnect", () =>
+  it.scopedLive("broadcast: through amq.direct to a queue of each subscriber's own, bound again on reconnect", () =>
     Effect.gen(function*() {
       const raw = yield* rawConnection
       const relay = yield* makeRelay(AMQP_PORT)
@@ -149,7 +149,8 @@ describe("rabbitmq driver", () => {
       yield* Effect.promise(() => channel.consume(queue, (m) => m && seen.push(m), { noAck: true }))
       yield* untilConnected(publisher)
       yield* publisher.broadcast(topic, "before")
-      yield* waitUntil("the broadcast, through the subscriber's own queue", () => received.length === 1 && seen.length === 1)
+      yield* waitUntil("the broadcast, through the subscriber's own queue", () =>
+        received.length === 1 && seen.length === 1)
       expect(seen[0]!.fields).toMatchObject({ exchange: "amq.direct", routingKey: topic })
       // Seed clients see nothing: no queue is named after the topic.
       expect(yield* queueExists(raw, topic)).toBe(false)

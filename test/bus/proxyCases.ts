@@ -589,7 +589,12 @@ const stoppableProxy = (
               serverId,
               application,
               presenceIntervalMs: PRESENCE_INTERVAL_MS,
-              ari: { url: sim.url, wsUrl: sim.wsUrl, user: sim.credentials.username, password: sim.credentials.password }
+              ari: {
+                url: sim.url,
+                wsUrl: sim.wsUrl,
+                user: sim.credentials.username,
+                password: sim.credentials.password
+              }
             })],
           { cwd: root, stdio: ["ignore", "inherit", "inherit"] }
         )
@@ -611,7 +616,7 @@ const stoppableProxy = (
   })
 
 const presence: BusCase = {
-  name: "proxy: presence: two proxies appear; one stopped says goodbye and leaves at once, one killed leaves after 3 intervals",
+  name: "proxy: presence: two proxies appear; one stopped says goodbye and leaves at once, one killed after 3 intervals",
   timeoutMs: 90_000,
   run: (target) =>
     Effect.gen(function*() {
@@ -670,7 +675,7 @@ const presence: BusCase = {
       const lastHeard = changes[silent]!.proxy.lastSeenAt
       yield* expectTrue(
         seenAt[silent]! >= lastHeard + 3 * PRESENCE_INTERVAL_MS,
-        `left ${seenAt[silent]! - lastHeard} ms after it was last heard of (3 intervals: ${3 * PRESENCE_INTERVAL_MS} ms)`
+        `left ${seenAt[silent]! - lastHeard} ms after last heard of (3 intervals: ${3 * PRESENCE_INTERVAL_MS} ms)`
       )
     })
 }

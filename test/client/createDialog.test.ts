@@ -38,7 +38,11 @@ for (const driver of drivers) {
         const { proxyBus, clientBus } = yield* driver.connect
         // Its topics are prefixed so that no other test's proxies come into view.
         const prefix = `${app}.`
-        yield* startProxy(yield* startSim(), proxyBus, { applications: [`${app}-other`], serverId: `${app}-a`, bus: { subjectPrefix: prefix } })
+        yield* startProxy(yield* startSim(), proxyBus, {
+          applications: [`${app}-other`],
+          serverId: `${app}-a`,
+          bus: { subjectPrefix: prefix }
+        })
         const { proxy } = yield* startProxy(yield* startSim(), proxyBus, {
           applications: [app],
           serverId: `${app}-b`,

@@ -92,7 +92,7 @@ export const makeConsumer = (
     subscription.offer({ payload: message.content.toString("utf8"), message, link: current })
   }
 
-  /** The queue a subscription consumes on `current`: the topic's own, or (broadcast) a new one bound to the exchange. */
+  /** The queue a subscription consumes on `current`: the topic's own, or (broadcast) a new one on the exchange. */
   const queueOf = (subscription: AmqpSubscription, current: Link): Promise<string> =>
     subscription.broadcast ?
       sideChannel(current, current.declarers).then(async (channel) => {
