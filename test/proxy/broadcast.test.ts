@@ -140,7 +140,7 @@ describe.each(["http", "websocket"] as const)("two proxies on one Asterisk with 
       const bus = yield* makeMemoryBus
       yield* broadcastProxy(sim, bus, "ast-a", transport)
       yield* broadcastProxy(sim, bus, "ast-b", transport)
-      const client = makeAriClient(bus, { application: APP })
+      const client = yield* makeAriClient(bus, { application: APP })
       const dialog = yield* client.createDialog({ serverId: "ast-b" })
       const callee = yield* dialog.channels.originate({ endpoint: "PJSIP/bob" })
       const start = yield* callee.started
