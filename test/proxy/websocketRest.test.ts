@@ -52,8 +52,9 @@ describe("REST over the event websocket", () => {
   it.scopedLive("learns which Asterisk it is from GET /asterisk/info sent on the socket, for presence", () =>
     Effect.gen(function*() {
       const { sim, proxy } = yield* makeRig({ config: websocket, sim: { asteriskId: "02:fc:00:00:00:07" } })
-      yield* eventually(() => Effect.runSync(proxy.presence).asterisk !== null)
-      expect(Effect.runSync(proxy.presence).asterisk).toEqual({ version: "23.4.1", entity_id: "02:fc:00:00:00:07" })
+      const presence = proxy.presence!
+      yield* eventually(() => Effect.runSync(presence).asterisk !== null)
+      expect(Effect.runSync(presence).asterisk).toEqual({ version: "23.4.1", entity_id: "02:fc:00:00:00:07" })
       const asked = sim.requests().filter((request) => request.path === "/ari/asterisk/info")
       expect(asked.map((request) => request.transport)).toEqual(["websocket"])
     }))
