@@ -15,7 +15,7 @@ import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { Pool } from "undici"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { proxyErrorBody } from "../protocol/codec.js"
-import { proxyMetrics, secondsSince } from "../observability/metrics.js"
+import { ProxyMetricsService, secondsSince } from "../observability/metrics.js"
 
 export interface AriRequest {
   readonly method: string
@@ -88,10 +88,12 @@ export interface AriRestShape {
 }
 
 export class AriRest extends Context.Tag("ari-proxy/AriRest")<AriRest, AriRestShape>() {
-  static readonly layer = (options: AriRestOptions): Layer.Layer<AriRest, AriConfigError> =>
+  static readonly layer = (options: AriRestOptions): Layer.Layer<AriRest, AriConfigError, ProxyMetricsService> =>
     Layer.scoped(AriRest, makeAriRest(options))
 
-  static readonly layerFromConfig = (config: ProxyConfig): Layer.Layer<AriRest, AriConfigError> =>
+  static readonly layerFromConfig = (
+    config: ProxyConfig
+  ): Layer.Layer<AriRest, AriConfigError, ProxyMetricsService> =>
     AriRest.layer(AriRestOptions.fromConfig(config))
 }
 
@@ -306,6 +308,7 @@ export const makeAriRest = (options: AriRestOptions) =>
   Effect.gen(function*() {
     const base = parseStasisUrl(options.stasisUrl)
     if (typeof base === "string") return yield* new AriConfigError({ message: base })
+    const metrics = yield* ProxyMetricsService
 
     const authorization = "Basic " +
       Buffer.from(`${options.user}:${Redacted.value(options.password)}`, "utf8").toString("base64")
@@ -373,11 +376,11 @@ export const makeAriRest = (options: AriRestOptions) =>
         .then(
           (reply) => {
             ariDown = false
-            proxyMetrics.ariRestLatency.observe(secondsSince(startedAt))
+            metrics.ariRestLatency.observe(secondsSince(startedAt))
             onReply(reply, undefined)
           },
           (failure: unknown) => {
-            proxyMetrics.ariRestLatency.observe(secondsSince(startedAt))
+            metrics.ariRestLatency.observe(secondsSince(startedAt))
             const reply = failureReply(failure)
             onReply(reply, `ARI request ${describeRequest(original)} answered ${reply.status}: ${reply.body}`)
           }

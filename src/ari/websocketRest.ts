@@ -19,7 +19,7 @@
  */
 import { Context, Effect, Layer } from "effect"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
-import { proxyMetrics, secondsSince } from "../observability/metrics.js"
+import { ProxyMetricsService, secondsSince } from "../observability/metrics.js"
 import type { AriConnectionState } from "./socket.js"
 import {
   type AriReply,
@@ -85,6 +85,7 @@ export const restRequestFrame = (requestId: string, request: PreparedRequest): s
 
 export const makeAriWebsocketRest = (options: AriWebsocketRestOptions) =>
   Effect.gen(function*() {
+    const metrics = yield* ProxyMetricsService
     const deadlineMs = options.commandTimeoutMs
     const timeoutReply = proxyReply(504, `ARI did not answer within ${deadlineMs} ms`)
     const notConnectedReply = proxyReply(503, "ARI is unavailable: the ARI websocket is not connected")
@@ -95,7 +96,7 @@ export const makeAriWebsocketRest = (options: AriWebsocketRestOptions) =>
     let timer: ReturnType<typeof setTimeout> | undefined
 
     const answer = (entry: Pending, reply: AriReply, fromAri: boolean) => {
-      proxyMetrics.ariRestLatency.observe(secondsSince(entry.startedAt))
+      metrics.ariRestLatency.observe(secondsSince(entry.startedAt))
       entry.onReply(
         reply,
         fromAri ? undefined : `ARI request ${describeRequest(entry.request)} answered ${reply.status}: ${reply.body}`
@@ -193,12 +194,16 @@ export class AriWebsocketRestLink
   extends Context.Tag("ari-proxy/AriWebsocketRestLink")<AriWebsocketRestLink, AriWebsocketRestLinkShape>()
 {
   /** `AriRest` over the event websocket, and the link the proxy connects to its socket. */
-  static readonly layer = (options: AriWebsocketRestOptions): Layer.Layer<AriRest | AriWebsocketRestLink> =>
+  static readonly layer = (
+    options: AriWebsocketRestOptions
+  ): Layer.Layer<AriRest | AriWebsocketRestLink, never, ProxyMetricsService> =>
     Layer.scopedContext(
       Effect.map(makeAriWebsocketRest(options), ({ link, rest }) =>
         Context.make(AriRest, rest).pipe(Context.add(AriWebsocketRestLink, link)))
     )
 
-  static readonly layerFromConfig = (config: ProxyConfig): Layer.Layer<AriRest | AriWebsocketRestLink> =>
+  static readonly layerFromConfig = (
+    config: ProxyConfig
+  ): Layer.Layer<AriRest | AriWebsocketRestLink, never, ProxyMetricsService> =>
     AriWebsocketRestLink.layer({ commandTimeoutMs: config.commandTimeoutMs })
 }

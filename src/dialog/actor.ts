@@ -32,7 +32,7 @@ import { DialogGrant } from "../protocol/messages.js"
 import type { DecodedCommand } from "../protocol/codec.js"
 import { DIALOG_ENDED_TYPE, type DialogEndReason } from "../protocol/messages.js"
 import type { Topics } from "../protocol/topics.js"
-import { CommandClock, methodLabel, proxyMetrics } from "../observability/metrics.js"
+import { CommandClock, methodLabel, type ProxyMetrics } from "../observability/metrics.js"
 import type { DialogTrace, DialogTracing } from "../observability/tracing.js"
 import {
   type DialogEffect,
@@ -123,6 +123,8 @@ export interface DialogContext {
    */
   readonly execute: (command: DecodedCommand, onReply: (reply: CommandReply, trouble: string | undefined) => void) => void
   readonly counters: DialogCounters
+  /** The proxy's metrics (taken from its context once, when the proxy is built). */
+  readonly metrics: ProxyMetrics
   /**
    * Publications a leased dialog keeps for a new owner's replay (`dialog_replay_size`; those the
    * owner acknowledged are let go). Default 1,000.
@@ -304,7 +306,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
         this.seq++
         if (this.lease !== undefined) this.keep(this.events(), wire, this.seq)
         this.context.counters.eventsPublished++
-        proxyMetrics.eventsPublished.inc(effect.type)
+        this.context.metrics.eventsPublished.inc(effect.type)
         return true
       }
       case "Respond": {
@@ -363,7 +365,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
     switch (effect._tag) {
       case "PublishEvent":
         this.context.counters.eventsPublished++
-        proxyMetrics.eventsPublished.inc(effect.type)
+        this.context.metrics.eventsPublished.inc(effect.type)
         return this.publishKept(
           this.events(),
           encodeWireEvent(this.context.serverIdJson, effect.type, effect.raw, ++this.seq, this.trace?.traceparent),
@@ -455,8 +457,8 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   }
 
   private countEnded(reason: DialogEndReason): void {
-    proxyMetrics.eventsPublished.inc(DIALOG_ENDED_TYPE)
-    proxyMetrics.dialogsEnded.inc(reason)
+    this.context.metrics.eventsPublished.inc(DIALOG_ENDED_TYPE)
+    this.context.metrics.dialogsEnded.inc(reason)
   }
 
   private logEnded(reason: DialogEndReason): Effect.Effect<void> {
@@ -519,7 +521,7 @@ export class Dialog implements Owner, Behaviour<DialogEffect> {
   }
 
   private commandClock(): CommandClock {
-    return this.clock ??= new CommandClock()
+    return this.clock ??= new CommandClock(this.context.metrics)
   }
 
   private appStart(): string {

@@ -4,8 +4,11 @@
  * allocate nothing there: a label value is a string the caller already holds (the event type),
  * and a count is a number in a Map or a typed array. `/metrics` (http.ts) renders them.
  *
- * They are process-wide: a host running two proxies in one process sees their sum.
+ * They belong to one proxy: `ProxyMetricsService` is built with each proxy Layer, so two proxies
+ * in one process count apart. Whoever counts takes the service once, when it is built, and keeps
+ * the object: nothing looks the context up per event.
  */
+import { Context, Layer } from "effect"
 
 /** Distinct label values kept per family; beyond that they count as "other" (bounded cardinality). */
 const maxLabelValues = 256
@@ -83,6 +86,7 @@ const statusClassIndex = (status: number): number => {
   return index >= 1 && index <= 5 ? index : 0
 }
 
+/** One proxy's counts. A new metric: a field here, and its line in `renderMetrics` (proxy/http.ts). */
 export class ProxyMetrics {
   /** ARI frames by event type, as they arrive (before routing). */
   readonly eventsReceived = new LabeledCounter()
@@ -111,8 +115,10 @@ export class ProxyMetrics {
   }
 }
 
-/** The process's metrics. */
-export const proxyMetrics = new ProxyMetrics()
+/** The metrics of one proxy, made anew each time a proxy Layer is built. */
+export class ProxyMetricsService extends Context.Tag("ari-proxy/ProxyMetrics")<ProxyMetricsService, ProxyMetrics>() {
+  static readonly layer: Layer.Layer<ProxyMetricsService> = Layer.sync(ProxyMetricsService, () => new ProxyMetrics())
+}
 
 /** Seconds since `startedAt` (a `performance.now()` reading). */
 export const secondsSince = (startedAt: number): number => (performance.now() - startedAt) / 1000
@@ -131,6 +137,8 @@ interface PendingCommand {
 export class CommandClock {
   private pending: Array<PendingCommand> | undefined
 
+  constructor(private readonly metrics: ProxyMetrics) {}
+
   received(uniqueId: string, method: CommandMethod): void {
     const pending = this.pending ?? (this.pending = [])
     pending.push({ uniqueId, method, receivedAt: performance.now() })
@@ -143,6 +151,6 @@ export class CommandClock {
     if (index === -1) index = 0
     const command = pending[index]!
     pending.splice(index, 1)
-    proxyMetrics.commandAnswered(command.method, status, secondsSince(command.receivedAt))
+    this.metrics.commandAnswered(command.method, status, secondsSince(command.receivedAt))
   }
 }

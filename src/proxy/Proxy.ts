@@ -20,6 +20,7 @@ import { describeConfig } from "../config/describe.js"
 import type { Dialog, DialogCounters } from "../dialog/actor.js"
 import type { PresenceAnnouncement } from "../protocol/messages.js"
 import type { Topics } from "../protocol/topics.js"
+import { ProxyMetricsService } from "../observability/metrics.js"
 import { makeProxyCore } from "./core.js"
 import { makeOutboundProxy } from "./outbound.js"
 import { serveDialogRequests } from "./dialogRequests.js"
@@ -187,15 +188,24 @@ export const makeProxy = Effect.gen(function*() {
   } satisfies ProxyShape
 })
 
-/** The proxy, given its configuration, a bus and ARI REST in context. */
+/** The proxy, given its configuration, a bus, ARI REST and the metrics ARI REST counts in. */
 export const layer = Layer.scoped(Proxy, makeProxy)
 
 /**
  * The proxy and the ARI REST client of `ari_rest_transport`, given its configuration and a bus; or,
  * with `outbound_websocket.enabled`, the proxy Asterisk dials, commands over Asterisk's sockets.
+ * Either way with its metrics: its own, so another proxy in the process counts apart.
  */
-export const layerWithAri = Layer.unwrapEffect(
-  Effect.map(ProxyConfigService, (config): Layer.Layer<Proxy, AriConfigError | OutboundListenError, Bus | ProxyConfigService> =>
+export const layerWithAri: Layer.Layer<
+  Proxy | ProxyMetricsService,
+  AriConfigError | OutboundListenError,
+  Bus | ProxyConfigService
+> = Layer.unwrapEffect(
+  Effect.map(ProxyConfigService, (config): Layer.Layer<
+    Proxy,
+    AriConfigError | OutboundListenError,
+    Bus | ProxyConfigService | ProxyMetricsService
+  > =>
     config.outboundWebsocket.enabled
       ? Layer.scoped(Proxy, makeOutboundProxy)
       : layer.pipe(Layer.provide(
@@ -203,4 +213,4 @@ export const layerWithAri = Layer.unwrapEffect(
           ? AriWebsocketRestLink.layerFromConfig(config)
           : AriRest.layerFromConfig(config)
       )))
-)
+).pipe(Layer.provideMerge(ProxyMetricsService.layer))

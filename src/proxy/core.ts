@@ -9,6 +9,7 @@ import { Bus } from "../bus/Bus.js"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { ProxyConfigService } from "../config/ProxyConfigService.js"
 import { makeDialogCounters } from "../dialog/actor.js"
+import { ProxyMetricsService } from "../observability/metrics.js"
 import { DialogTracing, ProxyTracer } from "../observability/tracing.js"
 import { makeTopics } from "../protocol/topics.js"
 import type { ProxyStats } from "./Proxy.js"
@@ -25,6 +26,7 @@ export const makeProxyCore = Effect.gen(function*() {
   // Present when the proxy traces (otel_endpoint, or a host's tracer): each dialog then has spans.
   const tracer = Option.getOrUndefined(yield* Effect.serviceOption(ProxyTracer))
   const clock = yield* Effect.clock
+  const metrics = yield* ProxyMetricsService
 
   // Every dialog, the unrouted publisher and the calls sent back while draining are actors of
   // this system: closing the proxy's scope stops them and releases their subscriptions.
@@ -58,6 +60,7 @@ export const makeProxyCore = Effect.gen(function*() {
     system,
     routerCounters: makeRouterCounters(),
     dialogCounters: makeDialogCounters(),
+    metrics,
     draining: () => draining,
     publishUnrouted,
     sessions: new Set(),

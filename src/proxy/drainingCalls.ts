@@ -7,7 +7,7 @@
 import { Effect } from "effect"
 import type { ActorSystem } from "../actor/ActorSystem.js"
 import type { AriRestShape } from "../ari/rest.js"
-import { proxyMetrics } from "../observability/metrics.js"
+import type { ProxyMetrics } from "../observability/metrics.js"
 
 const channelIdOf = (frame: string): string | undefined => {
   try {
@@ -29,13 +29,13 @@ export interface DrainingCalls {
   readonly stop: () => void
 }
 
-export const makeDrainingCalls = (rest: AriRestShape, system: ActorSystem): DrainingCalls => {
+export const makeDrainingCalls = (rest: AriRestShape, system: ActorSystem, metrics: ProxyMetrics): DrainingCalls => {
   // An actor with no messages: its tasks are the requests, supervised and awaited together.
   const sender = system.spawn<never>({ id: "draining-calls" }, { receive: () => undefined })
   const sendBack = (frame: string) => {
     const channelId = channelIdOf(frame)
     if (channelId === undefined) return
-    proxyMetrics.callsContinuedWhileDraining++
+    metrics.callsContinuedWhileDraining++
     sender.fork(
       rest.execute({ method: "POST", url: `/channels/${encodeURIComponent(channelId)}/continue`, body: "" }).pipe(
         Effect.flatMap((reply) =>

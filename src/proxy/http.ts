@@ -19,7 +19,13 @@ import type { AriConnectionState } from "../ari/socket.js"
 import { Bus, type BusConnectionState, type BusShape } from "../bus/Bus.js"
 import { ProxyConfigService } from "../config/ProxyConfigService.js"
 import { makeDialogCounters } from "../dialog/actor.js"
-import { commandMethods, proxyMetrics, statusClasses, type LabeledCounter } from "../observability/metrics.js"
+import {
+  commandMethods,
+  type LabeledCounter,
+  ProxyMetrics,
+  ProxyMetricsService,
+  statusClasses
+} from "../observability/metrics.js"
 import { cpuSeconds, type EventLoopDelay, monitorEventLoop, packageVersion } from "../observability/processMetrics.js"
 import { contentType, PrometheusText, type Sample } from "../observability/prometheus.js"
 import { Proxy, type ProxyShape, type ProxyStats } from "./Proxy.js"
@@ -34,6 +40,7 @@ export interface OpsHttpOptions {
 export interface Observed {
   readonly proxy: ProxyShape
   readonly bus: BusShape
+  readonly metrics: ProxyMetrics
 }
 
 export interface Readiness {
@@ -113,18 +120,22 @@ const noStats: ProxyStats = {
   broadcastClaims: makeClaimCounters()
 }
 
+/** Before the proxy runs, nothing has been counted. */
+const noMetrics = new ProxyMetrics()
+
 const byLabel = (counter: LabeledCounter, label: string): Array<Sample> =>
   [...counter.values].map(([value, count]) => ({ labels: { [label]: value }, value: count }))
 
 export const renderMetrics = (observed: Observed | undefined): Effect.Effect<string> =>
   Effect.gen(function*() {
     const stats = observed === undefined ? noStats : yield* observed.proxy.stats
+    const metrics = observed?.metrics ?? noMetrics
     const state = yield* readiness(observed)
     const busStats = busStatsOf(observed?.bus)
     const live = observed === undefined ? 0 : observed.proxy.dialogs().filter((dialog) => !dialog.state.ended).length
     const commands: Array<Sample> = []
     for (const method of commandMethods) {
-      const counts = proxyMetrics.commands.get(method)!
+      const counts = metrics.commands.get(method)!
       statusClasses.forEach((statusClass, i) => {
         if (counts[i]! > 0) commands.push({ labels: { method, status_class: statusClass }, value: counts[i]! })
       })
@@ -134,11 +145,11 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
     const asterisk = presence?.asterisk ?? null
     return new PrometheusText()
       .counter("ari_proxy_events_received_total", "ARI events received on the websocket, by type.",
-        byLabel(proxyMetrics.eventsReceived, "type"))
+        byLabel(metrics.eventsReceived, "type"))
       .counter("ari_proxy_events_published_total", "Events published on events_<dialog>, by type.",
-        byLabel(proxyMetrics.eventsPublished, "type"))
+        byLabel(metrics.eventsPublished, "type"))
       .counter("ari_proxy_events_unrouted_total", "ARI events no dialog owned, by type.",
-        byLabel(proxyMetrics.eventsUnrouted, "type"))
+        byLabel(metrics.eventsUnrouted, "type"))
       .counter("ari_proxy_malformed_frames_total", "ARI frames that were not an ARI event.",
         stats.router.malformedFrames)
       .counter("ari_proxy_events_dropped_total", "Events of overloaded dialogs dropped unpublished.",
@@ -147,20 +158,20 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
         stats.unroutedDropped)
       .counter("ari_proxy_dialogs_started_total", "Dialogs opened.", stats.router.dialogsStarted)
       .counter("ari_proxy_dialogs_ended_total", "Dialogs ended (DialogEnded published), by reason.",
-        byLabel(proxyMetrics.dialogsEnded, "reason"))
+        byLabel(metrics.dialogsEnded, "reason"))
       .gauge("ari_proxy_dialogs_active", "Dialogs open and not yet ended.", live)
       .counter("ari_proxy_commands_total", "Commands answered, by method and status class.", commands)
       .counter("ari_proxy_commands_ignored_total", "Command messages that were not JSON (dropped unanswered).",
         stats.dialogs.nonJsonCommands)
       .histogram("ari_proxy_command_duration_seconds", "From a command's arrival on the bus to its response.",
-        proxyMetrics.commandLatency)
+        metrics.commandLatency)
       .histogram("ari_proxy_ari_request_duration_seconds", "ARI REST requests, from sending to the answer read.",
-        proxyMetrics.ariRestLatency)
+        metrics.ariRestLatency)
       .counter("ari_proxy_broadcast_claims_total",
         "Calls StasisBroadcast offered this proxy, by outcome (won, lost, late, failed, declined).",
         Object.entries(stats.broadcastClaims).map(([outcome, value]) => ({ labels: { outcome }, value })))
       .counter("ari_proxy_calls_continued_total", "Calls that arrived while draining, sent back to the dialplan.",
-        proxyMetrics.callsContinuedWhileDraining)
+        metrics.callsContinuedWhileDraining)
       .gauge("ari_proxy_ari_connected", "1 while ARI's event websocket is connected.",
         state.ari === "Connected" ? 1 : 0)
       .counter("ari_proxy_ari_reconnects_total", "ARI websocket reconnections.", stats.ariReconnects)
@@ -265,12 +276,12 @@ export const layerOpsHttpFromConfig: Layer.Layer<OpsEndpoint, ServeError, ProxyC
  * Points the endpoint at the running proxy. At shutdown its finalizer, the first to run, starts
  * the drain while the endpoint still answers (503 on /readyz).
  */
-export const layerObserveProxy: Layer.Layer<never, never, OpsEndpoint | Proxy | Bus> = Layer.scopedDiscard(
-  Effect.gen(function*() {
-    const endpoint = yield* OpsEndpoint
-    const proxy = yield* Proxy
-    const bus = yield* Bus
-    endpoint.observe({ proxy, bus })
-    yield* Effect.addFinalizer(() => proxy.drain)
-  })
-)
+export const layerObserveProxy: Layer.Layer<never, never, OpsEndpoint | Proxy | Bus | ProxyMetricsService> =
+  Layer.scopedDiscard(
+    Effect.gen(function*() {
+      const endpoint = yield* OpsEndpoint
+      const proxy = yield* Proxy
+      endpoint.observe({ proxy, bus: yield* Bus, metrics: yield* ProxyMetricsService })
+      yield* Effect.addFinalizer(() => proxy.drain)
+    })
+  )

@@ -30,6 +30,7 @@ import { type AriWebsocketRestLinkShape, makeAriWebsocketRest } from "../ari/web
 import { describeConfig } from "../config/describe.js"
 import { isJsonObject } from "../protocol/json.js"
 import { serveDialogRequests } from "./dialogRequests.js"
+import { ProxyMetricsService } from "../observability/metrics.js"
 import { makeProxyCore } from "./core.js"
 import type { ProxyShape } from "./Proxy.js"
 import { type AriSession, makeSession } from "./session.js"
@@ -109,7 +110,12 @@ export const makeOutboundProxy = Effect.gen(function*() {
 
   const openSession = (key: string, serverId: string, perCallApplication: string | undefined): Served => {
     const scope = runSync(Scope.fork(sessionsScope, ExecutionStrategy.sequential))
-    const { link, rest } = runSync(Scope.extend(makeAriWebsocketRest({ commandTimeoutMs: config.commandTimeoutMs }), scope))
+    const { link, rest } = runSync(Scope.extend(
+      makeAriWebsocketRest({ commandTimeoutMs: config.commandTimeoutMs }).pipe(
+        Effect.provideService(ProxyMetricsService, core.metrics)
+      ),
+      scope
+    ))
     const perCallBaseName = perCallApplication === undefined ? undefined : perCallBase(perCallApplication)
     const session = runSync(makeSession(core, {
       serverId,

@@ -20,7 +20,7 @@ import {
 } from "../dialog/entities.js"
 import { Registry } from "../dialog/registry.js"
 import { Dialog, type DialogContext, type DialogOrigin, stasisOrigin } from "../dialog/actor.js"
-import { proxyMetrics } from "../observability/metrics.js"
+import type { ProxyMetrics } from "../observability/metrics.js"
 import { goJsonString } from "../protocol/codec.js"
 import { isJsonObject, type JsonObject } from "../protocol/json.js"
 
@@ -102,6 +102,7 @@ export class Router {
   accepting = true
 
   private readonly dialogContext: DialogContext
+  private readonly metrics: ProxyMetrics
   private noDialogs: Deferred.Deferred<void> | undefined
 
   constructor(
@@ -115,6 +116,7 @@ export class Router {
      */
     private readonly applicationOf: (application: string) => string = (application) => application
   ) {
+    this.metrics = context.metrics
     this.dialogContext = {
       ...context,
       serverIdJson: goJsonString(context.serverId),
@@ -151,7 +153,7 @@ export class Router {
     }
     const type = event.type
     if (type === "RESTResponse") return { _tag: "RestResponse", response: event }
-    proxyMetrics.eventsReceived.inc(type)
+    this.metrics.eventsReceived.inc(type)
     const application = typeof event.application === "string"
       ? this.applicationOf(event.application)
       : this.defaultApplication
@@ -171,7 +173,7 @@ export class Router {
         // Draining: no new dialog, not even for a channel an ending dialog created; the proxy
         // sends it back to the dialplan.
         this.counters.eventsUnrouted++
-        proxyMetrics.eventsUnrouted.inc(type)
+        this.metrics.eventsUnrouted.inc(type)
         return { _tag: "Unrouted", application, type }
       }
       const dialog = this.open(application, channelId)
@@ -189,7 +191,7 @@ export class Router {
     }
     if (targets.length === 0) {
       this.counters.eventsUnrouted++
-      proxyMetrics.eventsUnrouted.inc(type)
+      this.metrics.eventsUnrouted.inc(type)
       return { _tag: "Unrouted", application, type }
     }
     const finished = finishedEntity(type, event)

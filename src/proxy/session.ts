@@ -14,6 +14,7 @@ import type { AriRestShape } from "../ari/rest.js"
 import type { BusShape } from "../bus/Bus.js"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import type { Dialog, DialogCounters } from "../dialog/actor.js"
+import type { ProxyMetrics } from "../observability/metrics.js"
 import type { DialogTracing } from "../observability/tracing.js"
 import { encodeWireEvent, goJsonString } from "../protocol/codec.js"
 import type { JsonObject } from "../protocol/json.js"
@@ -29,6 +30,8 @@ export interface ProxyCore {
   readonly system: ActorSystem
   readonly routerCounters: RouterCounters
   readonly dialogCounters: DialogCounters
+  /** The proxy's metrics (its ProxyMetricsService, taken once): every session counts in them. */
+  readonly metrics: ProxyMetrics
   /** True from the start of the drain on: no session opens a dialog any more. */
   readonly draining: () => boolean
   /** Publishes an unrouted event, in order, or drops and counts it when the bus cannot keep up. */
@@ -99,7 +102,8 @@ export const makeSession = (core: ProxyCore, options: SessionOptions): Effect.Ef
         releaseAtOnce: core.draining,
         execute,
         counters: core.dialogCounters,
-        tracing: core.tracing?.(serverId)
+        tracing: core.tracing?.(serverId),
+        metrics: core.metrics
       },
       core.routerCounters,
       config.applications[0] ?? "",
@@ -107,7 +111,7 @@ export const makeSession = (core: ProxyCore, options: SessionOptions): Effect.Ef
     )
     router.accepting = !core.draining()
     const serverIdJson = goJsonString(serverId)
-    const drainingCalls = makeDrainingCalls(rest, core.system)
+    const drainingCalls = makeDrainingCalls(rest, core.system, core.metrics)
 
     const claimer = options.broadcast === undefined ? undefined : makeBroadcastClaimer({
       names: options.broadcast.names,

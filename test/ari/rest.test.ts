@@ -3,6 +3,7 @@ import { Context, Effect, FastCheck, Fiber, Layer, Option, Redacted } from "effe
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { AriRest, type AriRestOptions, describeRequest, validateAriRequest } from "../../src/ari/rest.js"
+import { ProxyMetricsService } from "../../src/observability/metrics.js"
 import { quietAddress } from "../support/ports.js"
 
 interface SeenRequest {
@@ -68,7 +69,9 @@ const optionsFor = (port: number, overrides: Partial<AriRestOptions> = {}, host 
 })
 
 const restOn = (port: number, overrides: Partial<AriRestOptions> = {}, host?: string) =>
-  Layer.build(AriRest.layer(optionsFor(port, overrides, host))).pipe(Effect.map(Context.get(AriRest)))
+  Layer.build(AriRest.layer(optionsFor(port, overrides, host)).pipe(Layer.provide(ProxyMetricsService.layer))).pipe(
+    Effect.map(Context.get(AriRest))
+  )
 
 describe("AriRest: what reaches ARI", () => {
   it.scopedLive("sends path, query, Basic auth, no api_key; content-type only with a body", () =>

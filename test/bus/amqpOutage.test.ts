@@ -225,7 +225,7 @@ const dialogFloodedThroughOutage = (publishBufferSize: number) =>
     const clientBus = yield* makeAmqpBus(options()).pipe(Logger.withMinimumLogLevel(LogLevel.Warning))
     yield* untilConnected(proxyBus)
     const sim = yield* startSim()
-    const { proxy } = yield* startProxy(sim, proxyBus, {
+    const { proxy, metrics: proxyMetrics } = yield* startProxy(sim, proxyBus, {
       applications: [application],
       serverId,
       dialogMailboxSize: 50_000
@@ -255,7 +255,7 @@ const dialogFloodedThroughOutage = (publishBufferSize: number) =>
     relay.cut()
     yield* Effect.sleep("750 millis")
     // Mid-outage, /metrics shows what waits.
-    const metrics = yield* renderMetrics({ proxy, bus: proxyBus })
+    const metrics = yield* renderMetrics({ proxy, bus: proxyBus, metrics: proxyMetrics })
     const sample = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, "m").exec(metrics)?.[1])
     expect(sample("ari_proxy_bus_connected")).toBe(0)
     expect(sample("ari_proxy_bus_buffered_messages")).toBe(proxyBus.stats().buffered)

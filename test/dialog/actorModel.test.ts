@@ -10,6 +10,7 @@ import { makeActorSystem } from "../../src/actor/ActorSystem.js"
 import type { BusShape } from "../../src/bus/Bus.js"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import { makeDialogCounters } from "../../src/dialog/actor.js"
+import { ProxyMetrics } from "../../src/observability/metrics.js"
 import { makeTopics } from "../../src/protocol/topics.js"
 import { makeRouterCounters, Router } from "../../src/proxy/router.js"
 
@@ -90,7 +91,8 @@ describe("the dialog actor over a bus that refuses and delays", () => {
                 turns(ariDelay()),
                 () => onReply({ status: 200, body: JSON.stringify({ url: command.url }) }, undefined)
               )),
-            counters: makeDialogCounters()
+            counters: makeDialogCounters(),
+            metrics: new ProxyMetrics()
           },
           makeRouterCounters(),
           "app"

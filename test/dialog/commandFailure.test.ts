@@ -7,6 +7,7 @@ import { Effect, Queue } from "effect"
 import { makeActorSystem } from "../../src/actor/ActorSystem.js"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import { makeDialogCounters } from "../../src/dialog/actor.js"
+import { ProxyMetrics } from "../../src/observability/metrics.js"
 import { makeTopics } from "../../src/protocol/topics.js"
 import { makeRouterCounters, Router } from "../../src/proxy/router.js"
 
@@ -35,7 +36,8 @@ describe("a command's ARI request", () => {
             if (command.url.includes("poison")) throw new Error("the request primitive broke")
             onReply({ status: 204, body: "" }, undefined)
           },
-          counters: makeDialogCounters()
+          counters: makeDialogCounters(),
+          metrics: new ProxyMetrics()
         },
         makeRouterCounters(),
         "app"

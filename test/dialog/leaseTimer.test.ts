@@ -8,6 +8,7 @@ import { Effect, TestClock } from "effect"
 import { makeActorSystem } from "../../src/actor/ActorSystem.js"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import { makeDialogCounters } from "../../src/dialog/actor.js"
+import { ProxyMetrics } from "../../src/observability/metrics.js"
 import { makeTopics } from "../../src/protocol/topics.js"
 import { makeRouterCounters, Router } from "../../src/proxy/router.js"
 
@@ -45,7 +46,8 @@ describe("dialog lease clock", () => {
           endedLingerMs: 1000,
           requestedDialogIdleMs: 60_000,
           execute: (_command, onReply) => onReply({ status: 200, body: "{\"id\":\"A\"}" }, undefined),
-          counters: makeDialogCounters()
+          counters: makeDialogCounters(),
+          metrics: new ProxyMetrics()
         },
         makeRouterCounters(),
         "app"

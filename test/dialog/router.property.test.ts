@@ -34,6 +34,7 @@ import { makeActorSystem } from "../../src/actor/ActorSystem.js"
 import type { BusShape } from "../../src/bus/Bus.js"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import { type Dialog, makeDialogCounters } from "../../src/dialog/actor.js"
+import { ProxyMetrics } from "../../src/observability/metrics.js"
 import {
   bridgeKey,
   channelKey,
@@ -315,7 +316,8 @@ const runScenario = (scenario: Scenario, clock: ManualClock): Effect.Effect<Outc
           pending.push({ dialogId: dialogId!, seq, method: command.method, url: command.url, answer })
           peak("maxRequestsInFlight", pending.length)
         },
-        counters: makeDialogCounters()
+        counters: makeDialogCounters(),
+        metrics: new ProxyMetrics()
       },
       makeRouterCounters(),
       "app"

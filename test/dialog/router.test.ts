@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import { makeDialogCounters } from "../../src/dialog/actor.js"
+import { ProxyMetrics } from "../../src/observability/metrics.js"
 import { makeActorSystem } from "../../src/actor/ActorSystem.js"
 import { makeTopics } from "../../src/protocol/topics.js"
 import { makeRouterCounters, Router } from "../../src/proxy/router.js"
@@ -27,7 +28,8 @@ const makeRouter = (reply: (method: string, url: string) => { status: number; bo
         endedLingerMs: 1000,
         requestedDialogIdleMs: 1000,
         execute: (command, onReply) => onReply(reply(command.method, command.url), undefined),
-        counters: makeDialogCounters()
+        counters: makeDialogCounters(),
+        metrics: new ProxyMetrics()
       },
       makeRouterCounters(),
       "app"

@@ -13,6 +13,7 @@ import { makeDialogCounters } from "../../src/dialog/actor.js"
 import { PresenceAnnouncement } from "../../src/protocol/messages.js"
 import { makeTopics } from "../../src/protocol/topics.js"
 import { proxyApplication } from "../../src/proxy/application.js"
+import { ProxyMetrics } from "../../src/observability/metrics.js"
 import { renderMetrics } from "../../src/proxy/http.js"
 import type { ProxyShape } from "../../src/proxy/Proxy.js"
 import { makeRouterCounters } from "../../src/proxy/router.js"
@@ -162,6 +163,42 @@ describe("/metrics", () => {
       expect(moved("ari_proxy_events_unrouted_total", { type: "ChannelDestroyed" })).toBeLessThanOrEqual(1)
     }))
 
+  it.scopedLive("two proxies in one process count apart: each /metrics shows only its own calls", () =>
+    Effect.gen(function*() {
+      /** A whole proxy application (its own simulator, memory bus and endpoint) taking `calls` calls. */
+      const proxyTaking = (calls: number, method: "POST" | "GET") =>
+        Effect.gen(function*() {
+          const sim = yield* startSim()
+          const { base, bus } = yield* startOpsProxy(yield* proxyConfigFor(sim))
+          yield* pollUntil(`${base}/readyz`, (answer) => answer.status === 200)
+          const dialogs = yield* startApp(bus, "app")
+          for (let call = 0; call < calls; call++) {
+            const channelId = sim.placeCall({ app: "app" })
+            const dialog = yield* Queue.take(dialogs)
+            const url = method === "POST" ? `/channels/${channelId}/answer` : `/channels/${channelId}`
+            expect((yield* dialog.request(method, url)).status_code).toBeLessThan(300)
+            sim.hangup(channelId)
+            yield* Deferred.await(dialog.ended)
+          }
+          return base
+        })
+      const first = yield* proxyTaking(2, "POST")
+      const second = yield* proxyTaking(1, "GET")
+
+      const firstMetrics = parsePrometheus((yield* httpGet(`${first}/metrics`)).body)
+      const secondMetrics = parsePrometheus((yield* httpGet(`${second}/metrics`)).body)
+      expect(valueOf(firstMetrics, "ari_proxy_events_received_total", { type: "StasisStart" })).toBe(2)
+      expect(valueOf(secondMetrics, "ari_proxy_events_received_total", { type: "StasisStart" })).toBe(1)
+      expect(valueOf(firstMetrics, "ari_proxy_dialogs_ended_total", { reason: "channels_left" })).toBe(2)
+      expect(valueOf(secondMetrics, "ari_proxy_dialogs_ended_total", { reason: "channels_left" })).toBe(1)
+      expect(valueOf(firstMetrics, "ari_proxy_commands_total", { method: "POST", status_class: "2xx" })).toBe(2)
+      expect(valueOf(firstMetrics, "ari_proxy_commands_total", { method: "GET", status_class: "2xx" })).toBe(0)
+      expect(valueOf(secondMetrics, "ari_proxy_commands_total", { method: "GET", status_class: "2xx" })).toBe(1)
+      expect(valueOf(secondMetrics, "ari_proxy_commands_total", { method: "POST", status_class: "2xx" })).toBe(0)
+      expect(valueOf(firstMetrics, "ari_proxy_ari_request_duration_seconds_count")).toBe(2)
+      expect(valueOf(secondMetrics, "ari_proxy_ari_request_duration_seconds_count")).toBe(1)
+    }))
+
   it.scopedLive("says which build runs, and the process's CPU time and event-loop delay", () =>
     Effect.gen(function*() {
       const sim = yield* startSim()
@@ -263,7 +300,7 @@ describe("/metrics: the bus", () => {
         subscriptions: 0
       }
       const bus = { ...(yield* makeMemoryBus), stats: () => stats }
-      const metrics = parsePrometheus(yield* renderMetrics({ proxy: idleProxy, bus }))
+      const metrics = parsePrometheus(yield* renderMetrics({ proxy: idleProxy, bus, metrics: new ProxyMetrics() }))
       expect(valueOf(metrics, "ari_proxy_bus_buffered_messages")).toBe(12)
       expect(valueOf(metrics, "ari_proxy_bus_buffered_bytes")).toBe(3456)
       expect(valueOf(metrics, "ari_proxy_bus_dropped_messages_total")).toBe(7754)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
-import { CommandClock, Histogram, LabeledCounter, methodLabel, proxyMetrics } from "../../src/observability/metrics.js"
+import { CommandClock, Histogram, LabeledCounter, methodLabel, ProxyMetrics } from "../../src/observability/metrics.js"
 import { cpuSeconds, monitorEventLoop } from "../../src/observability/processMetrics.js"
 import { PrometheusText } from "../../src/observability/prometheus.js"
 import { parsePrometheus, valueOf } from "./support.js"
@@ -84,13 +84,14 @@ describe("the hot-path metrics", () => {
   })
 
   it("match an answer to its command by unique_id, else to the oldest", () => {
+    const proxyMetrics = new ProxyMetrics()
     const before = (method: "POST" | "ATTACH" | "GET", statusClass: number) =>
       proxyMetrics.commands.get(method)![statusClass]!
     const post2xx = before("POST", 2)
     const attach2xx = before("ATTACH", 2)
     const get4xx = before("GET", 4)
     const count = proxyMetrics.commandLatency.count
-    const clock = new CommandClock()
+    const clock = new CommandClock(proxyMetrics)
     clock.received("c-1", "POST")
     clock.received("a-1", "ATTACH")
     clock.received("", "GET")

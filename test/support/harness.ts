@@ -6,6 +6,7 @@ import { Bus, type BusShape } from "../../src/bus/Bus.js"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import { makeProxyConfig, type ProxyConfigInput, ProxyConfigService } from "../../src/config/ProxyConfigService.js"
 import type { ProxyConfig } from "../../src/config/ProxyConfig.js"
+import { type ProxyMetrics, ProxyMetricsService } from "../../src/observability/metrics.js"
 import { Proxy, layerWithAri, type ProxyShape } from "../../src/proxy/Proxy.js"
 import { type SimulatorHandle, type SimulatorOptions, startSimulator } from "../../src/simulator/index.js"
 
@@ -13,6 +14,8 @@ export interface Rig {
   readonly sim: SimulatorHandle
   readonly bus: BusShape
   readonly proxy: ProxyShape
+  /** The proxy's own metrics (what its /metrics shows). */
+  readonly metrics: ProxyMetrics
   readonly config: ProxyConfig
 }
 
@@ -97,7 +100,7 @@ const startDialledProxy = (sim: SimulatorHandle, bus: BusShape, config: ProxyCon
     ).pipe(Logger.withMinimumLogLevel(level))
     const proxy = Context.get(context, Proxy)
     yield* waitUntilReady(proxy)
-    return { proxy, config: full }
+    return { proxy, metrics: Context.get(context, ProxyMetricsService), config: full }
   })
 
 /** Simulator + in-memory bus + proxy. */
@@ -105,6 +108,6 @@ export const makeRig = (options: { readonly config?: ProxyConfigInput; readonly 
   Effect.gen(function*() {
     const sim = yield* startSim(options.sim)
     const bus = options.bus ?? (yield* makeMemoryBus)
-    const { proxy, config } = yield* startProxy(sim, bus, options.config)
-    return { sim, bus, proxy, config } satisfies Rig
+    const { proxy, metrics, config } = yield* startProxy(sim, bus, options.config)
+    return { sim, bus, proxy, metrics, config } satisfies Rig
   })
