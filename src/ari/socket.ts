@@ -11,7 +11,8 @@
  * check is suspended, since pongs cannot be read either.
  *
  * The connection is re-opened after ANY end (close, refusal, handshake error, 401, dead peer)
- * with capped exponential backoff and jitter; ARI going away never stops the process. A dead
+ * with the proxy's retry policy (src/resilience/retry.ts: capped exponential backoff and jitter,
+ * from `reconnect_min_ms` to `reconnect_max_ms`); ARI going away never stops the process. A dead
  * peer is found by ping/pong: we ping every `pingIntervalMs`, and a connection from which nothing
  * (pong, ping or frame) arrived during one interval is terminated. Every delay (backoff, ping,
  * handshake deadline) is taken on Effect's Clock, so tests drive them with TestClock.
@@ -26,7 +27,6 @@ import {
   type Fiber,
   FiberId,
   Layer,
-  Random,
   Redacted,
   Runtime,
   type Stream,
@@ -34,6 +34,7 @@ import {
 } from "effect"
 import WebSocket from "ws"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
+import { makeBackoff } from "../resilience/retry.js"
 import { AriConfigError } from "./rest.js"
 
 export interface AriSocketOptions {
@@ -368,14 +369,8 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
       return Effect.suspend(() => closeGracefully(ws))
     })
 
-    const nextDelay = (step: number) =>
-      Effect.map(Random.next, (random) => {
-        const base = Math.min(maxMs, minMs * 2 ** Math.min(step, 30))
-        return Math.round(Math.min(maxMs, Math.max(minMs, base / 2 + random * base / 2)))
-      })
-
     const connectForever = Effect.gen(function*() {
-      let backoffStep = 0
+      const backoff = yield* makeBackoff({ firstDelayMs: minMs, maxDelayMs: maxMs })
       let lastFailure: string | undefined
       while (true) {
         yield* setState(AriConnectionState.Connecting({ attempt: failedAttempts + 1, connections }))
@@ -383,13 +378,12 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
         const end = yield* connectOnce
         if (end.opened) {
           // A connection that stayed up long enough restarts the backoff; a flapping one does not.
-          if (clock.unsafeCurrentTimeMillis() - end.openedAt >= maxMs) backoffStep = 0
+          if (clock.unsafeCurrentTimeMillis() - end.openedAt >= maxMs) yield* backoff.reset
           lastFailure = undefined
         } else {
           failedAttempts++
         }
-        const retryInMs = yield* nextDelay(backoffStep)
-        backoffStep++
+        const retryInMs = yield* backoff.next
         yield* setState(AriConnectionState.Disconnected({ reason: end.reason, retryInMs, failedAttempts, connections }))
         if (end.opened) {
           yield* Effect.logWarning(`ARI websocket disconnected: ${end.reason}; reconnecting in ${retryInMs} ms`)

@@ -1,8 +1,9 @@
 /**
- * Small helpers shared by the bus drivers: secrets, errors and the reconnect schedule.
+ * Small helpers shared by the bus drivers: secrets, errors, connecting with retries.
  * Not part of the public API.
  */
-import { Duration, Redacted, Schedule } from "effect"
+import { Effect, Redacted } from "effect"
+import { type RetryPolicy, retrySchedule } from "../resilience/retry.js"
 import { BusError } from "./Bus.js"
 
 /** A secret given either plainly (tests, embedding) or wrapped so it cannot be logged by accident. */
@@ -14,9 +15,45 @@ export const reveal = (secret: Secret | undefined): string | undefined =>
 export const busError = (driver: string, operation: string, cause: unknown): BusError =>
   new BusError({ driver, operation, message: cause instanceof Error ? cause.message : String(cause) })
 
+/** The drivers' first reconnect delay; their options set the cap. */
+export const busRetryPolicy = (maxDelayMs: number): RetryPolicy => ({ firstDelayMs: 100, maxDelayMs })
+
 /**
- * Capped exponential backoff with jitter, forever: 100 ms, 200 ms, ... up to `maxDelay`.
- * `union` takes the shorter of the two delays, which is what caps it.
+ * Connects to a broker, trying again on `retry` until it can (down at startup, or after a loss):
+ * each failure is logged, with `target` (redacted) and the error. A connection that completes after
+ * the attempt was given up (interrupted: the bus is closing) is closed.
  */
-export const reconnectSchedule = (maxDelay: Duration.DurationInput) =>
-  Schedule.exponential("100 millis", 2).pipe(Schedule.jittered, Schedule.union(Schedule.spaced(maxDelay)))
+export const connectRetrying = <C>(options: {
+  readonly driver: string
+  /** The broker's name in the log line: `NATS connect failed, retrying`. */
+  readonly broker: string
+  readonly target: Readonly<Record<string, string>>
+  readonly connect: () => Promise<C>
+  readonly close: (connection: C) => void
+  readonly retry: RetryPolicy
+  /** Also done after each failure. */
+  readonly onFailure?: Effect.Effect<void> | undefined
+}): Effect.Effect<C, BusError> =>
+  Effect.async<C, BusError>((resume) => {
+    let abandoned = false
+    options.connect().then(
+      (connection) => {
+        if (abandoned) options.close(connection)
+        else resume(Effect.succeed(connection))
+      },
+      (error) => resume(Effect.fail(busError(options.driver, "connect", error)))
+    )
+    return Effect.sync(() => {
+      abandoned = true
+    })
+  }).pipe(
+    Effect.tapError((error) =>
+      Effect.zipRight(
+        options.onFailure ?? Effect.void,
+        Effect.logWarning(`${options.broker} connect failed, retrying`).pipe(
+          Effect.annotateLogs({ ...options.target, error: error.message })
+        )
+      )
+    ),
+    Effect.retry(retrySchedule(options.retry))
+  )

@@ -62,8 +62,9 @@ import {
   type SubscribeOptions,
   type Subscription
 } from "./Bus.js"
+import { retrySchedule } from "../resilience/retry.js"
 import { SubscriptionInbox } from "./inbox.js"
-import { busError, reconnectSchedule, reveal, type Secret } from "./internal.js"
+import { busError, busRetryPolicy, connectRetrying, reveal, type Secret } from "./internal.js"
 import {
   DEFAULT_STREAM,
   ensureStream,
@@ -345,7 +346,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     const publishBufferSize = Math.max(0, options.publishBufferSize ?? 10_000)
     const publishBufferBytes = Math.max(0, options.publishBufferBytes ?? 64 * MIB)
     const subjectPrefix = options.subjectPrefix ?? ""
-    const connectRetryMax = Duration.millis(options.connectRetryMaxMs ?? 5000)
+    const reconnectPolicy = busRetryPolicy(options.connectRetryMaxMs ?? 5000)
     const settings = options.jetstream === undefined ? undefined : jetStreamSettings(subjectPrefix, options.jetstream)
     if (typeof settings === "string") return yield* Effect.fail(busError(DRIVER, "jetstream", settings))
     const jetstream = settings
@@ -708,7 +709,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
             log
         }),
         Effect.retry({
-          schedule: reconnectSchedule(connectRetryMax),
+          schedule: retrySchedule(reconnectPolicy),
           while: () => socketConnected(connection) && !closing
         }),
         Effect.as(true),
@@ -801,33 +802,16 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       }
     }
 
-    /** One connection attempt; a connection that completes after we gave up on it is closed. */
-    const connectOnce = Effect.async<NatsConnection, BusError>((resume) => {
-      let abandoned = false
-      connect(connectionOptions).then(
-        (connection) => {
-          if (abandoned) void connection.close()
-          else resume(Effect.succeed(connection))
-        },
-        (error) => resume(Effect.fail(busError(DRIVER, "connect", error)))
-      )
-      return Effect.sync(() => {
-        abandoned = true
-      })
-    })
-
     const connectAndWatch = Effect.gen(function*() {
-      const connection = yield* connectOnce.pipe(
-        Effect.tapError((error) =>
-          Effect.zipRight(
-            Deferred.succeed(started, undefined), // a broker down at startup does not hold up the start
-            Effect.logWarning("NATS connect failed, retrying").pipe(
-              Effect.annotateLogs({ servers: serversForLog, error: error.message })
-            )
-          )
-        ),
-        Effect.retry(reconnectSchedule(connectRetryMax))
-      )
+      const connection = yield* connectRetrying({
+        driver: DRIVER,
+        broker: "NATS",
+        target: { servers: serversForLog },
+        connect: () => connect(connectionOptions),
+        close: (connection: NatsConnection) => void connection.close(),
+        retry: reconnectPolicy,
+        onFailure: Deferred.succeed(started, undefined) // a broker down at startup does not hold up the start
+      })
       nc = connection
       // Live before the first stream publish: the stream check's request follows this SUB on the socket.
       if (jetstream !== undefined) connection.subscribe(`${ackPrefix}*`, { callback: onAcknowledgement })

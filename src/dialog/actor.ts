@@ -17,7 +17,7 @@
  * Supervision: a failure inside a dialog is logged with its ids, its command in flight is answered
  * 500, and the dialog ends as `failed`.
  */
-import { Cause, Effect, LogLevel, Schedule } from "effect"
+import { Cause, Effect, LogLevel } from "effect"
 import type { Actor, ActorSystem, Behaviour } from "../actor/ActorSystem.js"
 import type { BusShape, Subscription } from "../bus/Bus.js"
 import {
@@ -34,6 +34,7 @@ import { DIALOG_ENDED_TYPE, type DialogEndReason } from "../protocol/messages.js
 import type { Topics } from "../protocol/topics.js"
 import { CommandClock, methodLabel, type ProxyMetrics } from "../observability/metrics.js"
 import type { DialogTrace, DialogTracing } from "../observability/tracing.js"
+import { retrySchedule } from "../resilience/retry.js"
 import {
   type DialogEffect,
   type DialogInput,
@@ -158,10 +159,7 @@ interface Publication {
 /** The Asterisk-style timestamp of ari_body (`2026-11-30T10:28:16.331+0000`). */
 const ariTimestamp = (date = new Date()) => date.toISOString().replace("Z", "+0000")
 
-const subscribeRetry = Schedule.exponential("100 millis").pipe(
-  Schedule.jittered,
-  Schedule.union(Schedule.spaced("5 seconds"))
-)
+const subscribeRetry = retrySchedule({ firstDelayMs: 100, maxDelayMs: 5_000 })
 
 /**
  * The handler a dialog's commands subscription keeps for its whole life: made outside any scope

@@ -8,7 +8,7 @@
  * few map lookups, and each dialog's mailbox is the queue that decouples ARI from the bus. The
  * socket is never paused: a dialog that cannot keep up is dealt with on its own (dialog/actor.ts).
  */
-import { Context, Effect, Layer, Option, Schedule, Stream } from "effect"
+import { Context, Effect, Layer, Option, Stream } from "effect"
 import { type AriConfigError, AriRest } from "../ari/rest.js"
 import type { OutboundListenError } from "../ari/outboundListener.js"
 import type { Bus } from "../bus/Bus.js"
@@ -23,7 +23,7 @@ import type { Topics } from "../protocol/topics.js"
 import { ProxyMetricsService } from "../observability/metrics.js"
 import { makeProxyCore } from "./core.js"
 import { makeOutboundProxy } from "./outbound.js"
-import { serveDialogRequests } from "./dialogRequests.js"
+import { retryingDialogRequests, serveDialogRequests } from "./dialogRequests.js"
 import { startPresence } from "./presence.js"
 import type { RouterCounters } from "./router.js"
 import { makeSession } from "./session.js"
@@ -125,7 +125,8 @@ export const makeProxy = Effect.gen(function*() {
       let live = 0
       for (const dialog of router.dialogs.values()) if (!dialog.state.ended) live++
       return live
-    }
+    },
+    metrics: core.metrics
   })
   // The drain says so on the presence topic as it starts, and goodbye once it is over.
   const drainWithPresence = Effect.gen(function*() {
@@ -151,9 +152,7 @@ export const makeProxy = Effect.gen(function*() {
       return undefined
     }
   }).pipe(
-    Effect.tapError((error) => Effect.logWarning("could not subscribe to dialog requests, retrying", error.message)),
-    Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("10 seconds")))),
-    Effect.orDie,
+    retryingDialogRequests,
     Effect.zipRight(Effect.suspend(() => {
       servingRequests = true
       return presence.announce // ready now

@@ -9,6 +9,7 @@ import type { BusShape } from "../bus/Bus.js"
 import { DialogGrant } from "../protocol/messages.js"
 import type { DialogOrigin } from "../dialog/actor.js"
 import type { Topics } from "../protocol/topics.js"
+import { retrySchedule } from "../resilience/retry.js"
 
 /** The queue group the proxies of one bus share for `dialogs_<app>`. */
 export const proxiesQueueGroup = "ari-proxy"
@@ -83,3 +84,16 @@ export const serveDialogRequests = (options: {
       : options.bus.subscribe(options.topics.dialogRequests(application, options.serverId), handle)
     return Effect.zipRight(shared, own)
   }, { discard: true })
+
+/**
+ * Serving dialog requests needs the bus, which may be down (at startup too): subscribing is retried
+ * forever on the proxy's retry policy, each failure logged.
+ */
+export const retryingDialogRequests = <R>(
+  serving: Effect.Effect<void, { readonly message: string }, R>
+): Effect.Effect<void, never, R> =>
+  serving.pipe(
+    Effect.tapError((error) => Effect.logWarning("could not subscribe to dialog requests, retrying", error.message)),
+    Effect.retry(retrySchedule({ firstDelayMs: 200, maxDelayMs: 10_000 })),
+    Effect.orDie
+  )

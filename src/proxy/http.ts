@@ -206,7 +206,7 @@ export const renderMetrics = (observed: Observed | undefined): Effect.Effect<str
       .gauge("ari_proxy_start_time_seconds", "When the proxy started (its presence `started_at`), in Unix seconds.",
         presence === undefined ? [] : [{ value: Date.parse(presence.started_at) / 1000 }])
       .counter("ari_proxy_presence_messages_total", "Presence messages published, by type (heartbeat, goodbye).",
-        byLabel(proxyMetrics.presenceAnnounced, "type"))
+        byLabel(metrics.presenceAnnounced, "type"))
       .gauge("process_resident_memory_bytes", "Resident set size.", memory.rss)
       .gauge("nodejs_heap_used_bytes", "V8 heap in use.", memory.heapUsed)
       .counter("process_cpu_seconds_total", "User and system CPU time spent, in seconds.", cpuSeconds())

@@ -23,13 +23,13 @@
  * A session has at most one socket: a new one from the same Asterisk replaces the previous (whose
  * commands in flight are answered 502, as after a reconnect).
  */
-import { Effect, ExecutionStrategy, Exit, type Fiber, FiberId, Runtime, Schedule, Scope } from "effect"
+import { Effect, ExecutionStrategy, Exit, type Fiber, FiberId, Runtime, Scope } from "effect"
 import { makeOutboundListener, type OutboundConnection, type OutboundConnectionHandler } from "../ari/outboundListener.js"
 import { AriConnectionState } from "../ari/socket.js"
 import { type AriWebsocketRestLinkShape, makeAriWebsocketRest } from "../ari/websocketRest.js"
 import { describeConfig } from "../config/describe.js"
 import { isJsonObject } from "../protocol/json.js"
-import { serveDialogRequests } from "./dialogRequests.js"
+import { retryingDialogRequests, serveDialogRequests } from "./dialogRequests.js"
 import { ProxyMetricsService } from "../observability/metrics.js"
 import { makeProxyCore } from "./core.js"
 import type { ProxyShape } from "./Proxy.js"
@@ -275,12 +275,7 @@ export const makeOutboundProxy = Effect.gen(function*() {
     target.session.router.open(application, undefined, origin).start()
     return undefined
   }
-  const subscribeRetrying = (effect: Effect.Effect<void, { readonly message: string }, Scope.Scope>) =>
-    effect.pipe(
-      Effect.tapError((error) => Effect.logWarning("could not subscribe to dialog requests, retrying", error.message)),
-      Effect.retry(Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("10 seconds")))),
-      Effect.orDie
-    )
+  const subscribeRetrying = retryingDialogRequests<Scope.Scope>
   const ownDialogRequests = (serverId: string) =>
     subscribeRetrying(serveDialogRequests({
       bus,

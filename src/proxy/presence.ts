@@ -11,7 +11,7 @@ import type { Scope } from "effect"
 import type { AriRestShape } from "../ari/rest.js"
 import type { AriConnectionState } from "../ari/socket.js"
 import type { BusShape } from "../bus/Bus.js"
-import { proxyMetrics } from "../observability/metrics.js"
+import type { ProxyMetrics } from "../observability/metrics.js"
 import { packageVersion } from "../observability/processMetrics.js"
 import { isJsonObject, parseJsonObject } from "../protocol/json.js"
 import { AsteriskSystem, PresenceAnnouncement, PresenceMessage } from "../protocol/messages.js"
@@ -30,6 +30,8 @@ export interface PresenceOptions {
   readonly ready: Effect.Effect<boolean>
   readonly draining: () => boolean
   readonly activeDialogs: () => number
+  /** The proxy's metrics, which count the messages published. */
+  readonly metrics: ProxyMetrics
 }
 
 export interface Presence {
@@ -77,7 +79,7 @@ export const startPresence = (options: PresenceOptions): Effect.Effect<Presence,
 
     const send = (announcement: PresenceAnnouncement) =>
       bus.broadcast(topics.presence, JSON.stringify(announcement)).pipe(
-        Effect.tap(() => proxyMetrics.presenceAnnounced.inc(announcement.type)),
+        Effect.tap(() => options.metrics.presenceAnnounced.inc(announcement.type)),
         Effect.catchAll((error) => Effect.logWarning("could not publish presence", error.message))
       )
 

@@ -8,10 +8,10 @@
 import amqp from "amqplib"
 import type { Channel, ChannelModel, ConfirmChannel } from "amqplib"
 import { readFileSync } from "node:fs"
-import { Duration, Effect, SubscriptionRef } from "effect"
+import { Effect, SubscriptionRef } from "effect"
 import { redactUrl } from "../../config/redact.js"
-import type { BusConnectionState, BusError } from "../Bus.js"
-import { busError, reconnectSchedule, reveal } from "../internal.js"
+import type { BusConnectionState } from "../Bus.js"
+import { busError, busRetryPolicy, connectRetrying, reveal } from "../internal.js"
 import { patchAmqplibWrites } from "./amqplibWrites.js"
 import type { AmqpOptions, AmqpSettings } from "./options.js"
 
@@ -88,30 +88,16 @@ export const makeConnectionLoop = (
   let generation = 0
   let reconnects = 0
 
-  const connectOnce = Effect.async<ChannelModel, BusError>((resume) => {
-    let abandoned = false
-    amqp.connect(connectUrl, socketOptions).then(
-      (model) => {
-        if (abandoned) model.close().catch(() => undefined)
-        else resume(Effect.succeed(model))
-      },
-      (error) => resume(Effect.fail(busError(DRIVER, "connect", error)))
-    )
-    return Effect.sync(() => {
-      abandoned = true
-    })
-  })
-
   /** One connection's lifetime: connect (retrying), open the channels, restore, wait for the loss. */
   const connectionLifetime = Effect.gen(function*() {
-    const model = yield* connectOnce.pipe(
-      Effect.tapError((error) =>
-        Effect.logWarning("RabbitMQ connect failed, retrying").pipe(
-          Effect.annotateLogs({ url: urlForLog, error: error.message })
-        )
-      ),
-      Effect.retry(reconnectSchedule(Duration.millis(settings.reconnectMaxMs)))
-    )
+    const model = yield* connectRetrying({
+      driver: DRIVER,
+      broker: "RabbitMQ",
+      target: { url: urlForLog },
+      connect: () => amqp.connect(connectUrl, socketOptions),
+      close: (model: ChannelModel) => model.close().catch(() => undefined),
+      retry: busRetryPolicy(settings.reconnectMaxMs)
+    })
     let onLost: (reason: string) => void = () => undefined
     const lost = new Promise<string>((resolve) => {
       onLost = resolve
