@@ -36,11 +36,24 @@ export interface ChannelPresence {
   readonly stasisApplication: string | undefined
 }
 
-export interface AriRestOptions {
-  /** ARI REST base, e.g. `http://localhost:8088/ari`. */
-  readonly stasisUrl: string
+/** How the proxy signs in to ARI, for REST and the event websocket alike (`ws_user`, `ws_password`). */
+export interface AriCredentials {
   readonly user: string
   readonly password: Redacted.Redacted<string>
+}
+
+export const ariCredentials = (config: ProxyConfig): AriCredentials => ({
+  user: config.wsUser,
+  password: config.wsPassword
+})
+
+/** The `Authorization` header of every request to ARI: Basic, never credentials in a URL. */
+export const basicAuthorization = (credentials: AriCredentials): string =>
+  "Basic " + Buffer.from(`${credentials.user}:${Redacted.value(credentials.password)}`, "utf8").toString("base64")
+
+export interface AriRestOptions extends AriCredentials {
+  /** ARI REST base, e.g. `http://localhost:8088/ari`. */
+  readonly stasisUrl: string
   /** Deadline of one request, headers and body included. */
   readonly commandTimeoutMs: number
   /** Keep-alive connections to ARI. */
@@ -49,9 +62,8 @@ export interface AriRestOptions {
 
 export const AriRestOptions = {
   fromConfig: (config: ProxyConfig): AriRestOptions => ({
+    ...ariCredentials(config),
     stasisUrl: config.stasisUrl,
-    user: config.wsUser,
-    password: config.wsPassword,
     commandTimeoutMs: config.commandTimeoutMs,
     connections: config.restConnections
   })
@@ -310,8 +322,7 @@ export const makeAriRest = (options: AriRestOptions) =>
     if (typeof base === "string") return yield* new AriConfigError({ message: base })
     const metrics = yield* ProxyMetricsService
 
-    const authorization = "Basic " +
-      Buffer.from(`${options.user}:${Redacted.value(options.password)}`, "utf8").toString("base64")
+    const authorization = basicAuthorization(options)
     const headersWithBody = { authorization, "content-type": "application/json" }
     const headersWithoutBody = { authorization }
     const deadlineMs = options.commandTimeoutMs

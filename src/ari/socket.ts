@@ -27,7 +27,6 @@ import {
   type Fiber,
   FiberId,
   Layer,
-  Redacted,
   Runtime,
   type Stream,
   SubscriptionRef
@@ -35,16 +34,14 @@ import {
 import WebSocket from "ws"
 import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { makeBackoff } from "../resilience/retry.js"
-import { AriConfigError } from "./rest.js"
+import { AriConfigError, type AriCredentials, ariCredentials, basicAuthorization } from "./rest.js"
 
-export interface AriSocketOptions {
+export interface AriSocketOptions extends AriCredentials {
   /** e.g. `ws://localhost:8088/ari/events`; a query already there is kept. */
   readonly websocketUrl: string
   readonly applications: ReadonlyArray<string>
   /** Adds `subscribeAll=true`: ARI then sends events for every object, not only those in Stasis. */
   readonly subscribeAll: boolean
-  readonly user: string
-  readonly password: Redacted.Redacted<string>
   /** Value of the `Origin` header; "" sends none. */
   readonly origin: string
   readonly reconnectMinMs: number
@@ -55,11 +52,10 @@ export interface AriSocketOptions {
 
 export const AriSocketOptions = {
   fromConfig: (config: ProxyConfig): AriSocketOptions => ({
+    ...ariCredentials(config),
     websocketUrl: config.websocketUrl,
     applications: config.applications,
     subscribeAll: config.subscribeAll,
-    user: config.wsUser,
-    password: config.wsPassword,
     origin: config.origin,
     reconnectMinMs: config.reconnectMinMs,
     reconnectMaxMs: config.reconnectMaxMs,
@@ -233,8 +229,7 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
       AriConnectionState.Connecting({ attempt: 1, connections: 0 })
     )
     const headers: Record<string, string> = {
-      Authorization: "Basic " +
-        Buffer.from(`${options.user}:${Redacted.value(options.password)}`, "utf8").toString("base64"),
+      Authorization: basicAuthorization(options),
       // Offered by hand: with `protocols`, ws would reject Asterisk's answer, which selects none.
       "Sec-WebSocket-Protocol": "ari"
     }

@@ -10,20 +10,7 @@ import { makeMemoryBus } from "../bus/memory.js"
 import { makeNatsBus, type NatsOptions } from "../bus/nats.js"
 import { formatTraceparent } from "../protocol/traceparent.js"
 import { type AriClientOptions, type AriClientShape, type CreateDialogOptions, makeAriClient } from "./AriClient.js"
-import type {
-  AriDialog,
-  AriEventOfType,
-  BridgeHandle,
-  ChannelHandle,
-  ChannelRef,
-  DialogEnd,
-  EventDelivery,
-  ResumedFrom,
-  DialogEvent,
-  DialogResponse,
-  OriginateOptions,
-  PlaybackHandle
-} from "./dialog.js"
+import type * as Effectful from "./dialog.js"
 import type { ProxyChange, ProxyInfo } from "./presence.js"
 import {
   type AriApiPromise,
@@ -83,10 +70,10 @@ export interface ChannelPromise {
 export interface BridgePromise {
   readonly id: string
   addChannel(
-    channels: ChannelRef | ReadonlyArray<ChannelRef>,
+    channels: Effectful.ChannelRef | ReadonlyArray<Effectful.ChannelRef>,
     options?: Omit<BridgesAddChannelParams, "bridgeId" | "channel">
   ): Promise<void>
-  removeChannel(channels: ChannelRef | ReadonlyArray<ChannelRef>): Promise<void>
+  removeChannel(channels: Effectful.ChannelRef | ReadonlyArray<Effectful.ChannelRef>): Promise<void>
   play(options: Omit<BridgesPlayParams, "bridgeId">): Promise<PlaybackPromise>
   destroy(): Promise<void>
 }
@@ -96,30 +83,30 @@ export interface AriDialogPromise {
   readonly serverId: string
   readonly application: string
   /** Set when this instance took the dialog over from one that died mid-call. */
-  readonly resumed: ResumedFrom | undefined
+  readonly resumed: Effectful.ResumedFrom | undefined
   /** The proxy's span of this dialog as a W3C `traceparent`, when the proxy traces (to link spans to it). */
   readonly traceparent: string | undefined
   readonly ari: AriApiPromise
   /** Every event since the dialog began, then the live ones; ends on DialogEnded. */
-  events(): AsyncIterable<DialogEvent>
-  readonly ended: Promise<DialogEnd>
+  events(): AsyncIterable<Effectful.DialogEvent>
+  readonly ended: Promise<Effectful.DialogEnd>
   /** Duplicates dropped and gaps seen so far (by the events' `seq`). */
-  delivery(): Promise<EventDelivery>
+  delivery(): Promise<Effectful.EventDelivery>
   firstChannel(): Promise<ChannelPromise>
   channel(id: string): ChannelPromise
-  readonly channels: { originate(options: OriginateOptions): Promise<ChannelPromise> }
+  readonly channels: { originate(options: Effectful.OriginateOptions): Promise<ChannelPromise> }
   readonly bridges: { create(options?: BridgesCreateParams): Promise<BridgePromise>; get(id: string): BridgePromise }
   playback(id: string): PlaybackPromise
   waitFor<T extends AriEvent["type"]>(
     type: T,
-    matches?: (event: AriEventOfType<T>) => boolean
-  ): Promise<AriEventOfType<T>>
+    matches?: (event: Effectful.AriEventOfType<T>) => boolean
+  ): Promise<Effectful.AriEventOfType<T>>
   request(
     method: string,
     url: string,
     body?: string,
     options?: { readonly timeoutMs?: number }
-  ): Promise<DialogResponse>
+  ): Promise<Effectful.DialogResponse>
   close(): Promise<void>
 }
 
@@ -171,7 +158,7 @@ export const connectAriClient = async (options: ConnectOptions): Promise<AriClie
   const client: AriClientShape = await run(Scope.extend(makeAriClient(bus, options), scope))
   const iterate = <A>(stream: Stream.Stream<A>): AsyncIterable<A> => Stream.toAsyncIterable(stream)
 
-  const playback = (handle: PlaybackHandle): PlaybackPromise => ({
+  const playback = (handle: Effectful.PlaybackHandle): PlaybackPromise => ({
     id: handle.id,
     // Getters: a promise exists only when asked for, so none is left rejected without a listener.
     get finished() {
@@ -180,7 +167,7 @@ export const connectAriClient = async (options: ConnectOptions): Promise<AriClie
     stop: () => run(handle.stop())
   })
 
-  const channel = (handle: ChannelHandle): ChannelPromise => ({
+  const channel = (handle: Effectful.ChannelHandle): ChannelPromise => ({
     id: handle.id,
     answer: () => run(handle.answer()),
     hangup: (hangupOptions) => run(handle.hangup(hangupOptions)),
@@ -198,7 +185,7 @@ export const connectAriClient = async (options: ConnectOptions): Promise<AriClie
       run(handle.waitForDtmf(waitOptions)).then((digit) => digit._tag === "Some" ? digit.value : undefined)
   })
 
-  const bridge = (handle: BridgeHandle): BridgePromise => ({
+  const bridge = (handle: Effectful.BridgeHandle): BridgePromise => ({
     id: handle.id,
     addChannel: (channels, addOptions) => run(handle.addChannel(channels, addOptions)),
     removeChannel: (channels) => run(handle.removeChannel(channels)),
@@ -206,7 +193,7 @@ export const connectAriClient = async (options: ConnectOptions): Promise<AriClie
     destroy: () => run(handle.destroy())
   })
 
-  const dialog = (inner: AriDialog): AriDialogPromise => ({
+  const dialog = (inner: Effectful.AriDialog): AriDialogPromise => ({
     id: inner.id,
     serverId: inner.serverId,
     application: inner.application,

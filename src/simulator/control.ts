@@ -25,7 +25,7 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { ControlError } from "./errors.js"
-import { readBody } from "./http.js"
+import { pathSegments, readBody } from "./http.js"
 import type { SimulatorHandle } from "./server.js"
 
 export const controlRoutes: ReadonlyArray<string> = [
@@ -62,6 +62,18 @@ const send = (res: ServerResponse, status: number, body?: unknown): void => {
 const str = (value: unknown): string | undefined => typeof value === "string" ? value : undefined
 const num = (value: unknown): number | undefined => typeof value === "number" ? value : undefined
 
+/** What `GET /_sim/<name>` shows, as the handle gives it. */
+const views = (handle: SimulatorHandle): ReadonlyMap<string, () => unknown> =>
+  new Map<string, () => unknown>([
+    ["timings", () => handle.timings()],
+    ["channels", () => handle.channels()],
+    ["bridges", () => handle.bridges()],
+    ["playbacks", () => handle.playbacks()],
+    ["recordings", () => handle.liveRecordings()],
+    ["apps", () => handle.connectedApps()],
+    ["requests", () => handle.requests()]
+  ])
+
 export const handleControl = async (
   handle: SimulatorHandle,
   req: IncomingMessage,
@@ -80,9 +92,11 @@ export const handleControl = async (
     }
   }
   const method = req.method ?? "GET"
-  const parts = url.pathname.split("/").filter((p) => p !== "").slice(1).map(decodeURIComponent)
+  const parts = pathSegments(url.pathname).slice(1)
   const route = `${method} ${parts.map((p, i) => (parts[0] === "channels" && i === 1 ? "{id}" : p)).join("/")}`
   const channelId = parts[1] ?? ""
+  const view = method === "GET" && parts.length === 1 ? views(handle).get(parts[0]!) : undefined
+  if (view !== undefined) return send(res, 200, view())
   try {
     switch (route) {
       case "GET ":
@@ -166,8 +180,6 @@ export const handleControl = async (
         if (first !== undefined) handle.setWebsocketRestResponsesFirst(first)
         return send(res, 204)
       }
-      case "GET timings":
-        return send(res, 200, handle.timings())
       case "PUT timings": {
         const timings: Record<string, number> = {}
         for (const key of [
@@ -183,18 +195,6 @@ export const handleControl = async (
         if (typeof body.autoAnswer === "boolean") handle.setAutoAnswer(body.autoAnswer)
         return send(res, 200, handle.setTimings(timings))
       }
-      case "GET channels":
-        return send(res, 200, handle.channels())
-      case "GET bridges":
-        return send(res, 200, handle.bridges())
-      case "GET playbacks":
-        return send(res, 200, handle.playbacks())
-      case "GET recordings":
-        return send(res, 200, handle.liveRecordings())
-      case "GET apps":
-        return send(res, 200, handle.connectedApps())
-      case "GET requests":
-        return send(res, 200, handle.requests())
       case "DELETE requests":
         handle.clearRequests()
         return send(res, 204)

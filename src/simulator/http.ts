@@ -112,6 +112,16 @@ export const authRequired: Reply = {
   wwwAuthenticate: true
 }
 
+/** A path's non-empty segments, each percent-decoded (kept as written where the encoding is malformed). */
+export const pathSegments = (path: string): Array<string> =>
+  path.split("/").filter((segment) => segment !== "").map((segment) => {
+    try {
+      return decodeURIComponent(segment)
+    } catch {
+      return segment
+    }
+  })
+
 export const readBody = (req: IncomingMessage): Promise<string> =>
   new Promise((resolve, reject) => {
     const chunks: Array<Buffer> = []

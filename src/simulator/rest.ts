@@ -24,7 +24,7 @@ import { controlPlayback, getPlayback, play, stopPlayback } from "./engine/playb
 import { finishRecording, getLiveRecording, record } from "./engine/recordings.js"
 import { AriError, ariError } from "./errors.js"
 import type { Params, Reply } from "./http.js"
-import { noContent, ok } from "./http.js"
+import { noContent, ok, pathSegments } from "./http.js"
 import { bridgeSnapshot, channelSnapshot, nowStamp, playbackJson, recordingJson } from "./state.js"
 
 export interface RouteContext {
@@ -192,7 +192,20 @@ const asteriskInfo = (engine: Engine, only: ReadonlyArray<string>) => {
   return Object.fromEntries(Object.entries(info).filter(([key]) => only.includes(key)))
 }
 
-const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]> = [
+type Routes = ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
+
+/** What plays and records (a channel, a bridge) has the same three routes: play, play with an id, record. */
+const mediaRoutes = (
+  resource: string,
+  play: (context: RouteContext, playbackId: string | undefined) => Reply,
+  recordTarget: (context: RouteContext) => string
+): Routes => [
+  [`${resource}/play`, { POST: (c) => play(c, c.params.get("playbackId")) }],
+  [`${resource}/play/:playbackId`, { POST: (c) => play(c, pathParam(c, "playbackId")) }],
+  [`${resource}/record`, { POST: (c) => recordReply(c, recordTarget(c)) }]
+]
+
+const routes: Routes = [
   // ---- channels (literal segments before {channelId})
   ["channels", {
     GET: ({ engine }) => ok([...engine.channels.values()].filter((c) => !c.hangingUp).map((c) => channelSnapshot(c))),
@@ -275,14 +288,11 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
       return noContent()
     }
   }],
-  ["channels/:channelId/play", { POST: (c) => playOnChannel(c, c.params.get("playbackId")) }],
-  ["channels/:channelId/play/:playbackId", { POST: (c) => playOnChannel(c, pathParam(c, "playbackId")) }],
-  ["channels/:channelId/record", {
-    POST: (c) => {
-      const channel = controlled(c.engine, pathParam(c, "channelId"))
-      return recordReply(c, `channel:${channel.id}`)
-    }
-  }],
+  ...mediaRoutes(
+    "channels/:channelId",
+    playOnChannel,
+    (c) => `channel:${controlled(c.engine, pathParam(c, "channelId")).id}`
+  ),
   ["channels/:channelId/variable", {
     GET: (c) => ok({ value: getChannelVariable(c.engine, pathParam(c, "channelId"), c.params.get("variable")) }),
     POST: (c) => {
@@ -343,14 +353,7 @@ const routes: ReadonlyArray<readonly [string, Partial<Record<Method, Handler>>]>
       return noContent()
     }
   }],
-  ["bridges/:bridgeId/play", { POST: (c) => playOnBridge(c, c.params.get("playbackId")) }],
-  ["bridges/:bridgeId/play/:playbackId", { POST: (c) => playOnBridge(c, pathParam(c, "playbackId")) }],
-  ["bridges/:bridgeId/record", {
-    POST: (c) => {
-      const bridge = getBridge(c.engine, pathParam(c, "bridgeId"))
-      return recordReply(c, `bridge:${bridge.id}`)
-    }
-  }],
+  ...mediaRoutes("bridges/:bridgeId", playOnBridge, (c) => `bridge:${getBridge(c.engine, pathParam(c, "bridgeId")).id}`),
   // ---- playbacks
   ["playbacks/:playbackId", {
     GET: (c) => ok(playbackJson(getPlayback(c.engine, pathParam(c, "playbackId")))),
@@ -556,13 +559,7 @@ export const handleAri = async (
   resourcePath: string,
   params: Params
 ): Promise<Reply> => {
-  const segments = resourcePath.split("/").filter((s) => s !== "").map((s) => {
-    try {
-      return decodeURIComponent(s)
-    } catch {
-      return s
-    }
-  })
+  const segments = pathSegments(resourcePath)
   const found = match(segments)
   if (found === undefined) return { status: 404, body: { message: "Resource not found" } }
   const allow = "OPTIONS," + methodOrder.filter((m) => found.route.methods[m] !== undefined).join(",")

@@ -37,7 +37,8 @@ export const getBridge = (engine: Engine, id: string): Bridge => {
   return bridge
 }
 
-export const addToBridge = (engine: Engine, bridgeId: string, channelIds: ReadonlyArray<string>): void => {
+/** The bridge and the channels a request to add or remove names: 404 for the bridge, 400 for a channel. */
+const bridgeAndChannels = (engine: Engine, bridgeId: string, channelIds: ReadonlyArray<string>) => {
   const bridge = getBridge(engine, bridgeId)
   if (channelIds.length === 0) throw ariError(400, "Bad Request", "Missing parameter channel")
   const channels = channelIds.map((id) => {
@@ -45,6 +46,11 @@ export const addToBridge = (engine: Engine, bridgeId: string, channelIds: Readon
     if (channel === undefined || channel.hangingUp) throw ariError(400, "Bad Request", "Channel not found")
     return channel
   })
+  return { bridge, channels }
+}
+
+export const addToBridge = (engine: Engine, bridgeId: string, channelIds: ReadonlyArray<string>): void => {
+  const { bridge, channels } = bridgeAndChannels(engine, bridgeId, channelIds)
   for (const channel of channels) {
     if (channel.stasisApp === undefined) {
       throw ariError(422, "Unprocessable Entity", "Channel not in Stasis application")
@@ -65,13 +71,7 @@ export const addToBridge = (engine: Engine, bridgeId: string, channelIds: Readon
 }
 
 export const removeFromBridge = (engine: Engine, bridgeId: string, channelIds: ReadonlyArray<string>): void => {
-  const bridge = getBridge(engine, bridgeId)
-  if (channelIds.length === 0) throw ariError(400, "Bad Request", "Missing parameter channel")
-  const channels = channelIds.map((id) => {
-    const channel = engine.channels.get(id)
-    if (channel === undefined || channel.hangingUp) throw ariError(400, "Bad Request", "Channel not found")
-    return channel
-  })
+  const { bridge, channels } = bridgeAndChannels(engine, bridgeId, channelIds)
   for (const channel of channels) {
     if (channel.bridgeId !== bridge.id) throw ariError(422, "Unprocessable Entity", "Channel not in this bridge")
   }

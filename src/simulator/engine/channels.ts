@@ -42,7 +42,7 @@ export const setState = (engine: Engine, channel: Channel, state: ChannelStateNa
   }
 }
 
-export const newChannel = (engine: Engine, spec: {
+export interface NewChannelSpec {
   readonly id: string
   readonly tech: Channel["tech"]
   readonly endpoint: string
@@ -54,7 +54,9 @@ export const newChannel = (engine: Engine, spec: {
   readonly origin: ChannelOrigin
   readonly protocolId: string
   readonly nameSuffix?: string
-}): Channel => {
+}
+
+export const newChannel = (engine: Engine, spec: NewChannelSpec): Channel => {
   const counter = engine.nameCounters[spec.tech]++
   const channel: Channel = {
     id: spec.id,

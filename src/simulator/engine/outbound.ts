@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto"
 import { AriError, ariError } from "../errors.js"
 import type { CallerId, Channel, ChannelOrigin, DialplanLocation } from "../state.js"
 import { channelSnapshot, parseCallerId } from "../state.js"
-import { controlled, newChannel, outgoingLine, setState } from "./channels.js"
+import { controlled, newChannel, type NewChannelSpec, outgoingLine, setState } from "./channels.js"
 import type { AfterAnswer, Engine } from "./core.js"
 import { enterStasis, runDialplan } from "./dialplan.js"
 
@@ -38,20 +38,25 @@ const isDiallable = (engine: Engine, endpoint: string): boolean => {
   return engine.options.endpoints.some((known) => known.toLowerCase() === `${tech}/${device}`.toLowerCase())
 }
 
-const parseEndpoint = (endpoint: string | undefined): { readonly tech: string; readonly resource: string } => {
+/** An endpoint as a request names it (`PJSIP/alice`, `Local/100@default`), split at its first slash. */
+interface Endpoint {
+  readonly endpoint: string
+  readonly tech: string
+  readonly resource: string
+}
+
+const parseEndpoint = (endpoint: string | undefined): Endpoint => {
   if (endpoint === undefined || endpoint === "") throw ariError(400, "Bad Request", "Endpoint must be specified")
   const slash = endpoint.indexOf("/")
   if (slash <= 0 || slash === endpoint.length - 1) {
     throw ariError(400, "Bad Request", "Invalid endpoint specified")
   }
-  return { tech: endpoint.slice(0, slash), resource: endpoint.slice(slash + 1) }
+  return { endpoint, tech: endpoint.slice(0, slash), resource: endpoint.slice(slash + 1) }
 }
 
 const allocate = (
   engine: Engine,
-  endpoint: string,
-  tech: string,
-  resource: string,
+  { endpoint, tech, resource }: Endpoint,
   ids: { readonly channelId?: string | undefined; readonly otherChannelId?: string | undefined },
   dialplan: DialplanLocation,
   caller: CallerId,
@@ -60,48 +65,39 @@ const allocate = (
   checkFreeId(engine, ids.channelId)
   checkFreeId(engine, ids.otherChannelId)
   if (!isDiallable(engine, endpoint)) throw new AriError(500, "Internal Server Error", { error: "Allocation failed" })
+  /** A channel of this outgoing call: Down until answered, the caller its connected line. */
+  const outgoing = (spec: Omit<NewChannelSpec, "state" | "connected">) =>
+    newChannel(engine, { ...spec, state: "Down", connected: caller })
   if (tech.toLowerCase() === "local") {
     const [exten = "s", context = "default"] = resource.replace(/\/n$/, "").split("@")
-    const first = newChannel(engine, {
-      id: ids.channelId ?? engine.nextUniqueId(),
-      tech: "Local",
-      endpoint: `Local/${resource}`,
-      nameResource: resource,
-      state: "Down",
-      caller,
-      connected: caller,
-      dialplan,
-      origin,
-      protocolId: "",
-      nameSuffix: ";1"
-    })
-    engine.nameCounters.Local--
-    const second = newChannel(engine, {
+    const localHalf = (half: Pick<NewChannelSpec, "id" | "caller" | "dialplan" | "origin">, n: 1 | 2) =>
+      outgoing({
+        ...half,
+        tech: "Local",
+        endpoint: `Local/${resource}`,
+        nameResource: resource,
+        protocolId: "",
+        nameSuffix: `;${n}`
+      })
+    const first = localHalf({ id: ids.channelId ?? engine.nextUniqueId(), caller, dialplan, origin }, 1)
+    engine.nameCounters.Local-- // both halves share one number
+    const second = localHalf({
       id: ids.otherChannelId ?? engine.nextUniqueId(),
-      tech: "Local",
-      endpoint: `Local/${resource}`,
-      nameResource: resource,
-      state: "Down",
       caller: { name: "", number: "" },
-      connected: caller,
       dialplan: { context, exten, priority: 1, appName: "", appData: "" },
-      origin: "local",
-      protocolId: "",
-      nameSuffix: ";2"
-    })
+      origin: "local"
+    }, 2)
     first.partnerId = second.id
     second.partnerId = first.id
     return first
   }
   const device = resource.includes("@") ? resource.slice(resource.indexOf("@") + 1) : resource
-  return newChannel(engine, {
+  return outgoing({
     id: ids.channelId ?? engine.nextUniqueId(),
     tech: "PJSIP",
     endpoint: `PJSIP/${device}`,
     nameResource: device,
-    state: "Down",
     caller,
-    connected: caller,
     dialplan,
     origin,
     protocolId: randomUUID()
@@ -109,7 +105,7 @@ const allocate = (
 }
 
 export const originate = (engine: Engine, request: OriginateRequest): Channel => {
-  const { resource, tech } = parseEndpoint(request.endpoint)
+  const target = parseEndpoint(request.endpoint)
   const app = request.app !== undefined && request.app !== "" ? request.app : undefined
   const extension = request.extension !== undefined && request.extension !== "" ? request.extension : undefined
   if (app === undefined && extension === undefined) {
@@ -118,12 +114,10 @@ export const originate = (engine: Engine, request: OriginateRequest): Channel =>
   const caller = request.callerId !== undefined ? parseCallerId(request.callerId) : { name: "", number: "" }
   const channel = allocate(
     engine,
-    request.endpoint ?? "",
-    tech,
-    resource,
+    target,
     request,
     {
-      context: tech.toLowerCase() === "local" ? "default" : engine.options.context,
+      context: target.tech.toLowerCase() === "local" ? "default" : engine.options.context,
       exten: "s",
       priority: 1,
       ...outgoingLine
@@ -215,12 +209,9 @@ export const calleeAnswered = (engine: Engine, channel: Channel): void => {
 }
 
 export const create = (engine: Engine, request: OriginateRequest): Channel => {
-  const { resource, tech } = parseEndpoint(request.endpoint)
   const channel = allocate(
     engine,
-    request.endpoint ?? "",
-    tech,
-    resource,
+    parseEndpoint(request.endpoint),
     request,
     { context: engine.options.context, exten: "s", priority: 1, appName: "", appData: "" },
     { name: "", number: "" },
