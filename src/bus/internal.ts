@@ -15,6 +15,53 @@ export const reveal = (secret: Secret | undefined): string | undefined =>
 export const busError = (driver: string, operation: string, cause: unknown): BusError =>
   new BusError({ driver, operation, message: cause instanceof Error ? cause.message : String(cause) })
 
+/**
+ * What one broker outage cost, by reason, told in one line when it ends (or at the close) rather
+ * than a line per message: an outage can drop thousands. The line also says the buffer's bounds.
+ */
+export class OutageLosses<Reason extends string> {
+  private readonly counts = new Map<Reason, number>()
+
+  constructor(
+    private readonly message: string,
+    private readonly reasons: ReadonlyArray<Reason>,
+    private readonly buffer: { readonly bufferSize: number; readonly bufferBytes: number }
+  ) {}
+
+  count(reason: Reason, lost = 1): void {
+    if (lost > 0) this.counts.set(reason, (this.counts.get(reason) ?? 0) + lost)
+  }
+
+  /** The outage's line, if it lost anything; counting starts again. */
+  readonly report: Effect.Effect<void> = Effect.suspend(() => {
+    if (this.counts.size === 0) return Effect.void
+    const lost: Record<string, number> = {}
+    for (const reason of this.reasons) lost[reason] = this.counts.get(reason) ?? 0
+    this.counts.clear()
+    return Effect.logWarning(this.message).pipe(Effect.annotateLogs({ ...lost, ...this.buffer }))
+  })
+}
+
+/**
+ * A trouble that can repeat for every message (a broker refusing them) is logged the first time
+ * only, until `rearm` (the next connection); the driver's stats count every one.
+ */
+export class FirstOnly {
+  private logged = false
+
+  constructor(private readonly runLog: (effect: Effect.Effect<void>) => void) {}
+
+  log(line: Effect.Effect<void>): void {
+    if (this.logged) return
+    this.logged = true
+    this.runLog(line)
+  }
+
+  rearm(): void {
+    this.logged = false
+  }
+}
+
 /** The drivers' first reconnect delay; their options set the cap. */
 export const busRetryPolicy = (maxDelayMs: number): RetryPolicy => ({ firstDelayMs: 100, maxDelayMs })
 

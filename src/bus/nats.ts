@@ -64,7 +64,15 @@ import {
 } from "./Bus.js"
 import { retrySchedule } from "../resilience/retry.js"
 import { SubscriptionInbox } from "./inbox.js"
-import { busError, busRetryPolicy, connectRetrying, reveal, type Secret } from "./internal.js"
+import {
+  busError,
+  busRetryPolicy,
+  connectRetrying,
+  FirstOnly,
+  OutageLosses,
+  reveal,
+  type Secret
+} from "./internal.js"
 import {
   DEFAULT_STREAM,
   ensureStream,
@@ -389,10 +397,12 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     let rejected = 0
     let reconnects = 0
     let subscriptions = 0
-    let rejectionLogged = false
-    /** Losses of the current outage, for its one log line. */
-    let outageDropped = 0
-    let outageUnconfirmed = 0
+    const rejectionLog = new FirstOnly(runLog)
+    const outageLosses = new OutageLosses(
+      "NATS outage: messages lost (the publish buffer full, or unconfirmed)",
+      ["dropped", "unconfirmed"],
+      { bufferSize: publishBufferSize, bufferBytes: publishBufferBytes }
+    )
 
     // Core NATS writes are confirmed by a PONG: the server answers a PING after reading everything before it.
     let coreWritten = 0
@@ -438,7 +448,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       waiting.prependAll(reclaimed)
       waitingBytes = bytes
       unconfirmedLost += lost
-      outageUnconfirmed += lost
+      outageLosses.count("unconfirmed", lost)
     }
 
     /**
@@ -516,9 +526,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
 
     const reject = (entry: Outgoing, reason: string) => {
       rejected++
-      if (rejectionLogged) return
-      rejectionLogged = true
-      runLog(Effect.logError("NATS refused a message; it is lost (counted in stats().rejected)").pipe(
+      rejectionLog.log(Effect.logError("NATS refused a message; it is lost (counted in stats().rejected)").pipe(
         Effect.annotateLogs({ topic: entry.topic, reason })
       ))
     }
@@ -568,7 +576,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
     const hold = (entry: Outgoing) => {
       if (waiting.length >= publishBufferSize || waitingBytes + entry.bytes > publishBufferBytes) {
         dropped++
-        outageDropped++
+        outageLosses.count("dropped")
         return
       }
       waiting.push(entry)
@@ -723,7 +731,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
       if (jetstream !== undefined && !(yield* streamReady(connection, jetstream))) return
       if (!socketConnected(connection) || closing) return
       resyncs++
-      rejectionLogged = false
+      rejectionLog.rearm()
       const transport = transportOf(connection)
       // What went into an earlier socket and was not confirmed is written again, whether or not its PING was answered.
       if (coreTransport !== transport) {
@@ -743,23 +751,8 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
           Effect.annotateLogs({ republished: again, buffered, stillWaiting: waiting.length })
         )
       }
-      if (outageDropped > 0 || outageUnconfirmed > 0) yield* logOutageLosses
+      yield* outageLosses.report
     }).pipe(Effect.catchAllDefect((defect) => Effect.logError("NATS resynchronisation failed", defect)))
-
-    /** One line per outage: what it cost. */
-    const logOutageLosses = Effect.suspend(() => {
-      const line = Effect.logWarning("NATS outage: messages lost (the publish buffer full, or unconfirmed)").pipe(
-        Effect.annotateLogs({
-          dropped: outageDropped,
-          unconfirmed: outageUnconfirmed,
-          bufferSize: publishBufferSize,
-          bufferBytes: publishBufferBytes
-        })
-      )
-      outageDropped = 0
-      outageUnconfirmed = 0
-      return line
-    })
 
     const onStatus = (status: Status): Effect.Effect<void> => {
       switch (status.type) {
@@ -851,7 +844,7 @@ export const makeNatsBus = (options: NatsOptions): Effect.Effect<NatsBus, BusErr
             Effect.annotateLogs({ buffered: waiting.length, awaitingAck: unacked.size })
           )
         }
-        if (outageDropped > 0 || outageUnconfirmed > 0) yield* logOutageLosses
+        yield* outageLosses.report
         if (connection === undefined || connection.isClosed()) return
         // Both bounded: a server that stopped answering (hung, or paused) would hold up the stop forever.
         // (Each wait is made interruptible: a finalizer runs uninterruptibly, where a timeout cuts nothing short.)

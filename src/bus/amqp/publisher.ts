@@ -17,7 +17,7 @@ import type { Options } from "amqplib"
 import { Effect } from "effect"
 import { Fifo } from "../../actor/Fifo.js"
 import type { BusError } from "../Bus.js"
-import { busError } from "../internal.js"
+import { busError, FirstOnly, OutageLosses } from "../internal.js"
 import { type AmqpConnection, DRIVER, errorMessage, type Link, type RunLog } from "./connection.js"
 import type { AmqpSettings } from "./options.js"
 import type { Topology } from "./topology.js"
@@ -70,10 +70,13 @@ export const makePublisher = (
   let inflight = 0
   let published = 0
   let dropped = 0
-  let droppedThisOutage = 0
   let nacked = 0
   let republished = 0
-  let nackLogged = false
+  const nackLog = new FirstOnly(runLog)
+  const outageLosses = new OutageLosses("RabbitMQ outage: the publish buffer was full, messages dropped", ["dropped"], {
+    bufferSize: publishBufferSize,
+    bufferBytes: publishBufferBytes
+  })
   /** The UTF-8 bytes of the messages accepted and not yet written (`pending` and parked). */
   let bufferedBytes = 0
 
@@ -89,7 +92,7 @@ export const makePublisher = (
 
   const drop = (count: number) => {
     dropped += count
-    droppedThisOutage += count
+    outageLosses.count("dropped", count)
   }
 
   const settle = (entry: Outgoing, error: unknown) => {
@@ -99,12 +102,9 @@ export const makePublisher = (
     } else if (errorMessage(error) === "message nacked") {
       entry.state = NACKED
       nacked++
-      if (!nackLogged) {
-        nackLogged = true
-        runLog(Effect.logWarning("RabbitMQ nacked a message (counted in stats().nacked)").pipe(
-          Effect.annotateLogs({ topic: entry.topic })
-        ))
-      }
+      nackLog.log(Effect.logWarning("RabbitMQ nacked a message (counted in stats().nacked)").pipe(
+        Effect.annotateLogs({ topic: entry.topic })
+      ))
     } else {
       return // the channel closed: the loss handler publishes it again
     }
@@ -284,23 +284,14 @@ export const makePublisher = (
     return keptAgain
   }
 
-  /** One line for the outage that just ended (or the close): how many messages it dropped. */
-  const reportOutageDrops = Effect.suspend(() => {
-    const count = droppedThisOutage
-    droppedThisOutage = 0
-    if (count === 0) return Effect.void
-    return Effect.logWarning("RabbitMQ outage: the publish buffer was full, messages dropped").pipe(
-      Effect.annotateLogs({ dropped: count, bufferSize: publishBufferSize, bufferBytes: publishBufferBytes })
-    )
-  })
-
   return {
     publish,
     broadcast,
     tryPublish,
     pump,
     takeBack,
-    reportOutageDrops,
+    /** One line for the outage that just ended (or the close): how many messages it dropped. */
+    reportOutageDrops: outageLosses.report,
     /** Accepted and not yet written, parked ones aside. */
     pendingCount: () => pending.length,
     /** Accepted and not yet written, parked ones included. */
