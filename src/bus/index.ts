@@ -7,12 +7,12 @@ import type { ProxyConfig } from "../config/ProxyConfig.js"
 import { layerAmqpFromConfig } from "./amqp/index.js"
 import type { Bus, BusError } from "./Bus.js"
 import { layerMemory } from "./memory.js"
-import { layerNatsFromConfig } from "./nats.js"
+import { layerNatsFromConfig } from "./nats/index.js"
 
 export * from "./amqp/index.js"
 export * from "./Bus.js"
 export * from "./memory.js"
-export * from "./nats.js"
+export * from "./nats/index.js"
 
 export const layerFromConfig = (config: ProxyConfig): Layer.Layer<Bus, BusError> => {
   switch (config.messageBus) {

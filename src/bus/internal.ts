@@ -62,6 +62,31 @@ export class FirstOnly {
   }
 }
 
+/** A message a `publish` may wait on until it is written (the broker's window was full). */
+export interface AwaitedWrite {
+  written: boolean
+  /** Resumes the waiting `publish`; set while one waits. */
+  resume: (() => void) | undefined
+}
+
+/** Suspends a `publish` until its message is written, unless `settled` says it need not wait. */
+export const awaitWrite = (entry: AwaitedWrite, settled: () => boolean): Effect.Effect<void> =>
+  Effect.async<void>((resume) => {
+    if (settled()) return resume(Effect.void)
+    entry.resume = () => resume(Effect.void)
+    return Effect.sync(() => {
+      entry.resume = undefined
+    })
+  })
+
+/** Lets the `publish` waiting on `entry`, if any, go on (its message was written, or buffered). */
+export const releaseWaiter = (entry: AwaitedWrite): void => {
+  const resume = entry.resume
+  if (resume === undefined) return
+  entry.resume = undefined
+  resume()
+}
+
 /** The drivers' first reconnect delay; their options set the cap. */
 export const busRetryPolicy = (maxDelayMs: number): RetryPolicy => ({ firstDelayMs: 100, maxDelayMs })
 

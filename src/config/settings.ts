@@ -6,7 +6,7 @@
  */
 import { Redacted } from "effect"
 import { hostname } from "node:os"
-import { DEFAULT_STREAM, jetStreamPrefixProblem, streamNameProblem } from "../bus/natsStream.js"
+import { DEFAULT_STREAM, jetStreamPrefixProblem, streamNameProblem } from "../bus/nats/stream.js"
 import { broadcastNameProblems } from "../ari/broadcast.js"
 import { ariEventTypes } from "../client/generated/models.js"
 import { redactUrl } from "./redact.js"

@@ -353,7 +353,11 @@ const routes: Routes = [
       return noContent()
     }
   }],
-  ...mediaRoutes("bridges/:bridgeId", playOnBridge, (c) => `bridge:${getBridge(c.engine, pathParam(c, "bridgeId")).id}`),
+  ...mediaRoutes(
+    "bridges/:bridgeId",
+    playOnBridge,
+    (c) => `bridge:${getBridge(c.engine, pathParam(c, "bridgeId")).id}`
+  ),
   // ---- playbacks
   ["playbacks/:playbackId", {
     GET: (c) => ok(playbackJson(getPlayback(c.engine, pathParam(c, "playbackId")))),

@@ -1,7 +1,7 @@
 import { connect } from "@nats-io/transport-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, TestServices } from "effect"
-import { makeNatsBus, type NatsBus, type NatsOptions } from "../../src/bus/nats.js"
+import { makeNatsBus, type NatsBus, type NatsOptions } from "../../src/bus/nats/index.js"
 import { runBusConformance, uniqueTopic, untilConnected, waitUntil } from "./conformance.js"
 import { proxyCases } from "./proxyCases.js"
 import { makeRelay } from "./relay.js"

@@ -7,7 +7,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Effect, Fiber, Schedule } from "effect"
-import { makeNatsBus, type NatsBus, type NatsOptions } from "../../src/bus/nats.js"
+import { makeNatsBus, type NatsBus, type NatsOptions } from "../../src/bus/nats/index.js"
 import { waitUntil } from "./conformance.js"
 import { captureLogs, makeNatsServer, type NatsServerProcess, rawConnection, readStream } from "./natsServer.js"
 import { makeRelay, type Relay } from "./relay.js"

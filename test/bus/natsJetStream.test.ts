@@ -6,7 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { MsgHdrs } from "@nats-io/transport-node"
 import { Effect, Exit, Fiber, Option, Scope, TestClock, TestServices } from "effect"
-import { makeNatsBus, type NatsOptions } from "../../src/bus/nats.js"
+import { makeNatsBus, type NatsOptions } from "../../src/bus/nats/index.js"
 import { waitUntil } from "./conformance.js"
 import { captureLogs, jetStreamApi, makeNatsServer, rawConnection, readStream } from "./natsServer.js"
 import { makeRelay } from "./relay.js"

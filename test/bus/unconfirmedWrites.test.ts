@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
-import { UnconfirmedWrites } from "../../src/bus/unconfirmedWrites.js"
+import { UnconfirmedWrites } from "../../src/bus/nats/unconfirmedWrites.js"
 
 type Step =
   | { readonly _tag: "Write"; readonly topic: string; readonly payload: string; readonly asBytes: boolean }

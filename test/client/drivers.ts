@@ -9,7 +9,7 @@ import type { Scope } from "effect"
 import { makeAmqpBus } from "../../src/bus/amqp/index.js"
 import type { BusError, BusShape } from "../../src/bus/Bus.js"
 import { makeMemoryBus } from "../../src/bus/memory.js"
-import { makeNatsBus } from "../../src/bus/nats.js"
+import { makeNatsBus } from "../../src/bus/nats/index.js"
 
 export interface BusPair {
   readonly proxyBus: BusShape

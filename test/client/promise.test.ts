@@ -4,7 +4,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import type { Scope } from "effect"
-import { makeNatsBus } from "../../src/bus/nats.js"
+import { makeNatsBus } from "../../src/bus/nats/index.js"
 import { NotFound } from "../../src/client/errors.js"
 import { type AriClientPromise, connectAriClient, type ConnectOptions } from "../../src/client/promise.js"
 import { eventually, makeRig, startProxy, startSim } from "../support/harness.js"

@@ -20,7 +20,7 @@ import {
   Scope
 } from "effect"
 import { Bus } from "../../src/bus/Bus.js"
-import { makeNatsBus, type NatsBus } from "../../src/bus/nats.js"
+import { makeNatsBus, type NatsBus } from "../../src/bus/nats/index.js"
 import type { ProxyConfig } from "../../src/config/ProxyConfig.js"
 import { makeTopics } from "../../src/protocol/topics.js"
 import { proxyApplication } from "../../src/proxy/application.js"

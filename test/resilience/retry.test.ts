@@ -19,7 +19,7 @@ const expectWithinPolicy = (delays: ReadonlyArray<number>) =>
   })
 
 describe("the retry policy", () => {
-  it.effect("retries a connect that keeps failing: after exactly the first delay, then growing, jittered and capped", () =>
+  it.effect("retries a failing connect: after exactly the first delay, then growing, jittered and capped", () =>
     Effect.gen(function*() {
       const attempts: Array<number> = []
       const connect = Effect.flatMap(Clock.currentTimeMillis, (now) => {

@@ -8,7 +8,7 @@
  */
 import { Effect } from "effect"
 import { makeAmqpBus } from "../../src/bus/amqp/index.js"
-import { makeNatsBus } from "../../src/bus/nats.js"
+import { makeNatsBus } from "../../src/bus/nats/index.js"
 import { makeAriClient } from "../../src/client/AriClient.js"
 
 const { bus: kind, url, application } = JSON.parse(process.argv[2] ?? "{}") as {

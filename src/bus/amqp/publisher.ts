@@ -17,7 +17,7 @@ import type { Options } from "amqplib"
 import { Effect } from "effect"
 import { Fifo } from "../../actor/Fifo.js"
 import type { BusError } from "../Bus.js"
-import { busError, FirstOnly, OutageLosses } from "../internal.js"
+import { awaitWrite, busError, FirstOnly, OutageLosses, releaseWaiter } from "../internal.js"
 import { type AmqpConnection, DRIVER, errorMessage, type Link, type RunLog } from "./connection.js"
 import type { AmqpSettings } from "./options.js"
 import type { Topology } from "./topology.js"
@@ -183,11 +183,7 @@ export const makePublisher = (
       }
       pending.shift()
       bufferedBytes -= entry.bytes
-      const resume = entry.resume
-      if (resume !== undefined) {
-        entry.resume = undefined
-        resume()
-      }
+      releaseWaiter(entry)
     }
   }
 
@@ -217,13 +213,7 @@ export const makePublisher = (
     pump()
     if (entry.written) return Effect.void
     // Window full or the queue is being declared: wait for our turn (backpressure).
-    return Effect.async<void>((resume) => {
-      if (entry.written || connection.link === undefined) return resume(Effect.void)
-      entry.resume = () => resume(Effect.void)
-      return Effect.sync(() => {
-        entry.resume = undefined
-      })
-    })
+    return awaitWrite(entry, () => entry.written || connection.link === undefined)
   }
 
   // Hot path: one suspend per message; the fast path is a synchronous write.
@@ -275,9 +265,7 @@ export const makePublisher = (
         kept++
         if (i < again.length) keptAgain++
       }
-      const resume = entry.resume
-      entry.resume = undefined
-      if (resume !== undefined) resume()
+      releaseWaiter(entry)
     }
     drop(waiting.length - kept)
     republished += keptAgain

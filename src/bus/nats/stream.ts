@@ -8,6 +8,8 @@
  */
 import type { NatsConnection } from "@nats-io/transport-node"
 import { Data, Effect } from "effect"
+import { type RetryPolicy, retrySchedule } from "../../resilience/retry.js"
+import type { NatsJetStreamOptions } from "./options.js"
 
 export interface StreamSettings {
   /** Stream name: letters, digits, `-` and `_`. */
@@ -204,3 +206,93 @@ export const ensureStream = (
       message: `JetStream stream "${settings.name}" cannot be created: ${describeError(created)}`
     })
   })
+
+export interface JetStreamSettings extends StreamSettings {
+  readonly ackWindow: number
+  readonly ackWindowBytes: number
+  readonly ackTimeoutMs: number
+}
+
+export const MIB = 1024 * 1024
+
+/** The mode's settings, defaults applied; a string says what is wrong. */
+export const jetStreamSettings = (subjectPrefix: string, options: NatsJetStreamOptions): JetStreamSettings | string => {
+  const name = options.stream ?? DEFAULT_STREAM
+  const prefixProblem = jetStreamPrefixProblem(subjectPrefix)
+  if (prefixProblem !== undefined) return `subject prefix: ${prefixProblem}`
+  const nameProblem = streamNameProblem(name)
+  if (nameProblem !== undefined) return `stream name: ${nameProblem}`
+  return {
+    name,
+    subjectPrefix,
+    maxAgeMs: Math.max(1, options.maxAgeMs ?? 24 * 60 * 60 * 1000),
+    maxBytes: Math.max(1, options.maxBytes ?? 1024 * MIB),
+    duplicateWindowMs: Math.max(1, options.duplicateWindowMs ?? 120_000),
+    ackWindow: Math.max(1, options.ackWindow ?? 4096),
+    ackWindowBytes: Math.max(1, options.ackWindowBytes ?? 16 * MIB),
+    ackTimeoutMs: Math.max(1, options.ackTimeoutMs ?? 5000)
+  }
+}
+
+export type Acknowledgement = "stored" | { readonly errCode: number; readonly description: string }
+
+/** JetStream's "temporarily unavailable" (a cluster electing a leader): worth writing again. */
+export const TEMPORARILY_UNAVAILABLE = 10008
+
+/** A publish acknowledgement: `{"stream":..,"seq":..}`, or `{"error":{..}}`; undefined if it is neither. */
+export const readAcknowledgement = (text: string): Acknowledgement | undefined => {
+  if (text.startsWith("{\"stream\"") && !text.includes("\"error\"")) return "stored"
+  try {
+    const answer = JSON.parse(text) as {
+      readonly stream?: unknown
+      readonly seq?: unknown
+      readonly error?: { readonly err_code?: number; readonly description?: string }
+    }
+    if (answer.error !== undefined) {
+      return { errCode: answer.error.err_code ?? 0, description: answer.error.description ?? "error" }
+    }
+    if (typeof answer.stream === "string" && typeof answer.seq === "number") return "stored"
+  } catch {
+    // not JSON: someone answered the message's reply subject
+  }
+  return undefined
+}
+
+/**
+ * Creates or checks the stream at each (re)connection, retrying on `retry` while `stillWanted`;
+ * succeeds with false if it stopped being wanted (the connection dropped, the bus closes). A
+ * problem is logged once until the stream is usable again; an unusable stream is also handed to
+ * `onUnusable` (the first connection fails the start with it).
+ */
+export const makeStreamCheck = (
+  settings: JetStreamSettings,
+  retry: RetryPolicy,
+  onUnusable: (problem: StreamUnusable) => Effect.Effect<void>
+) => {
+  let problemLogged = false
+  return (connection: NatsConnection, stillWanted: () => boolean): Effect.Effect<boolean> =>
+    ensureStream(connection, settings).pipe(
+      Effect.tap((outcome) => {
+        const wasBroken = problemLogged
+        problemLogged = false
+        return outcome === "created" || wasBroken ?
+          Effect.logInfo(`NATS JetStream stream ${outcome === "created" ? "created" : "usable"}`).pipe(
+            Effect.annotateLogs({ stream: settings.name, subjects: `${settings.subjectPrefix}>` })
+          ) :
+          Effect.void
+      }),
+      Effect.tapError((problem) => {
+        const first = !problemLogged
+        problemLogged = true
+        const log = problem._tag === "StreamUnusable" ?
+          (first ? Effect.logError(problem.message) : Effect.logDebug(problem.message)) :
+          (first ? Effect.logWarning : Effect.logDebug)("NATS JetStream API unreachable, retrying").pipe(
+            Effect.annotateLogs({ error: problem.message })
+          )
+        return problem._tag === "StreamUnusable" ? Effect.zipRight(log, onUnusable(problem)) : log
+      }),
+      Effect.retry({ schedule: retrySchedule(retry), while: stillWanted }),
+      Effect.as(true),
+      Effect.orElseSucceed(() => false)
+    )
+}

@@ -8,7 +8,7 @@
  * reusable chunks of memory the collector does not move, and the client is handed a view of it;
  * per write, only its topic (a string the dialog keeps anyway) and two numbers are kept.
  */
-import { Fifo } from "../actor/Fifo.js"
+import { Fifo } from "../../actor/Fifo.js"
 
 const DEFAULT_CHUNK_BYTES = 256 * 1024
 /** Free chunks kept for reuse; beyond, they go to the collector. */
