@@ -62,6 +62,21 @@ const send = (res: ServerResponse, status: number, body?: unknown): void => {
 const str = (value: unknown): string | undefined => typeof value === "string" ? value : undefined
 const num = (value: unknown): number | undefined => typeof value === "number" ? value : undefined
 
+/** What a placed call (plain or StasisBroadcast) may say of itself: where it comes from and goes. */
+const callOptions = (body: Record<string, unknown>) => {
+  const caller = body.caller
+  return {
+    ...(str(body.endpoint) !== undefined ? { endpoint: str(body.endpoint) as string } : {}),
+    ...(typeof caller === "string" || (typeof caller === "object" && caller !== null)
+      ? { caller: caller as string | { name?: string; number?: string } }
+      : {}),
+    ...(str(body.exten) !== undefined ? { exten: str(body.exten) as string } : {}),
+    ...(str(body.context) !== undefined ? { context: str(body.context) as string } : {}),
+    ...(Array.isArray(body.args) ? { args: body.args.map(String) } : {}),
+    ...(str(body.channelId) !== undefined ? { channelId: str(body.channelId) as string } : {})
+  }
+}
+
 /** What `GET /_sim/<name>` shows, as the handle gives it. */
 const views = (handle: SimulatorHandle): ReadonlyMap<string, () => unknown> =>
   new Map<string, () => unknown>([
@@ -104,34 +119,18 @@ export const handleControl = async (
       case "POST calls": {
         const app = str(body.app)
         if (app === undefined) throw new ControlError(400, "app is required")
-        const caller = body.caller
         const id = handle.placeCall({
           app,
-          ...(str(body.endpoint) !== undefined ? { endpoint: str(body.endpoint) as string } : {}),
-          ...(typeof caller === "string" || (typeof caller === "object" && caller !== null)
-            ? { caller: caller as string | { name?: string; number?: string } }
-            : {}),
-          ...(str(body.exten) !== undefined ? { exten: str(body.exten) as string } : {}),
-          ...(str(body.context) !== undefined ? { context: str(body.context) as string } : {}),
-          ...(Array.isArray(body.args) ? { args: body.args.map(String) } : {}),
-          ...(str(body.channelId) !== undefined ? { channelId: str(body.channelId) as string } : {})
+          ...callOptions(body)
         })
         return send(res, 201, { channelId: id, channel: handle.channels().find((c) => c.id === id) })
       }
       case "POST broadcast-calls": {
-        const caller = body.caller
         const id = handle.placeBroadcastCall({
           ...(str(body.appFilter) !== undefined ? { appFilter: str(body.appFilter) as string } : {}),
           ...(num(body.timeoutMs) !== undefined ? { timeoutMs: num(body.timeoutMs) as number } : {}),
           ...(typeof body.notifyClaimed === "boolean" ? { notifyClaimed: body.notifyClaimed } : {}),
-          ...(str(body.endpoint) !== undefined ? { endpoint: str(body.endpoint) as string } : {}),
-          ...(typeof caller === "string" || (typeof caller === "object" && caller !== null)
-            ? { caller: caller as string | { name?: string; number?: string } }
-            : {}),
-          ...(str(body.exten) !== undefined ? { exten: str(body.exten) as string } : {}),
-          ...(str(body.context) !== undefined ? { context: str(body.context) as string } : {}),
-          ...(Array.isArray(body.args) ? { args: body.args.map(String) } : {}),
-          ...(str(body.channelId) !== undefined ? { channelId: str(body.channelId) as string } : {})
+          ...callOptions(body)
         })
         return send(res, 201, { channelId: id, channel: handle.channels().find((c) => c.id === id) })
       }
