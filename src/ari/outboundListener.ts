@@ -19,6 +19,7 @@ import { createServer as createHttpsServer } from "node:https"
 import type { Duplex } from "node:stream"
 import { Effect, Redacted, Runtime, Schema } from "effect"
 import WebSocket, { WebSocketServer } from "ws"
+import { frameText } from "./socket.js"
 
 export class OutboundListenError extends Schema.TaggedError<OutboundListenError>()("OutboundListenError", {
   message: Schema.String
@@ -150,11 +151,7 @@ export const makeOutboundListener = (
       ws.on("message", (data, isBinary) => {
         entry.heardFrom = true
         if (isBinary) return // ARI only sends text
-        const frame = Buffer.isBuffer(data)
-          ? data.toString("utf8")
-          : Array.isArray(data)
-          ? Buffer.concat(data).toString("utf8")
-          : Buffer.from(data).toString("utf8")
+        const frame = frameText(data)
         try {
           handler.onFrame(frame)
         } catch (error) {

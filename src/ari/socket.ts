@@ -83,6 +83,14 @@ export type AriConnectionState = Data.TaggedEnum<{
 }>
 export const AriConnectionState = Data.taggedEnum<AriConnectionState>()
 
+/** A text frame as a string, however `ws` handed it over (one buffer, fragments, or an ArrayBuffer). */
+export const frameText = (data: WebSocket.RawData): string =>
+  Buffer.isBuffer(data)
+    ? data.toString("utf8")
+    : Array.isArray(data)
+    ? Buffer.concat(data).toString("utf8")
+    : Buffer.from(data).toString("utf8")
+
 export interface AriFrameSinkShape {
   /** Called synchronously for each text frame, in order. Must not block; may call `pause()`. */
   readonly onFrame: (frame: string) => void
@@ -247,11 +255,7 @@ export const makeAriSocket = (options: AriSocketOptions, onFrame: (frame: string
 
     const deliver = (data: WebSocket.RawData, isBinary: boolean) => {
       if (isBinary) return // ARI only sends text
-      const frame = Buffer.isBuffer(data)
-        ? data.toString("utf8")
-        : Array.isArray(data)
-        ? Buffer.concat(data).toString("utf8")
-        : Buffer.from(data).toString("utf8")
+      const frame = frameText(data)
       try {
         onFrame(frame)
       } catch (error) {
