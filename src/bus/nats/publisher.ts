@@ -11,8 +11,8 @@
  * kept (off-heap: unconfirmedWrites.ts) until a PONG confirms the server read it; what is
  * unconfirmed when the connection dies goes back in front of the buffer (`stats().republished`).
  * The server may have read some of them, so a subscriber can receive those twice: dialog events
- * carry `seq` for that. What does not fit the buffer's budget is counted as lost (`stats().unconfirmedLost`; the oldest first, being
- * the likeliest to have reached the server).
+ * carry `seq` for that. What does not fit the buffer's budget is counted as lost
+ * (`stats().unconfirmedLost`; the oldest first, being the likeliest to have reached the server).
  *
  * JetStream mode: topics under `subjectPrefix` are published with a message id (`Nats-Msg-Id`) and
  * a reply subject; the stream answers each with an acknowledgement on one subscription of ours. At
