@@ -14,8 +14,11 @@ export default defineConfig({
     setupFiles: ["test/setup.ts"],
     testTimeout: 30_000,
     hookTimeout: 30_000,
-    // Transport tests share real brokers; files run in parallel, tests inside a file in order.
+    // Transport tests share real brokers; files run in parallel, tests inside a file in order. Most
+    // of a file's time is waiting (brokers, child processes, timers): two workers even on two cores
+    // (vitest's default there is one, which ran the suite file after file).
     fileParallelism: true,
+    maxWorkers: 2,
     reporters: ["default"]
   }
 })
