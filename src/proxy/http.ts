@@ -109,7 +109,8 @@ const busLosses = (stats: BusStats): Array<Sample> => [
   { labels: { reason: "rejected" }, value: (stats.rejected ?? 0) + (stats.nacked ?? 0) }
 ]
 
-const noStats: ProxyStats = {
+/** The stats of a proxy that has seen nothing (before one is observed; tests' idle proxies). */
+export const noProxyStats: ProxyStats = {
   router: makeRouterCounters(),
   dialogs: makeDialogCounters(),
   activeDialogs: 0,
@@ -128,7 +129,7 @@ const byLabel = (counter: LabeledCounter, label: string): Array<Sample> =>
 
 export const renderMetrics = (observed: Observed | undefined): Effect.Effect<string> =>
   Effect.gen(function*() {
-    const stats = observed === undefined ? noStats : yield* observed.proxy.stats
+    const stats = observed === undefined ? noProxyStats : yield* observed.proxy.stats
     const metrics = observed?.metrics ?? noMetrics
     const state = yield* readiness(observed)
     const busStats = busStatsOf(observed?.bus)

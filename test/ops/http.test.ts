@@ -5,18 +5,15 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Fiber, Layer, Logger, LogLevel, Queue, Scope } from "effect"
 import { readFileSync } from "node:fs"
-import { makeClaimCounters } from "../../src/ari/broadcast.js"
 import { AriConnectionState } from "../../src/ari/socket.js"
 import { makeMemoryBus } from "../../src/bus/memory.js"
 import type { NatsBusStats } from "../../src/bus/nats/index.js"
-import { makeDialogCounters } from "../../src/dialog/actor.js"
 import { PresenceAnnouncement } from "../../src/protocol/messages.js"
 import { makeTopics } from "../../src/protocol/topics.js"
 import { proxyApplication } from "../../src/proxy/application.js"
 import { ProxyMetrics } from "../../src/observability/metrics.js"
-import { renderMetrics } from "../../src/proxy/http.js"
+import { noProxyStats, renderMetrics } from "../../src/proxy/http.js"
 import type { ProxyShape } from "../../src/proxy/Proxy.js"
-import { makeRouterCounters } from "../../src/proxy/router.js"
 import { startApp } from "../support/apps.js"
 import { eventually, startSim } from "../support/harness.js"
 import { quietAddress } from "../support/ports.js"
@@ -256,16 +253,7 @@ describe("/metrics", () => {
 describe("/metrics: the bus", () => {
   const idleProxy: ProxyShape = {
     topics: makeTopics(""),
-    stats: Effect.succeed({
-      router: makeRouterCounters(),
-      dialogs: makeDialogCounters(),
-      activeDialogs: 0,
-      boundEntities: 0,
-      deepestMailbox: 0,
-      ariReconnects: 0,
-      unroutedDropped: 0,
-      broadcastClaims: makeClaimCounters()
-    }),
+    stats: Effect.succeed(noProxyStats),
     ready: Effect.succeed(true),
     draining: Effect.succeed(false),
     ariState: Effect.succeed(AriConnectionState.Connected({ connections: 1 })),

@@ -6,7 +6,8 @@
  * collections: kept as strings or as Buffers, every event would be copied and promoted by the
  * collector (measured: twice the GC time of the flood). So each payload is encoded once, into
  * reusable chunks of memory the collector does not move, and the client is handed a view of it;
- * per write, only its topic (a string the dialog keeps anyway) and two numbers are kept.
+ * per write, only its chunk, offset, length and topic are kept. The encoding itself is the largest
+ * cost this adds per event (docs/benchmarks.md, third session).
  */
 import { Fifo } from "../../actor/Fifo.js"
 
