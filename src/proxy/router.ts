@@ -95,6 +95,19 @@ const primaryKeys = (event: JsonObject): Array<EntityKey> => {
   return []
 }
 
+/**
+ * The keys `dialog` does not own yet, or undefined if it owns them all: the usual case (its own
+ * channel's events), where the machine then has nothing to bind and takes its hot path.
+ */
+const notOwnedBy = (
+  registry: Registry<Dialog>,
+  keys: ReadonlyArray<EntityKey>,
+  dialog: Dialog
+): ReadonlyArray<EntityKey> | undefined => {
+  for (const key of keys) if (registry.ownerOf(key) !== dialog) return keys
+  return undefined
+}
+
 export class Router {
   readonly dialogs = new Map<string, Dialog>()
   private readonly registries = new Map<string, Registry<Dialog>>()
@@ -197,7 +210,7 @@ export class Router {
     const finished = finishedEntity(type, event)
     // One owner: the event's own entity belongs with it (a playback found by its target, the
     // other half of a Local channel, a Dial peer of its caller). Several: ambiguous, adopt nothing.
-    const adopt = targets.length === 1 ? primaryKeys(event) : undefined
+    const adopt = targets.length === 1 ? notOwnedBy(registry, primaryKeys(event), targets[0]!) : undefined
     for (const dialog of targets) dialog.input({ _tag: "Event", type, raw: frame, channelId, adopt, finished })
     return { _tag: "Routed", targets }
   }
