@@ -29,7 +29,8 @@ const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
     weight: 12,
     arbitrary: fc.record({
       _tag: fc.constant("Write" as const),
-      topic: fc.constantFrom("events_a", "events_b", "responses_a"),
+      // A topic's bytes are counted apart from its characters: one with UTF-8 beyond ASCII too.
+      topic: fc.constantFrom("events_a", "events_b", "responses_a", "events_é€😀"),
       payload: payloadArbitrary,
       asBytes: fc.boolean()
     })
@@ -48,14 +49,20 @@ describe("UnconfirmedWrites", () => {
         // Small chunks as well as the default: chunks are filled, freed and reused many times per run.
         const store = new UnconfirmedWrites(chunkBytes)
         // What the client was handed, with what it must still read.
-        const handed: Array<{ topic: string; view: Uint8Array; expected: Buffer }> = []
+        const handed: Array<{ topic: string; view: Uint8Array; payload: Buffer; expected: Buffer }> = []
         for (const step of steps) {
           switch (step._tag) {
             case "Write": {
-              const expected = Buffer.from(step.payload)
+              const payload = Buffer.from(step.payload)
+              // The frame the server reads: the protocol line, the payload, CRLF.
+              const expected = Buffer.concat([
+                Buffer.from(`PUB ${step.topic} ${payload.length}\r\n`),
+                payload,
+                Buffer.from("\r\n")
+              ])
               const view = store.add(step.topic, step.asBytes ? Buffer.from(step.payload) : step.payload)
               expect(Buffer.from(view).equals(expected)).toBe(true)
-              handed.push({ topic: step.topic, view, expected })
+              handed.push({ topic: step.topic, view, payload, expected })
               break
             }
             case "Confirm": {
@@ -67,7 +74,7 @@ describe("UnconfirmedWrites", () => {
             case "ConnectionDied": {
               const taken = store.takeAll()
               expect(taken.map((write) => write.topic)).toEqual(handed.map((write) => write.topic))
-              taken.forEach((write, i) => expect(Buffer.from(write.payload).equals(handed[i]!.expected)).toBe(true))
+              taken.forEach((write, i) => expect(Buffer.from(write.payload).equals(handed[i]!.payload)).toBe(true))
               handed.length = 0
               break
             }
@@ -79,6 +86,16 @@ describe("UnconfirmedWrites", () => {
       }),
       { numRuns: 60 }
     )
+  })
+
+  it("a payload over the server's max_payload is refused and nothing of it kept", () => {
+    const store = new UnconfirmedWrites()
+    store.add("events_a", "kept")
+    expect(() => store.add("events_a", "x".repeat(101), 100)).toThrow(/max_payload/)
+    expect(store.length).toBe(1)
+    const next = store.add("events_a", "next", 100)
+    expect(Buffer.from(next).toString()).toBe("PUB events_a 4\r\nnext\r\n")
+    expect(store.takeAll().map((write) => Buffer.from(write.payload).toString())).toEqual(["kept", "next"])
   })
 
   it("a taken-back write is a copy: later writes into the reused chunk do not change it", () => {

@@ -29,7 +29,7 @@ import { Duration, Effect } from "effect"
 import { Fifo } from "../../actor/Fifo.js"
 import type { BusError } from "../Bus.js"
 import { awaitWrite, busError, FirstOnly, OutageLosses, releaseWaiter } from "../internal.js"
-import { socketConnected, transportOf } from "./client.js"
+import { checkPublishable, maxPayload, socketConnected, transportOf, writePublishFrame } from "./client.js"
 import { DRIVER } from "./options.js"
 import { type JetStreamSettings, readAcknowledgement, TEMPORARILY_UNAVAILABLE } from "./stream.js"
 import { UnconfirmedWrites } from "./unconfirmedWrites.js"
@@ -194,9 +194,11 @@ export const makePublisher = (
       reclaimUnconfirmed()
       coreTransport = transport
     }
+    checkPublishable(connection, topic)
+    // Encoded here rather than by the client, to be kept until confirmed.
+    const frame = unconfirmedWrites.add(topic, payload, maxPayload(connection))
     confirmSoon(connection)
-    // Encoded here rather than by the client (which would do the same), to be kept until confirmed.
-    connection.publish(topic, unconfirmedWrites.add(topic, payload))
+    writePublishFrame(connection, frame)
     coreWritten++
   }
 

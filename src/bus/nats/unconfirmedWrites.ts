@@ -4,14 +4,21 @@
  *
  * Under load a write waits a few milliseconds for its PONG, long enough to outlive young-generation
  * collections: kept as strings or as Buffers, every event would be copied and promoted by the
- * collector (measured: twice the GC time of the flood). So each payload is encoded once, into
- * reusable chunks of memory the collector does not move, and the client is handed a view of it;
- * per write, only its chunk, offset, length and topic are kept. The encoding itself is the largest
- * cost this adds per event (docs/benchmarks.md, third session).
+ * collector (measured: twice the GC time of the flood). So each write is encoded once, as the whole
+ * protocol frame the server reads (`PUB <topic> <bytes>\r\n<payload>\r\n`), into reusable chunks of
+ * memory the collector does not move, and the client is handed a view of it; per write, only its
+ * chunk, the payload's offset and length, and the topic are kept. Encoding the frame here rather
+ * than in the client spares two allocations per message (docs/benchmarks.md, fourth session).
  */
 import { Fifo } from "../../actor/Fifo.js"
 
 const DEFAULT_CHUNK_BYTES = 256 * 1024
+/** `PUB `, the space before the length, and CRLF. */
+const HEADER_OVERHEAD = 7
+/** A payload length in decimal, at most (a server's max_payload is under 10 GB). */
+const MAX_LENGTH_DIGITS = 10
+const CR = 13
+const LF = 10
 /** Free chunks kept for reuse; beyond, they go to the collector. */
 const SPARE_CHUNKS = 4
 
@@ -23,6 +30,8 @@ export class UnconfirmedWrites {
   private readonly spare: Array<Buffer> = []
   private filling: Buffer | undefined
   private fillOffset = 0
+  private lastTopic = ""
+  private lastTopicBytes = 0
 
   constructor(private readonly chunkBytes = DEFAULT_CHUNK_BYTES) {}
 
@@ -31,19 +40,34 @@ export class UnconfirmedWrites {
     return this.writes.length / 4
   }
 
-  /** Encodes `payload` (or copies it), keeps it with its topic, and returns the bytes to hand to the client. */
-  add(topic: string, payload: string | Uint8Array): Uint8Array {
-    const offset = this.room(payload)
+  /**
+   * Encodes the frame publishing `payload` (text, or bytes taken back from a dead connection) on
+   * `topic`, keeps the write, and returns the frame's bytes for the client. Throws, keeping
+   * nothing, when the payload is over `maxPayload` bytes (the server would close the connection).
+   */
+  add(topic: string, payload: string | Uint8Array, maxPayload = Infinity): Uint8Array {
+    const topicBytes = this.topicBytes(topic)
+    // Room for the longest header before the payload: its length is known only once it is encoded.
+    const headerRoom = HEADER_OVERHEAD + topicBytes + MAX_LENGTH_DIGITS
+    const payloadOffset = this.room(headerRoom, payload)
     const chunk = this.filling!
     let length = payload.length
-    if (typeof payload === "string") length = chunk.write(payload, offset)
-    else chunk.set(payload, offset)
-    this.fillOffset = offset + length
+    if (typeof payload === "string") length = chunk.write(payload, payloadOffset)
+    else chunk.set(payload, payloadOffset)
+    if (length > maxPayload) throw new RangeError(`payload of ${length} bytes over the server's max_payload (${maxPayload})`)
+    const header = "PUB " + topic + " " + length + "\r\n"
+    const lengthDigits = header.length - HEADER_OVERHEAD - topic.length
+    const start = payloadOffset - (HEADER_OVERHEAD + topicBytes + lengthDigits)
+    chunk.write(header, start)
+    const end = payloadOffset + length
+    chunk[end] = CR
+    chunk[end + 1] = LF
+    this.fillOffset = end + 2
     this.writes.push(chunk)
-    this.writes.push(offset)
+    this.writes.push(payloadOffset)
     this.writes.push(length)
     this.writes.push(topic)
-    return chunk.subarray(offset, offset + length)
+    return new Uint8Array(chunk.buffer, chunk.byteOffset + start, end + 2 - start)
   }
 
   /** The oldest `count` writes are confirmed: forgotten, their chunks reused. */
@@ -73,19 +97,32 @@ export class UnconfirmedWrites {
     return taken
   }
 
-  /** The offset in `filling` where `payload` fits, with a new chunk if the current one is too full. */
-  private room(payload: string | Uint8Array): number {
-    const free = this.filling === undefined ? -1 : this.filling.length - this.fillOffset
+  /** UTF-8 bytes of `topic` (a dialog's topics repeat: the last one is remembered). */
+  private topicBytes(topic: string): number {
+    if (topic !== this.lastTopic) {
+      this.lastTopic = topic
+      this.lastTopicBytes = Buffer.byteLength(topic)
+    }
+    return this.lastTopicBytes
+  }
+
+  /**
+   * The offset in `filling` where `payload` goes, `headerRoom` bytes after the write's start, with
+   * room after it for the frame's end; a new chunk if the current one is too full.
+   */
+  private room(headerRoom: number, payload: string | Uint8Array): number {
+    const free = this.filling === undefined ? -1 : this.filling.length - this.fillOffset - headerRoom - 2
     // At most 3 bytes per UTF-16 unit: measure exactly only when that bound does not fit.
-    if (typeof payload === "string" && payload.length * 3 <= free) return this.fillOffset
+    if (typeof payload === "string" && payload.length * 3 <= free) return this.fillOffset + headerRoom
     const bytes = typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength
-    if (bytes <= free) return this.fillOffset
-    this.filling = bytes > this.chunkBytes ?
-      Buffer.allocUnsafeSlow(bytes) :
+    if (bytes <= free) return this.fillOffset + headerRoom
+    const needed = headerRoom + bytes + 2
+    this.filling = needed > this.chunkBytes ?
+      Buffer.allocUnsafeSlow(needed) :
       this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkBytes)
     this.inUse.push(this.filling)
     this.fillOffset = 0
-    return 0
+    return headerRoom
   }
 
   private recycle(chunk: Buffer): void {
