@@ -56,6 +56,28 @@ describe("nats driver", () => {
       expect(seen[0]!.headers).toBe(false)
     }))
 
+  it.scopedLive("refuses a payload over the server's max_payload with a BusError, and goes on publishing", () =>
+    Effect.gen(function*() {
+      const bus = yield* makeNatsBus(options())
+      yield* untilConnected(bus)
+      const topic = uniqueTopic("max-payload")
+      const received: Array<string> = []
+      yield* bus.subscribe(topic, (m) => Effect.sync(() => received.push(m)))
+      const probe = yield* Effect.acquireRelease(
+        Effect.promise(() => connect({ servers: `127.0.0.1:${NATS_PORT}` })),
+        (nc) => Effect.promise(() => nc.close())
+      )
+      const tooLarge = "x".repeat(probe.info!.max_payload + 1)
+      const refused = yield* Effect.flip(bus.publish(topic, tooLarge))
+      expect(refused).toMatchObject({ _tag: "BusError", driver: "nats", operation: "publish" })
+      expect(refused.message).toMatch(/max_payload/)
+      expect(bus.tryPublish(topic, tooLarge)).toBe(false)
+      yield* bus.publish(topic, "after")
+      yield* waitUntil("the next message", () => received.length === 1)
+      expect(received).toEqual(["after"])
+      expect(Effect.runSync(bus.state)).toBe("connected")
+    }))
+
   it.scopedLive("starts while the server is unreachable, reports reconnecting, buffers, then connects", () =>
     Effect.gen(function*() {
       const relay = yield* makeRelay(NATS_PORT)
