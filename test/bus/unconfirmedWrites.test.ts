@@ -98,6 +98,33 @@ describe("UnconfirmedWrites", () => {
     expect(store.takeAll().map((write) => Buffer.from(write.payload).toString())).toEqual(["kept", "next"])
   })
 
+  it("keeps the chunks a flood needed while it lasts, and lets them go once the writes are few again", () => {
+    const chunkBytes = 4096
+    const store = new UnconfirmedWrites(chunkBytes)
+    const event = "e".repeat(1000)
+    const flood = (writes: number) => {
+      for (let i = 0; i < writes; i++) store.add("events_a", event)
+    }
+    // A flood with 200 writes unconfirmed at a time: about 50 chunks in use.
+    flood(200)
+    const inUse = store.chunksHeld
+    expect(inUse).toBeGreaterThanOrEqual(45)
+    for (let round = 0; round < 5; round++) {
+      store.confirm(100)
+      flood(100)
+      // Confirmed chunks are reused: nothing beyond what the flood needed at its peak.
+      expect(store.chunksHeld).toBeLessThanOrEqual(inUse + 1)
+    }
+    store.confirm(store.length)
+    expect(store.chunksHeld).toBeGreaterThanOrEqual(inUse - 1) // still kept, a flood may resume
+    // Quiet: one write confirmed at a time. One chunk is let go per emptying, down to the idle few.
+    for (let i = 0; i < 100; i++) {
+      store.add("events_a", "quiet")
+      store.confirm(1)
+    }
+    expect(store.chunksHeld).toBeLessThanOrEqual(4)
+  })
+
   it("a taken-back write is a copy: later writes into the reused chunk do not change it", () => {
     const store = new UnconfirmedWrites()
     store.add("events_a", "first")
