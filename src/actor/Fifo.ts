@@ -18,6 +18,11 @@ export class Fifo<A> {
     return this.items[this.head]
   }
 
+  /** The item `index` places after the oldest. */
+  at(index: number): A | undefined {
+    return index < 0 ? undefined : this.items[this.head + index]
+  }
+
   shift(): A | undefined {
     if (this.head >= this.items.length) return undefined
     const item = this.items[this.head]

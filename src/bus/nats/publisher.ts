@@ -111,8 +111,6 @@ export const makePublisher = (
   )
 
   // Core NATS writes are confirmed by a PONG: the server answers a PING after reading everything before it.
-  let coreWritten = 0
-  let coreConfirmed = 0
   /** The socket the unconfirmed core writes went to. */
   let coreTransport: object | undefined
   let pingQueued = false
@@ -120,20 +118,12 @@ export const makePublisher = (
   let pongAwaitedOn: object | undefined
   const unconfirmedWrites = new UnconfirmedWrites()
 
-  /** The server read everything up to `mark`: forget those messages. */
-  const confirmUpTo = (mark: number) => {
-    if (mark <= coreConfirmed) return
-    unconfirmedWrites.confirm(mark - coreConfirmed)
-    coreConfirmed = mark
-  }
-
   /**
    * The connection of the unconfirmed writes died: they go back in front of the buffer, to be written
    * again after the reconnect, as far as its count and bytes allow; the oldest beyond it are lost.
    */
   const reclaimUnconfirmed = () => {
-    coreConfirmed = coreWritten
-    if (unconfirmedWrites.length === 0) return
+    if (unconfirmedWrites.isEmpty) return
     const writes = unconfirmedWrites.takeAll()
     const reclaimed: Array<Outgoing> = []
     let count = waiting.length
@@ -171,7 +161,7 @@ export const makePublisher = (
     const transport = coreTransport
     if (transportOf(connection) !== transport || !socketConnected(connection)) return reclaimUnconfirmed()
     if (pongAwaitedOn === transport) return
-    const mark = coreWritten
+    const mark = unconfirmedWrites.mark()
     pongAwaitedOn = transport
     connection.flush().then(
       () => {
@@ -180,8 +170,8 @@ export const makePublisher = (
         if (coreTransport !== transport) return
         // A PONG read on another socket says nothing of what went into this one.
         if (transportOf(connection) !== transport) return reclaimUnconfirmed()
-        confirmUpTo(mark)
-        if (coreWritten > mark) confirmSoon(connection)
+        unconfirmedWrites.confirm(mark)
+        if (!unconfirmedWrites.isEmpty) confirmSoon(connection)
       },
       () => {
         if (pongAwaitedOn === transport) pongAwaitedOn = undefined
@@ -210,7 +200,6 @@ export const makePublisher = (
     const frame = unconfirmedWrites.add(topic, payload, maxPayload(connection))
     confirmSoon(connection)
     writePublishFrame(connection, frame)
-    coreWritten++
   }
 
   const captured = (topic: string) => jetstream !== undefined && topic.startsWith(subjectPrefix)

@@ -6,30 +6,39 @@
  * collections: kept as strings or as Buffers, every event would be copied and promoted by the
  * collector (measured: twice the GC time of the flood). So each write is encoded once, as the whole
  * protocol frame the server reads (`PUB <topic> <bytes>\r\n<payload>\r\n`), into reusable chunks of
- * memory the collector does not move, and the client is handed a view of it; per write, only its
- * chunk, the payload's offset and length, and the topic are kept. Encoding the frame here rather
- * than in the client spares two allocations per message (docs/benchmarks.md, fourth session).
+ * memory the collector does not move, one frame after the other, and the client is handed a view
+ * of it. The chunks are the only record: nothing is kept per write (a confirmation is a position in
+ * them, and what a dead connection leaves is read back out of its frames). Encoding the frame here
+ * rather than in the client spares two allocations per message (docs/benchmarks.md, fourth session).
  */
 import { Fifo } from "../../actor/Fifo.js"
 
 const DEFAULT_CHUNK_BYTES = 256 * 1024
 /** `PUB `, the space before the length, and CRLF. */
 const HEADER_OVERHEAD = 7
-/** A payload length in decimal, at most (a server's max_payload is under 10 GB). */
-const MAX_LENGTH_DIGITS = 10
+const SPACE = 32
 const CR = 13
 const LF = 10
 /** Chunks kept however quiet it is. */
 const CHUNKS_KEPT_IDLE = 4
 
+/** A chunk of frames: where its last frame ends, and the position (in all bytes ever written) of its byte 0. */
+class Chunk {
+  end = 0
+  base = 0
+  constructor(readonly bytes: Buffer) {}
+}
+
+const decimalDigits = (n: number): number => (n < 10 ? 1 : n < 100 ? 2 : n < 1_000 ? 3 : n < 10_000 ? 4 : String(n).length)
+
 export class UnconfirmedWrites {
-  /** Per write: chunk, offset, length, topic. */
-  private readonly writes = new Fifo<string | Buffer | number>()
   /** Chunks holding unconfirmed writes, oldest first; the last is being filled. */
-  private readonly inUse = new Fifo<Buffer>()
-  private readonly spare: Array<Buffer> = []
-  private filling: Buffer | undefined
-  private fillOffset = 0
+  private readonly inUse = new Fifo<Chunk>()
+  private readonly spare: Array<Chunk> = []
+  /** Bytes written so far, every frame one after the other: the position after the last write. */
+  private written = 0
+  /** The position up to which the server has read everything. */
+  private confirmed = 0
   /**
    * How many chunks (in use and spare) are kept: the most ever in use at once, less one each time
    * the store empties. A flood keeps megabytes unconfirmed (the server answers a PING only after
@@ -43,9 +52,9 @@ export class UnconfirmedWrites {
 
   constructor(private readonly chunkBytes = DEFAULT_CHUNK_BYTES) {}
 
-  /** Writes kept. */
-  get length(): number {
-    return this.writes.length / 4
+  /** Whether every write is confirmed. */
+  get isEmpty(): boolean {
+    return this.confirmed === this.written
   }
 
   /** Chunks held, in use or spare: the memory the store keeps outside the heap is this many × the chunk size. */
@@ -55,63 +64,102 @@ export class UnconfirmedWrites {
 
   /**
    * Encodes the frame publishing `payload` (text, or bytes taken back from a dead connection) on
-   * `topic`, keeps the write, and returns the frame's bytes for the client. Throws, keeping
-   * nothing, when the payload is over `maxPayload` bytes (the server would close the connection).
+   * `topic` (a subject the caller checked: no spaces), keeps it, and returns its bytes for the
+   * client. Throws, keeping nothing, when the payload is over `maxPayload` bytes (the server
+   * would close the connection).
    */
   add(topic: string, payload: string | Uint8Array, maxPayload = Infinity): Uint8Array {
-    const topicBytes = this.topicBytes(topic)
-    // Room for the longest header before the payload: its length is known only once it is encoded.
-    const headerRoom = HEADER_OVERHEAD + topicBytes + MAX_LENGTH_DIGITS
-    const payloadOffset = this.room(headerRoom, payload)
-    const chunk = this.filling!
+    const lengthDigits = this.lengthDigits(payload)
+    const headerBytes = HEADER_OVERHEAD + this.topicBytes(topic) + lengthDigits
+    const chunk = this.room(headerBytes, payload)
+    const bytes = chunk.bytes
+    const start = chunk.end
+    const payloadOffset = start + headerBytes
     let length = payload.length
-    if (typeof payload === "string") length = chunk.write(payload, payloadOffset)
-    else chunk.set(payload, payloadOffset)
+    if (typeof payload === "string") length = bytes.write(payload, payloadOffset)
+    else bytes.set(payload, payloadOffset)
     if (length > maxPayload) throw new RangeError(`payload of ${length} bytes over the server's max_payload (${maxPayload})`)
-    const header = "PUB " + topic + " " + length + "\r\n"
-    const lengthDigits = header.length - HEADER_OVERHEAD - topic.length
-    const start = payloadOffset - (HEADER_OVERHEAD + topicBytes + lengthDigits)
-    chunk.write(header, start)
+    bytes.write("PUB " + topic + " " + length + "\r\n", start)
     const end = payloadOffset + length
-    chunk[end] = CR
-    chunk[end + 1] = LF
-    this.fillOffset = end + 2
-    this.writes.push(chunk)
-    this.writes.push(payloadOffset)
-    this.writes.push(length)
-    this.writes.push(topic)
-    return new Uint8Array(chunk.buffer, chunk.byteOffset + start, end + 2 - start)
+    bytes[end] = CR
+    bytes[end + 1] = LF
+    chunk.end = end + 2
+    this.written += chunk.end - start
+    return new Uint8Array(bytes.buffer, bytes.byteOffset + start, end + 2 - start)
   }
 
-  /** The oldest `count` writes are confirmed: forgotten, their chunks reused. */
-  confirm(count: number): void {
-    for (let i = 0; i < count && this.writes.length > 0; i++) {
-      this.writes.shift()
-      this.writes.shift()
-      this.writes.shift()
-      this.writes.shift()
-    }
-    const oldestChunk = this.writes.length > 0 ? this.writes.peek() as Buffer : this.filling
-    while (this.inUse.length > 0 && this.inUse.peek() !== oldestChunk) this.recycle(this.inUse.shift()!)
-    if (this.writes.length === 0) {
-      this.fillOffset = 0 // nothing to keep: the chunk being filled starts over
-      this.chunksKept = Math.max(CHUNKS_KEPT_IDLE, this.inUse.length, this.chunksKept - 1)
-      if (this.inUse.length + this.spare.length > this.chunksKept) this.spare.pop()
-    }
+  /** The position after the last write: confirming it confirms every write so far. */
+  mark(): number {
+    return this.written
   }
 
-  /** Removes every write, oldest first, as topic and a copy of its bytes (the chunks are reused). */
+  /**
+   * The server read everything before `mark`: those writes are forgotten, their chunks reused. A
+   * mark at or behind what is confirmed already (a late PONG, one of a connection whose writes were
+   * taken back) changes nothing.
+   */
+  confirm(mark: number): void {
+    if (mark <= this.confirmed) return
+    this.confirmed = mark
+    while (this.inUse.length > 1) {
+      const oldest = this.inUse.peek()!
+      if (oldest.base + oldest.end > mark) break
+      this.recycle(this.inUse.shift()!)
+    }
+    if (this.isEmpty) this.emptied()
+  }
+
+  /** Removes every write, oldest first, as topic and a copy of its payload (the chunks are reused). */
   takeAll(): Array<{ readonly topic: string; readonly payload: Uint8Array }> {
     const taken: Array<{ readonly topic: string; readonly payload: Uint8Array }> = []
-    while (this.writes.length > 0) {
-      const chunk = this.writes.shift() as Buffer
-      const offset = this.writes.shift() as number
-      const length = this.writes.shift() as number
-      const topic = this.writes.shift() as string
-      taken.push({ topic, payload: Buffer.from(chunk.subarray(offset, offset + length)) })
+    let offset = this.inUse.length > 0 ? this.confirmed - this.inUse.peek()!.base : 0
+    while (this.inUse.length > 0) {
+      const chunk = this.inUse.peek()!
+      const bytes = chunk.bytes
+      while (offset < chunk.end) {
+        // PUB <topic> <length>\r\n<payload>\r\n
+        const topicEnd = bytes.indexOf(SPACE, offset + 4)
+        const lineEnd = bytes.indexOf(CR, topicEnd + 1)
+        const length = Number(bytes.toString("latin1", topicEnd + 1, lineEnd))
+        const payloadStart = lineEnd + 2
+        taken.push({
+          topic: bytes.toString("utf8", offset + 4, topicEnd),
+          payload: Buffer.from(bytes.subarray(payloadStart, payloadStart + length))
+        })
+        offset = payloadStart + length + 2
+      }
+      if (this.inUse.length === 1) break
+      this.recycle(this.inUse.shift()!)
+      offset = 0
     }
-    this.confirm(0)
+    this.confirmed = this.written
+    this.emptied()
     return taken
+  }
+
+  /** Nothing unconfirmed: the chunk being filled starts over, and one chunk more than needed is let go. */
+  private emptied(): void {
+    const filling = this.inUse.peek()
+    if (filling !== undefined) {
+      filling.end = 0
+      filling.base = this.written
+    }
+    this.chunksKept = Math.max(CHUNKS_KEPT_IDLE, this.inUse.length, this.chunksKept - 1)
+    if (this.inUse.length + this.spare.length > this.chunksKept) this.spare.pop()
+  }
+
+  private inUseLast(): Chunk {
+    return this.inUse.at(this.inUse.length - 1)!
+  }
+
+  /**
+   * Decimal digits of the payload's UTF-8 length, before it is encoded (the header goes first): a
+   * string of n UTF-16 units takes n to 3n bytes, so only when those differ in digits is it measured.
+   */
+  private lengthDigits(payload: string | Uint8Array): number {
+    if (typeof payload !== "string") return decimalDigits(payload.byteLength)
+    const fewest = decimalDigits(payload.length)
+    return fewest === decimalDigits(payload.length * 3) ? fewest : decimalDigits(Buffer.byteLength(payload))
   }
 
   /** UTF-8 bytes of `topic` (a dialog's topics repeat: the last one is remembered). */
@@ -123,29 +171,27 @@ export class UnconfirmedWrites {
     return this.lastTopicBytes
   }
 
-  /**
-   * The offset in `filling` where `payload` goes, `headerRoom` bytes after the write's start, with
-   * room after it for the frame's end; a new chunk if the current one is too full.
-   */
-  private room(headerRoom: number, payload: string | Uint8Array): number {
-    const free = this.filling === undefined ? -1 : this.filling.length - this.fillOffset - headerRoom - 2
+  /** The chunk the frame goes into (its header is `headerBytes`): the one being filled, or a new one. */
+  private room(headerBytes: number, payload: string | Uint8Array): Chunk {
+    const filling = this.inUse.length > 0 ? this.inUseLast() : undefined
+    const free = filling === undefined ? -1 : filling.bytes.length - filling.end - headerBytes - 2
     // At most 3 bytes per UTF-16 unit: measure exactly only when that bound does not fit.
-    if (typeof payload === "string" && payload.length * 3 <= free) return this.fillOffset + headerRoom
-    const bytes = typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength
-    if (bytes <= free) return this.fillOffset + headerRoom
-    const needed = headerRoom + bytes + 2
-    this.filling = needed > this.chunkBytes ?
-      Buffer.allocUnsafeSlow(needed) :
-      this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkBytes)
-    this.inUse.push(this.filling)
+    if (typeof payload === "string" && payload.length * 3 <= free) return filling!
+    const payloadBytes = typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength
+    if (payloadBytes <= free) return filling!
+    const needed = headerBytes + payloadBytes + 2
+    const chunk = needed > this.chunkBytes ?
+      new Chunk(Buffer.allocUnsafeSlow(needed)) :
+      this.spare.pop() ?? new Chunk(Buffer.allocUnsafeSlow(this.chunkBytes))
+    chunk.end = 0
+    chunk.base = this.written
+    this.inUse.push(chunk)
     if (this.inUse.length > this.chunksKept) this.chunksKept = this.inUse.length
-    this.fillOffset = 0
-    return headerRoom
+    return chunk
   }
 
-  private recycle(chunk: Buffer): void {
-    if (chunk === this.filling) return
-    if (chunk.length === this.chunkBytes && this.inUse.length + this.spare.length < this.chunksKept) {
+  private recycle(chunk: Chunk): void {
+    if (chunk.bytes.length === this.chunkBytes && this.inUse.length + this.spare.length < this.chunksKept) {
       this.spare.push(chunk)
     }
   }
