@@ -62,6 +62,46 @@ const targetKey = (uri: unknown): EntityKey | undefined => {
 }
 
 
+/** What one event field holds: a Channel, a Bridge, a bridge id, a Playback or a Recording. */
+type EntityField = "channel" | "bridge" | "bridgeId" | "playback" | "recording"
+
+/** Every field that may name an entity, in the order its keys come out (the primary entity first). */
+const entityFields: ReadonlyArray<readonly [string, EntityField]> = [
+  ...channelFields.map((field) => [field, "channel"] as const),
+  ...bridgeFields.map((field) => [field, "bridge"] as const),
+  ["destination_bridge", "bridgeId"],
+  ["playback", "playback"],
+  ["recording", "recording"]
+]
+const entityFieldRank = new Map(entityFields.map(([field], rank) => [field, rank]))
+
+const addKeysOf = (field: string, kind: EntityField, event: JsonObject, keys: Array<EntityKey>): void => {
+  const value = event[field]
+  switch (kind) {
+    case "channel":
+      if (isJsonObject(value) && typeof value.id === "string") {
+        keys.push(channelKey(value.id))
+        const pair = localPairOf(value.name)
+        if (pair !== undefined) keys.push(pair)
+      }
+      return
+    case "bridge":
+      if (isJsonObject(value) && typeof value.id === "string") keys.push(bridgeKey(value.id))
+      return
+    case "bridgeId":
+      if (typeof value === "string" && value !== "") keys.push(bridgeKey(value))
+      return
+    case "playback":
+    case "recording": {
+      if (!isJsonObject(value)) return
+      const id = kind === "playback" ? value.id : value.name
+      if (typeof id === "string") keys.push(kind === "playback" ? playbackKey(id) : recordingKey(id))
+      const target = targetKey(value.target_uri)
+      if (target !== undefined) keys.push(target)
+    }
+  }
+}
+
 /**
  * The entity keys an ARI event names, primary entity first. A Local channel also yields its pair
  * key; a playback or recording also yields the key of its target (it may start before the
@@ -69,32 +109,18 @@ const targetKey = (uri: unknown): EntityKey | undefined => {
  */
 export const eventEntityKeys = (event: JsonObject): Array<EntityKey> => {
   const keys: Array<EntityKey> = []
-  for (const field of channelFields) {
-    const channel = event[field]
-    if (isJsonObject(channel) && typeof channel.id === "string") {
-      keys.push(channelKey(channel.id))
-      const pair = localPairOf(channel.name)
-      if (pair !== undefined) keys.push(pair)
-    }
+  // The event's own fields (a handful) are looked up, rather than every field that may name an
+  // entity (two dozen, nearly all absent): this runs for every event.
+  let ranks: Array<number> | undefined
+  for (const field in event) {
+    const rank = entityFieldRank.get(field)
+    if (rank !== undefined) (ranks ??= []).push(rank)
   }
-  for (const field of bridgeFields) {
-    const bridge = event[field]
-    if (isJsonObject(bridge) && typeof bridge.id === "string") keys.push(bridgeKey(bridge.id))
-  }
-  if (typeof event.destination_bridge === "string" && event.destination_bridge !== "") {
-    keys.push(bridgeKey(event.destination_bridge))
-  }
-  const playback = event.playback
-  if (isJsonObject(playback)) {
-    if (typeof playback.id === "string") keys.push(playbackKey(playback.id))
-    const target = targetKey(playback.target_uri)
-    if (target !== undefined) keys.push(target)
-  }
-  const recording = event.recording
-  if (isJsonObject(recording)) {
-    if (typeof recording.name === "string") keys.push(recordingKey(recording.name))
-    const target = targetKey(recording.target_uri)
-    if (target !== undefined) keys.push(target)
+  if (ranks === undefined) return keys
+  if (ranks.length > 1) ranks.sort((a, b) => a - b)
+  for (const rank of ranks) {
+    const [field, kind] = entityFields[rank]!
+    addKeysOf(field, kind, event, keys)
   }
   return keys
 }
