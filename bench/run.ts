@@ -3,8 +3,8 @@
  * and RabbitMQ (publisher confirms on), in one run. For each driver and each system under test:
  *
  * - floods of 20,000 events on one dialog: events/s from the first frame sent to the last event
- *   received, the system's CPU per event, events lost and out of order (by `x_seq`); a warm-up
- *   round, then repetitions alternating raw pipe and proxy (median reported);
+ *   received, the system's CPU per event, events lost and out of order (by `x_seq`); three warm-up
+ *   floods, then repetitions alternating raw pipe and proxy (median reported);
  * - 1,000 sequential commands (`POST /channels/<id>/answer`): round trip p50 and p99;
  * - a burst of new calls: new dialogs per second and the system's CPU per call (first call placed
  *   → last AppStart received), after a warm-up burst of half its size (at most 2,000) hung up;
@@ -39,6 +39,8 @@ import { AMQP_URL, type Driver, NATS_URL, startSut, type SutKind, type SutTarget
 import type { MemoryFigure, WorkerRequest, WorkerSpec } from "./worker.js"
 
 const FLOOD = 20_000
+/** Floods per system before the measured ones: V8 optimises the proxy's larger code over several. */
+const WARM_UP_FLOODS = 3
 const COMMANDS = 1_000
 const REPS = Number(process.env.BENCH_REPS ?? 5)
 const BURST: Record<Driver, number> = { memory: 10_000, nats: 10_000, rabbitmq: 2_000 }
@@ -353,7 +355,7 @@ const runDriver = async (driver: Driver): Promise<DriverResult> => {
   const floods: Record<SutKind, Array<FloodFigure>> = { raw: [], proxy: [] }
   log("warm-up")
   for (const lane of lanes) {
-    await floodOnce(lane)
+    for (let i = 0; i < WARM_UP_FLOODS; i++) await floodOnce(lane)
     await commandRoundTrips(lane, 200)
   }
   for (let rep = 0; rep < REPS; rep++) {
