@@ -49,7 +49,12 @@ class Outgoing {
   bytes = 0
   constructor(
     readonly topic: string,
-    readonly payload: string,
+    /**
+     * The text until it is written; then the bytes written, kept for a republish until confirmed.
+     * A string kept that long outlives young-generation collections under a flood and is copied
+     * into the old generation; the bytes live outside the collector's heap.
+     */
+    public payload: string | Buffer,
     /** The default exchange (a queue named `topic`), or the broadcast exchange. */
     readonly exchange: string
   ) {}
@@ -115,13 +120,9 @@ export const makePublisher = (
 
   const write = (entry: Outgoing, current: Link) => {
     entry.generation = current.generation
-    current.publisher.publish(
-      entry.exchange,
-      entry.topic,
-      Buffer.from(entry.payload, "utf8"),
-      PUBLISH_PROPERTIES,
-      (error) => settle(entry, error)
-    )
+    const content = typeof entry.payload === "string" ? Buffer.from(entry.payload, "utf8") : entry.payload
+    entry.payload = content
+    current.publisher.publish(entry.exchange, entry.topic, content, PUBLISH_PROPERTIES, (error) => settle(entry, error))
     current.flushPublisher()
     entry.written = true
     inflight++
