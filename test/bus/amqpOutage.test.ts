@@ -7,7 +7,7 @@
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import amqp from "amqplib"
-import { Chunk, Effect, Fiber, HashMap, Logger, LogLevel, Stream } from "effect"
+import { Chunk, Effect, Fiber, HashMap, Logger, LogLevel, Option, Stream } from "effect"
 import { type AmqpBus, type AmqpOptions, makeAmqpBus } from "../../src/bus/amqp/index.js"
 import { makeAriClient } from "../../src/client/AriClient.js"
 import { renderMetrics } from "../../src/proxy/http.js"
@@ -269,7 +269,27 @@ const dialogFloodedThroughOutage = (publishBufferSize: number) =>
     // The call ends: its last events come after any gap, so the client sees every gap.
     yield* waitUntil("the flood published", () => proxyBus.stats().buffered === 0, 20_000)
     sim.hangup(channelId)
-    yield* dialog.ended
+    // The end once failed to reach the client under heavy load (not reproduced since): if it
+    // does not come, the failure says where it stopped.
+    const ended = yield* Effect.timeout(dialog.ended, "30 seconds").pipe(Effect.option)
+    if (Option.isNone(ended)) {
+      const proxyDialogs = proxy.dialogs().map(({ depth, id, state }) => ({
+        id,
+        depth,
+        ended: state.ended,
+        ending: state.ending,
+        announced: state.announced,
+        holding: state.holding,
+        released: state.released,
+        queued: state.queue.length
+      }))
+      const seen = yield* dialog.delivery
+      return yield* Effect.dieMessage(
+        `the dialog's end never reached the client: ${
+          JSON.stringify({ proxyDialogs, bus: proxyBus.stats(), client: seen, digits })
+        }`
+      )
+    }
     const delivery = yield* dialog.delivery
     const stats = proxyBus.stats()
     const missing = delivery.gaps.reduce((sum, gap) => sum + gap.missing, 0)
