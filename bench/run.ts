@@ -3,7 +3,7 @@
  * and RabbitMQ (publisher confirms on), in one run. For each driver and each system under test:
  *
  * - floods of 20,000 events on one dialog: events/s from the first frame sent to the last event
- *   received, the system's CPU per event, events lost and out of order (by `x_seq`); three warm-up
+ *   received, the system's CPU per event, events lost and out of order (by `x_seq`); six warm-up
  *   floods, then repetitions alternating raw pipe and proxy (median reported);
  * - 1,000 sequential commands (`POST /channels/<id>/answer`), in turns of 100 alternating between
  *   the systems: round trip p50 and p99;
@@ -41,7 +41,7 @@ import type { MemoryFigure, WorkerRequest, WorkerSpec } from "./worker.js"
 
 const FLOOD = 20_000
 /** Floods per system before the measured ones: V8 optimises the proxy's larger code over several. */
-const WARM_UP_FLOODS = 3
+const WARM_UP_FLOODS = 6
 const COMMANDS = 1_000
 const REPS = Number(process.env.BENCH_REPS ?? 5)
 const BURST: Record<Driver, number> = { memory: 10_000, nats: 10_000, rabbitmq: 2_000 }
