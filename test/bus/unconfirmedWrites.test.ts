@@ -9,7 +9,14 @@ import { FastCheck as fc } from "effect"
 import { UnconfirmedWrites } from "../../src/bus/nats/unconfirmedWrites.js"
 
 type Step =
-  | { readonly _tag: "Write"; readonly topic: string; readonly payload: string; readonly asBytes: boolean }
+  | {
+    readonly _tag: "Write"
+    readonly topic: string
+    readonly payload: string
+    readonly asBytes: boolean
+    /** The server's max_payload, when the step has one (a payload over it is refused). */
+    readonly maxPayload: number | null
+  }
   /** A PING: the position after every write so far. */
   | { readonly _tag: "Mark" }
   /** A PONG, for any mark taken so far (the latest, an older one, or one of a dead connection). */
@@ -43,13 +50,16 @@ const stepArbitrary: fc.Arbitrary<Step> = fc.oneof(
       // A topic's bytes are counted apart from its characters: one with UTF-8 beyond ASCII too.
       topic: fc.constantFrom("events_a", "events_b", "responses_a", "events_é€😀"),
       payload: payloadArbitrary,
-      asBytes: fc.boolean()
+      asBytes: fc.boolean(),
+      maxPayload: fc.option(fc.integer({ min: 0, max: 200_000 }), { freq: 4 })
     })
   },
   { weight: 3, arbitrary: fc.constant({ _tag: "Mark" as const }) },
   { weight: 4, arbitrary: fc.record({ _tag: fc.constant("Confirm" as const), pick: fc.nat() }) },
   { weight: 1, arbitrary: fc.constant({ _tag: "ConnectionDied" as const }) }
 )
+
+const DEFAULT_CHUNK_BYTES = 256 * 1024
 
 /** The frame the server reads: the protocol line, the payload, CRLF. */
 const frameOf = (topic: string, payload: Buffer) =>
@@ -74,8 +84,14 @@ describe("UnconfirmedWrites", () => {
           switch (step._tag) {
             case "Write": {
               const payload = Buffer.from(step.payload)
+              const given = step.asBytes ? Buffer.from(step.payload) : step.payload
+              if (step.maxPayload !== null && payload.length > step.maxPayload) {
+                // Refused, and nothing of it kept: the checks below see the store as it was.
+                expect(() => store.add(step.topic, given, step.maxPayload!)).toThrow(/max_payload/)
+                break
+              }
               const expected = frameOf(step.topic, payload)
-              const view = store.add(step.topic, step.asBytes ? Buffer.from(step.payload) : step.payload)
+              const view = store.add(step.topic, given, step.maxPayload ?? undefined)
               expect(Buffer.from(view).equals(expected)).toBe(true)
               handed.push({ index: written++, topic: step.topic, view, payload, expected })
               break
@@ -107,6 +123,8 @@ describe("UnconfirmedWrites", () => {
           // Every unconfirmed write still reads as it was handed out: no chunk was reused under it.
           for (const write of handed) expect(Buffer.from(write.view).equals(write.expected)).toBe(true)
           expect(store.isEmpty).toBe(handed.length === 0)
+          // Once everything is confirmed, no chunk made for one large payload is kept.
+          if (store.isEmpty) expect(store.bytesHeld % (chunkBytes ?? DEFAULT_CHUNK_BYTES)).toBe(0)
         }
       }),
       { numRuns: 60 }
@@ -132,7 +150,8 @@ describe("UnconfirmedWrites", () => {
     flood(100)
     let half = store.mark()
     flood(100)
-    const inUse = store.chunksHeld
+    const chunksHeld = () => store.bytesHeld / 4096
+    const inUse = chunksHeld()
     expect(inUse).toBeGreaterThanOrEqual(45)
     for (let round = 0; round < 5; round++) {
       const next = store.mark()
@@ -140,17 +159,30 @@ describe("UnconfirmedWrites", () => {
       half = next
       flood(100)
       // Confirmed chunks are reused: nothing beyond what the flood needed at its peak.
-      expect(store.chunksHeld).toBeLessThanOrEqual(inUse + 1)
+      expect(chunksHeld()).toBeLessThanOrEqual(inUse + 1)
     }
     store.confirm(store.mark())
     expect(store.isEmpty).toBe(true)
-    expect(store.chunksHeld).toBeGreaterThanOrEqual(inUse - 1) // still kept, a flood may resume
+    expect(chunksHeld()).toBeGreaterThanOrEqual(inUse - 1) // still kept, a flood may resume
     // Quiet: one write confirmed at a time. One chunk is let go per emptying, down to the idle few.
     for (let i = 0; i < 100; i++) {
       store.add("events_a", "quiet")
       store.confirm(store.mark())
     }
-    expect(store.chunksHeld).toBeLessThanOrEqual(4)
+    expect(chunksHeld()).toBeLessThanOrEqual(4)
+  })
+
+  it("a payload larger than a chunk, refused or confirmed, leaves no chunk of its size behind", () => {
+    const store = new UnconfirmedWrites(4096)
+    store.add("events_a", "small")
+    store.confirm(store.mark())
+    const held = store.bytesHeld
+    expect(() => store.add("events_a", "x".repeat(20_000), 10_000)).toThrow(/max_payload/)
+    expect(store.bytesHeld).toBe(held)
+    store.add("events_a", "y".repeat(20_000))
+    store.confirm(store.mark())
+    expect(store.bytesHeld % 4096).toBe(0)
+    expect(store.bytesHeld).toBeLessThanOrEqual(held)
   })
 
   it("a taken-back write is a copy: later writes into the reused chunk do not change it", () => {

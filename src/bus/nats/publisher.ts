@@ -160,7 +160,6 @@ export const makePublisher = (
     pingQueued = false
     const transport = coreTransport
     if (transportOf(connection) !== transport || !socketConnected(connection)) return reclaimUnconfirmed()
-    if (pongAwaitedOn === transport) return
     const mark = unconfirmedWrites.mark()
     pongAwaitedOn = transport
     connection.flush().then(

@@ -29,6 +29,9 @@ class Chunk {
   constructor(readonly bytes: Buffer) {}
 }
 
+const overMaxPayload = (bytes: number, maxPayload: number) =>
+  new RangeError(`payload of ${bytes} bytes over the server's max_payload (${maxPayload})`)
+
 const decimalDigits = (n: number): number => (n < 10 ? 1 : n < 100 ? 2 : n < 1_000 ? 3 : n < 10_000 ? 4 : String(n).length)
 
 export class UnconfirmedWrites {
@@ -57,9 +60,12 @@ export class UnconfirmedWrites {
     return this.confirmed === this.written
   }
 
-  /** Chunks held, in use or spare: the memory the store keeps outside the heap is this many × the chunk size. */
-  get chunksHeld(): number {
-    return this.inUse.length + this.spare.length
+  /** The memory the store keeps outside the heap: its chunks, in use or spare. */
+  get bytesHeld(): number {
+    let bytes = 0
+    for (let i = 0; i < this.inUse.length; i++) bytes += this.inUse.at(i)!.bytes.length
+    for (const chunk of this.spare) bytes += chunk.bytes.length
+    return bytes
   }
 
   /**
@@ -71,14 +77,14 @@ export class UnconfirmedWrites {
   add(topic: string, payload: string | Uint8Array, maxPayload = Infinity): Uint8Array {
     const lengthDigits = this.lengthDigits(payload)
     const headerBytes = HEADER_OVERHEAD + this.topicBytes(topic) + lengthDigits
-    const chunk = this.room(headerBytes, payload)
+    const chunk = this.room(headerBytes, payload, maxPayload)
     const bytes = chunk.bytes
     const start = chunk.end
     const payloadOffset = start + headerBytes
     let length = payload.length
     if (typeof payload === "string") length = bytes.write(payload, payloadOffset)
     else bytes.set(payload, payloadOffset)
-    if (length > maxPayload) throw new RangeError(`payload of ${length} bytes over the server's max_payload (${maxPayload})`)
+    if (length > maxPayload) throw overMaxPayload(length, maxPayload)
     bytes.write("PUB " + topic + " " + length + "\r\n", start)
     const end = payloadOffset + length
     bytes[end] = CR
@@ -137,10 +143,15 @@ export class UnconfirmedWrites {
     return taken
   }
 
-  /** Nothing unconfirmed: the chunk being filled starts over, and one chunk more than needed is let go. */
+  /**
+   * Nothing unconfirmed: the chunk being filled starts over (or goes, if it was made for one large
+   * payload), and one chunk more than needed is let go.
+   */
   private emptied(): void {
     const filling = this.inUse.peek()
-    if (filling !== undefined) {
+    if (filling !== undefined && filling.bytes.length !== this.chunkBytes) {
+      this.inUse.shift()
+    } else if (filling !== undefined) {
       filling.end = 0
       filling.base = this.written
     }
@@ -171,14 +182,18 @@ export class UnconfirmedWrites {
     return this.lastTopicBytes
   }
 
-  /** The chunk the frame goes into (its header is `headerBytes`): the one being filled, or a new one. */
-  private room(headerBytes: number, payload: string | Uint8Array): Chunk {
+  /**
+   * The chunk the frame goes into (its header is `headerBytes`): the one being filled, or a new
+   * one. A payload measured over `maxPayload` is refused before any chunk is made for it.
+   */
+  private room(headerBytes: number, payload: string | Uint8Array, maxPayload: number): Chunk {
     const filling = this.inUse.length > 0 ? this.inUseLast() : undefined
     const free = filling === undefined ? -1 : filling.bytes.length - filling.end - headerBytes - 2
     // At most 3 bytes per UTF-16 unit: measure exactly only when that bound does not fit.
     if (typeof payload === "string" && payload.length * 3 <= free) return filling!
     const payloadBytes = typeof payload === "string" ? Buffer.byteLength(payload) : payload.byteLength
     if (payloadBytes <= free) return filling!
+    if (payloadBytes > maxPayload) throw overMaxPayload(payloadBytes, maxPayload)
     const needed = headerBytes + payloadBytes + 2
     const chunk = needed > this.chunkBytes ?
       new Chunk(Buffer.allocUnsafeSlow(needed)) :
