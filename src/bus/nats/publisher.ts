@@ -9,8 +9,8 @@
  * (`stats().dropped`) and logged, one line per outage. Messages written into a connection that
  * then dies are not lost either: a PING is sent behind the writes (one awaiting its PONG at a
  * time), and every message is kept (off-heap: unconfirmedWrites.ts) until a PONG confirms the
- * server read it; what is
- * unconfirmed when the connection dies goes back in front of the buffer (`stats().republished`).
+ * server read it; what is unconfirmed when the connection dies goes back in front of the buffer
+ * (`stats().republished`).
  * The server may have read some of them, so a subscriber can receive those twice: dialog events
  * carry `seq` for that. What does not fit the buffer's budget is counted as lost
  * (`stats().unconfirmedLost`; the oldest first, being the likeliest to have reached the server).
